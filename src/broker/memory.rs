@@ -1,0 +1,239 @@
+//! [`Broker`] in process memory: topics fan out to subscriptions, leases expire and redeliver,
+//! `modify_ack_deadline` works as on Pub/Sub. For unit tests and as a testing helper; never a
+//! proof of a Pub/Sub behaviour.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{Broker, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+struct Stored {
+    id: String,
+    data: Vec<u8>,
+    attributes: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct Sub {
+    ready: VecDeque<Stored>,
+    leased: HashMap<String, (Stored, Instant)>,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, Vec<String>>,
+    subs: HashMap<String, Sub>,
+    next_id: u64,
+}
+
+impl State {
+    fn expire(&mut self, now: Instant) {
+        for sub in self.subs.values_mut() {
+            let expired: Vec<String> = sub
+                .leased
+                .iter()
+                .filter(|(_, (_, until))| *until <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                if let Some((m, _)) = sub.leased.remove(&k) {
+                    sub.ready.push_back(m);
+                }
+            }
+        }
+    }
+}
+
+/// An in-memory broker. Clones share state.
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+}
+
+impl MemoryBroker {
+    /// An empty broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bodies of the messages waiting (not leased) in a subscription, oldest first.
+    pub fn pending(&self, subscription: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+        let mut st = self.lock();
+        st.expire(Instant::now());
+        st.subs
+            .get(subscription)
+            .map(|s| s.ready.iter().map(|m| (m.data.clone(), m.attributes.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Messages waiting or leased in a subscription.
+    pub fn outstanding(&self, subscription: &str) -> usize {
+        let st = self.lock();
+        st.subs
+            .get(subscription)
+            .map(|s| s.ready.len() + s.leased.len())
+            .unwrap_or(0)
+    }
+
+    fn not_found(operation: &'static str, resource: &str) -> Error {
+        Error::Broker {
+            operation,
+            resource: resource.to_string(),
+            message: "NotFound".into(),
+            not_found: true,
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    async fn create_topic(&self, topic: &str) -> Result<()> {
+        self.lock().topics.entry(topic.to_string()).or_default();
+        Ok(())
+    }
+
+    async fn create_subscription(&self, subscription: &str, topic: &str, _ack_deadline: Duration) -> Result<()> {
+        let mut st = self.lock();
+        if st.subs.contains_key(subscription) {
+            return Ok(());
+        }
+        let subs = st
+            .topics
+            .get_mut(topic)
+            .ok_or_else(|| Self::not_found("create subscription", topic))?;
+        subs.push(subscription.to_string());
+        st.subs.insert(subscription.to_string(), Sub::default());
+        Ok(())
+    }
+
+    async fn subscription_exists(&self, subscription: &str) -> Result<bool> {
+        Ok(self.lock().subs.contains_key(subscription))
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
+        let mut st = self.lock();
+        let subs = st
+            .topics
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| Self::not_found("publish", topic))?;
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            st.next_id += 1;
+            let stored = Stored {
+                id: st.next_id.to_string(),
+                data: m.data,
+                attributes: m.attributes,
+            };
+            ids.push(stored.id.clone());
+            for s in &subs {
+                if let Some(sub) = st.subs.get_mut(s) {
+                    sub.ready.push_back(stored.clone());
+                }
+            }
+        }
+        drop(st);
+        self.notify.notify_waiters();
+        Ok(ids)
+    }
+
+    async fn subscribe(&self, subscription: &str, options: StreamOptions) -> Result<Box<dyn DeliveryStream>> {
+        if !self.lock().subs.contains_key(subscription) {
+            return Err(Self::not_found("subscribe", subscription));
+        }
+        Ok(Box::new(MemoryStream {
+            broker: self.clone(),
+            subscription: subscription.to_string(),
+            ack_deadline: options.ack_deadline,
+        }))
+    }
+
+    async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()> {
+        let mut st = self.lock();
+        let sub = st
+            .subs
+            .get_mut(subscription)
+            .ok_or_else(|| Self::not_found("ack", subscription))?;
+        for id in ack_ids {
+            sub.leased.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn modify_ack_deadline(&self, subscription: &str, ack_ids: Vec<String>, seconds: i32) -> Result<()> {
+        let mut st = self.lock();
+        let sub = st
+            .subs
+            .get_mut(subscription)
+            .ok_or_else(|| Self::not_found("modify ack deadline", subscription))?;
+        let until = Instant::now() + Duration::from_secs(seconds.max(0) as u64);
+        for id in ack_ids {
+            if let Some(entry) = sub.leased.get_mut(&id) {
+                entry.1 = until;
+            }
+        }
+        drop(st);
+        if seconds <= 0 {
+            self.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn seek_to_now(&self, subscription: &str) -> Result<()> {
+        let mut st = self.lock();
+        let sub = st
+            .subs
+            .get_mut(subscription)
+            .ok_or_else(|| Self::not_found("seek", subscription))?;
+        sub.ready.clear();
+        sub.leased.clear();
+        Ok(())
+    }
+}
+
+struct MemoryStream {
+    broker: MemoryBroker,
+    subscription: String,
+    ack_deadline: Duration,
+}
+
+#[async_trait]
+impl DeliveryStream for MemoryStream {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            let notified = self.broker.notify.notified();
+            {
+                let mut st = self.broker.lock();
+                let now = Instant::now();
+                st.expire(now);
+                let sub = st.subs.get_mut(&self.subscription)?;
+                if let Some(m) = sub.ready.pop_front() {
+                    let ack_id = format!("{}-{}", m.id, uuid::Uuid::new_v4());
+                    let d = Delivery {
+                        ack_id: ack_id.clone(),
+                        message_id: m.id.clone(),
+                        data: m.data.clone(),
+                        attributes: m.attributes.clone(),
+                    };
+                    sub.leased.insert(ack_id, (m, now + self.ack_deadline));
+                    return Some(d);
+                }
+            }
+            // Wake on a publish or a release, or poll for lease expiry.
+            let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
+        }
+    }
+
+    async fn close(self: Box<Self>) {}
+}

@@ -1,0 +1,92 @@
+//! The broker: the one small trait between pubsub-jobs and Pub/Sub.
+//!
+//! Everything the client and the worker do to Pub/Sub goes through [`Broker`]. Two
+//! implementations exist: [`PubSubBroker`] (Google Cloud Pub/Sub or its emulator, over gRPC) and
+//! [`MemoryBroker`] (in-process, for unit tests and as a testing helper; it proves nothing about
+//! Pub/Sub itself).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+mod memory;
+mod pubsub;
+
+pub use memory::MemoryBroker;
+pub use pubsub::{PubSubBroker, RETENTION};
+
+/// A message to publish.
+#[derive(Clone, Debug, Default)]
+pub struct OutboundMessage {
+    /// The body.
+    pub data: Vec<u8>,
+    /// Small string attributes.
+    pub attributes: HashMap<String, String>,
+}
+
+/// A message received from a subscription, leased until acked, released or expired.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The handle for ack and modify_ack_deadline.
+    pub ack_id: String,
+    /// The broker's message id.
+    pub message_id: String,
+    /// The body.
+    pub data: Vec<u8>,
+    /// The attributes.
+    pub attributes: HashMap<String, String>,
+}
+
+/// Options for one streaming subscription.
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    /// The lease given to each delivered message.
+    pub ack_deadline: Duration,
+    /// Server-side flow control: at most this many unacked messages on the stream (ignored by
+    /// the emulator; the worker bounds itself too).
+    pub max_outstanding: i64,
+}
+
+/// A stream of deliveries from one subscription.
+#[async_trait]
+pub trait DeliveryStream: Send {
+    /// The next delivery; `None` when the stream ended (closed, or the subscription is gone).
+    async fn next(&mut self) -> Option<Delivery>;
+    /// Stops the stream and releases every message it received but did not hand out.
+    async fn close(self: Box<Self>);
+}
+
+/// What pubsub-jobs needs from a message broker. Every method is safe to call concurrently from
+/// many tasks and many processes.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Creates a topic. A topic that already exists is success (several processes may race).
+    async fn create_topic(&self, topic: &str) -> Result<()>;
+
+    /// Creates a subscription on `topic` that never expires and retains unacked messages 7 days.
+    /// One that already exists is success.
+    async fn create_subscription(&self, subscription: &str, topic: &str, ack_deadline: Duration) -> Result<()>;
+
+    /// Whether a subscription exists.
+    async fn subscription_exists(&self, subscription: &str) -> Result<bool>;
+
+    /// Publishes messages in one request; returns once the broker has accepted all of them
+    /// (durable), with their message ids in order. Fails with `not_found` if the topic is missing.
+    async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>>;
+
+    /// Opens one streaming pull on a subscription.
+    async fn subscribe(&self, subscription: &str, options: StreamOptions) -> Result<Box<dyn DeliveryStream>>;
+
+    /// Acknowledges messages: they will not be delivered again (at-least-once: an ack that is lost
+    /// means a redelivery).
+    async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()>;
+
+    /// Sets the lease of messages to `seconds` from now (0 releases them for redelivery at once).
+    async fn modify_ack_deadline(&self, subscription: &str, ack_ids: Vec<String>, seconds: i32) -> Result<()>;
+
+    /// Drops every message of the subscription published before now, leased or not.
+    async fn seek_to_now(&self, subscription: &str) -> Result<()>;
+}

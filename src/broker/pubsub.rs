@@ -1,0 +1,192 @@
+//! [`Broker`] on Google Cloud Pub/Sub (or its emulator) through `gcloud-pubsub` over gRPC.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use gcloud_gax::grpc::{Code, Status};
+use gcloud_googleapis::pubsub::v1::{ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage};
+use gcloud_pubsub::client::{Client as GClient, ClientConfig};
+use gcloud_pubsub::publisher::Publisher;
+use gcloud_pubsub::subscriber::SubscriberConfig;
+use gcloud_pubsub::subscription::{MessageStream, SeekTo, SubscribeConfig, SubscriptionConfig};
+
+use super::{Broker, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
+use crate::error::{Error, Result};
+
+/// How long unacked messages are kept: Pub/Sub's maximum, 7 days.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The broker on real Pub/Sub. Cheap to clone.
+#[derive(Clone)]
+pub struct PubSubBroker {
+    client: GClient,
+    publishers: Arc<Mutex<HashMap<String, Publisher>>>,
+    timeout: Duration,
+}
+
+fn broker_error(operation: &'static str, resource: &str, status: Status) -> Error {
+    Error::Broker {
+        operation,
+        resource: resource.to_string(),
+        message: format!("{:?}: {}", status.code(), status.message()),
+        not_found: status.code() == Code::NotFound,
+    }
+}
+
+impl PubSubBroker {
+    /// Connects to `project_id`: the emulator when `PUBSUB_EMULATOR_HOST` is set, otherwise
+    /// Google Cloud with Application Default Credentials. Every call is bounded by `timeout`.
+    pub async fn connect(project_id: &str, timeout: Duration) -> Result<Self> {
+        let mut config = ClientConfig::default();
+        if std::env::var_os("PUBSUB_EMULATOR_HOST").is_none() {
+            config = config
+                .with_auth()
+                .await
+                .map_err(|e| Error::Config(format!("Google Cloud credentials (Application Default Credentials): {e}")))?;
+        }
+        config.project_id = Some(project_id.to_string());
+        let client = GClient::new(config)
+            .await
+            .map_err(|e| Error::Config(format!("connecting to Pub/Sub: {e}")))?;
+        Ok(Self {
+            client,
+            publishers: Arc::default(),
+            timeout,
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        fut: impl Future<Output = std::result::Result<T, Status>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(|s| broker_error(operation, resource, s)),
+            Err(_) => Err(Error::Timeout {
+                operation,
+                resource: resource.to_string(),
+                after: self.timeout,
+            }),
+        }
+    }
+
+    fn publisher(&self, topic: &str) -> Publisher {
+        let mut map = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(topic.to_string())
+            .or_insert_with(|| self.client.topic(topic).new_publisher(None))
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Broker for PubSubBroker {
+    async fn create_topic(&self, topic: &str) -> Result<()> {
+        let t = self.client.topic(topic);
+        match self.bounded("create topic", topic, t.create(None, None)).await {
+            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn create_subscription(&self, subscription: &str, topic: &str, ack_deadline: Duration) -> Result<()> {
+        let cfg = SubscriptionConfig {
+            ack_deadline_seconds: ack_deadline.as_secs().clamp(10, 600) as i32,
+            message_retention_duration: Some(RETENTION),
+            expiration_policy: Some(ExpirationPolicy { ttl: None }),
+            ..Default::default()
+        };
+        let fut = self.client.create_subscription(subscription, topic, cfg, None);
+        match self.bounded("create subscription", subscription, fut).await {
+            Ok(_) => Ok(()),
+            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn subscription_exists(&self, subscription: &str) -> Result<bool> {
+        let s = self.client.subscription(subscription);
+        self.bounded("get subscription", subscription, s.exists(None)).await
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
+        let msgs: Vec<PubsubMessage> = messages
+            .into_iter()
+            .map(|m| PubsubMessage {
+                data: m.data,
+                attributes: m.attributes,
+                ..Default::default()
+            })
+            .collect();
+        let publisher = self.publisher(topic);
+        self.bounded("publish", topic, publisher.publish_immediately(msgs, None))
+            .await
+    }
+
+    async fn subscribe(&self, subscription: &str, options: StreamOptions) -> Result<Box<dyn DeliveryStream>> {
+        let sub = self.client.subscription(subscription);
+        let cfg = SubscribeConfig::default()
+            .with_channel_capacity(1)
+            .with_subscriber_config(SubscriberConfig {
+                stream_ack_deadline_seconds: options.ack_deadline.as_secs().clamp(10, 600) as i32,
+                max_outstanding_messages: options.max_outstanding,
+                ..Default::default()
+            });
+        let stream = self.bounded("subscribe", subscription, sub.subscribe(Some(cfg))).await?;
+        Ok(Box::new(PubSubStream { inner: stream }))
+    }
+
+    async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()> {
+        let sub = self.client.subscription(subscription);
+        for chunk in ack_ids.chunks(1000) {
+            self.bounded("ack", subscription, sub.ack(chunk.to_vec())).await?;
+        }
+        Ok(())
+    }
+
+    async fn modify_ack_deadline(&self, subscription: &str, ack_ids: Vec<String>, seconds: i32) -> Result<()> {
+        let sub = self.client.subscription(subscription);
+        let client = sub.get_client();
+        for chunk in ack_ids.chunks(1000) {
+            let req = ModifyAckDeadlineRequest {
+                subscription: sub.fully_qualified_name().to_string(),
+                ack_ids: chunk.to_vec(),
+                ack_deadline_seconds: seconds,
+            };
+            self.bounded("modify ack deadline", subscription, client.modify_ack_deadline(req, None))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn seek_to_now(&self, subscription: &str) -> Result<()> {
+        let sub = self.client.subscription(subscription);
+        self.bounded("seek", subscription, sub.seek(SeekTo::Timestamp(SystemTime::now()), None))
+            .await
+    }
+}
+
+struct PubSubStream {
+    inner: MessageStream,
+}
+
+#[async_trait]
+impl DeliveryStream for PubSubStream {
+    async fn next(&mut self) -> Option<Delivery> {
+        let m = self.inner.next().await?;
+        Some(Delivery {
+            ack_id: m.ack_id,
+            message_id: m.message.message_id,
+            data: m.message.data,
+            attributes: m.message.attributes,
+        })
+    }
+
+    async fn close(self: Box<Self>) {
+        self.inner.dispose().await;
+    }
+}

@@ -1,0 +1,239 @@
+//! The `worker` command line, as a library function so that an application builds its own worker
+//! binary around its own jobs in a few lines:
+//!
+//! ```no_run
+//! // src/main.rs of your worker: your jobs are registered with register_job! somewhere in the crate.
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     pubsub_jobs::cli::main().await
+//! }
+//! ```
+//!
+//! Every option has an environment fallback (`QUEUE_NAME`, `PUBSUB_PROJECT_ID`, ...).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, ClientConfig};
+use crate::registry::Registry;
+use crate::worker::{Worker, WorkerConfig};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with a timestamp.
+    Json,
+}
+
+/// `worker`: run a queue (no command), or manage jobs.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version, about = "pubsub-jobs worker: runs background jobs from a Pub/Sub queue")]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Options of the worker (when no command is given).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// What to do (default: run the worker).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The queue.
+    #[arg(long, env = "QUEUE_NAME", default_value = "default", global = true)]
+    pub queue: String,
+    /// The Google Cloud project.
+    #[arg(long, env = "PUBSUB_PROJECT_ID", default_value = "job-queue", global = true)]
+    pub project: String,
+    /// A prefix for every topic and subscription, so that apps can share a project.
+    #[arg(long, env = "PUBSUB_TOPIC_PREFIX", default_value = "", global = true)]
+    pub topic_prefix: String,
+    /// The queue for dead jobs.
+    #[arg(long, env = "PUBSUB_MORGUE_QUEUE", default_value = "morgue", global = true)]
+    pub morgue_queue: String,
+    /// How long one Pub/Sub call may take, in seconds, before it fails.
+    #[arg(long, env = "PUBSUB_TIMEOUT_SECONDS", default_value_t = 30.0, global = true)]
+    pub pubsub_timeout: f64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Options of the worker itself.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Jobs running at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 10)]
+    pub concurrency: usize,
+    /// Streaming pulls.
+    #[arg(long, env = "WORKER_STREAMS", default_value_t = 2)]
+    pub streams: usize,
+    /// Messages leased but not yet running, at most (default: the concurrency).
+    #[arg(long, env = "WORKER_PREFETCH")]
+    pub prefetch: Option<usize>,
+    /// Lease of a pulled message in seconds, extended while its job runs (10-600).
+    #[arg(long, env = "WORKER_ACK_DEADLINE", default_value_t = 30)]
+    pub ack_deadline: u64,
+    /// Seconds running jobs get to finish after SIGTERM / SIGINT.
+    #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT", default_value_t = 25.0)]
+    pub shutdown_timeout: f64,
+    /// Seconds between stats lines.
+    #[arg(long, env = "WORKER_STATS_INTERVAL", default_value_t = 30.0)]
+    pub stats_interval: f64,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the job classes registered in this binary.
+    Jobs,
+    /// Enqueue one job by class name with JSON arguments; prints its id.
+    Enqueue {
+        /// The registered job class, for instance MockJob.
+        job_class: String,
+        /// The job's arguments as a JSON object, for instance '{"sleep_duration":1,"raise_error":false}'.
+        arguments: String,
+        /// Run no earlier than this many seconds from now.
+        #[arg(long)]
+        wait: Option<f64>,
+    },
+}
+
+/// Parses the command line, runs it, and returns the exit code (errors are printed).
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (default info).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
+}
+
+fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
+    if !(g.pubsub_timeout.is_finite() && g.pubsub_timeout > 0.0) {
+        bail!("--pubsub-timeout must be a positive number of seconds, got {}", g.pubsub_timeout);
+    }
+    Ok(ClientConfig {
+        project_id: g.project.clone(),
+        topic_prefix: g.topic_prefix.clone(),
+        morgue_queue: g.morgue_queue.clone(),
+        timeout: Duration::from_secs_f64(g.pubsub_timeout),
+        ..ClientConfig::default()
+    })
+}
+
+fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{name} must be a non-negative number of seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Some(Command::Jobs) => {
+            let registry = Registry::from_inventory()?;
+            let mut out = std::io::stdout().lock();
+            for r in registry.iter() {
+                writeln!(out, "{}\t{}", r.name(), r.type_name())?;
+            }
+            Ok(())
+        }
+        Some(Command::Enqueue {
+            job_class,
+            arguments,
+            wait,
+        }) => {
+            let args: serde_json::Value = serde_json::from_str(&arguments)
+                .with_context(|| format!("the arguments for {job_class} are not valid JSON"))?;
+            let registry = Registry::from_inventory()?;
+            registry.validate(&job_class, &args)?;
+            let client = Client::connect(client_config(g)?).await?;
+            client.validate_queue(&g.queue)?;
+            let at = match wait {
+                Some(w) => Some(chrono::Utc::now() + chrono::Duration::from_std(seconds("--wait", w)?)?),
+                None => None,
+            };
+            let env = client.enqueue_by_name(&job_class, args, Some(&g.queue), at).await?;
+            if g.log_format == LogFormat::Json {
+                let line = serde_json::json!({
+                    "timestamp": chrono::Utc::now().to_rfc3339(),
+                    "event": "job.enqueued",
+                    "job_id": env.job_id,
+                    "job_class": env.job_class,
+                    "queue": env.queue_name,
+                    "attempt": env.attempt(),
+                    "scheduled_at": env.scheduled_at.map(|t| t.to_rfc3339()),
+                });
+                println!("{line}");
+            } else {
+                println!("{}", env.job_id);
+            }
+            Ok(())
+        }
+        None => run_worker(g, cli.run).await,
+    }
+}
+
+async fn run_worker(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
+    let mut config = WorkerConfig::new(g.queue.clone());
+    config.concurrency = args.concurrency;
+    config.streams = args.streams;
+    config.prefetch = args.prefetch.unwrap_or(args.concurrency);
+    config.ack_deadline = Duration::from_secs(args.ack_deadline);
+    config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
+    config.stats_interval = seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
+    // Fail early on a duplicate class or a bad queue name, before connecting.
+    Registry::from_inventory()?;
+    crate::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
+    let client = Client::connect(client_config(g)?).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    Worker::new(client, config).run(shutdown).await?;
+    Ok(())
+}
+
+/// First SIGINT / SIGTERM: graceful shutdown. Second: exit at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let first = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+    tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
+    shutdown.cancel();
+    let second = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
+    tracing::warn!(signal = second, "second signal: exiting at once");
+    std::process::exit(130);
+}

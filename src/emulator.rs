@@ -1,0 +1,160 @@
+//! The Google Cloud Pub/Sub emulator as a child process: for tests, the demo and benchmarks.
+//! It is started on a free port in a process group of its own and stopped by that group (the
+//! emulator's wrapper script leaves its Java child behind otherwise).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+const SDK_ROOTS: &[&str] = &[
+    "/usr/lib/google-cloud-sdk",
+    "/usr/share/google-cloud-sdk",
+    "/opt/google-cloud-sdk",
+    "/usr/local/google-cloud-sdk",
+];
+const IN_SDK: &str = "platform/pubsub-emulator/bin/cloud-pubsub-emulator";
+
+/// A running emulator, stopped on drop.
+pub struct Emulator {
+    host: String,
+    child: Child,
+}
+
+/// Finds the emulator: `PUBSUB_EMULATOR_BIN`, `cloud-pubsub-emulator` on PATH, or the Google
+/// Cloud SDK's usual install folders.
+pub fn find_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PUBSUB_EMULATOR_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join("cloud-pubsub-emulator");
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join("google-cloud-sdk"));
+    for root in SDK_ROOTS.iter().map(PathBuf::from).chain(home) {
+        let p = root.join(IN_SDK);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Config(
+        "the Pub/Sub emulator was not found (looked at PUBSUB_EMULATOR_BIN, PATH and the Google Cloud SDK folders). \
+         Install it with `apt-get install google-cloud-cli-pubsub-emulator` (Google Cloud's apt repository) or \
+         `gcloud components install pubsub-emulator`; it needs Java 11+. Or set PUBSUB_EMULATOR_HOST to a running one."
+            .into(),
+    ))
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Config(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Config(format!("no free port: {e}")))
+}
+
+impl Emulator {
+    /// Starts an emulator on a free port and waits (up to 90 s) until it accepts connections.
+    pub fn start() -> Result<Self> {
+        let port = free_port()?;
+        Self::start_on(port)
+    }
+
+    /// Starts an emulator on `port`.
+    pub fn start_on(port: u16) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let bin = find_binary()?;
+        let log = std::env::temp_dir().join(format!("pubsub-emulator-{port}.log"));
+        let out = std::fs::File::create(&log).map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
+        let child = Command::new(&bin)
+            .arg("--host=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::Config(format!("starting {}: {e}", bin.display())))?;
+        let mut emu = Self {
+            host: format!("127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if TcpStream::connect(&emu.host).is_ok() {
+                return Ok(emu);
+            }
+            if let Ok(Some(status)) = emu.child.try_wait() {
+                return Err(Error::Config(format!(
+                    "the emulator exited at start ({status}); see {}",
+                    log.display()
+                )));
+            }
+            if Instant::now() > deadline {
+                emu.stop();
+                return Err(Error::Config(format!(
+                    "the emulator did not listen on {} within 90 s; see {}",
+                    emu.host,
+                    log.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `127.0.0.1:PORT`, the value for `PUBSUB_EMULATOR_HOST`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The process id of the emulator's process group.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Makes sure the emulator dies when process `pid` (for instance this test binary) exits,
+    /// even if this value is never dropped (a `static`).
+    pub fn stop_when_process_exits(&self, pid: u32) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -TERM -- -{pg} 2>/dev/null; sleep 2; kill -KILL -- -{pg} 2>/dev/null",
+            pg = self.child.id()
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+
+    /// Stops the emulator and everything it started.
+    pub fn stop(&mut self) {
+        let pg = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &pg]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &pg]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

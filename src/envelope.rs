@@ -1,0 +1,211 @@
+//! The wire format: what travels in a Pub/Sub message between `perform_later` and the worker.
+//!
+//! The body is JSON with ActiveJob's keys; a few small attributes let tools route a message
+//! without parsing it. A worker refuses (sends to the morgue) a format version newer than its own.
+//!
+//! ```json
+//! {"format_version":1,"job_class":"MockJob","job_id":"6f1c...","queue_name":"default",
+//!  "arguments":{"sleep_duration":0.5,"raise_error":false},"executions":0,
+//!  "exception_executions":{},"enqueued_at":"2026-11-22T06:00:00Z"}
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Attribute: the job's class name.
+pub const ATTR_JOB_CLASS: &str = "job_class";
+/// Attribute: the job id.
+pub const ATTR_JOB_ID: &str = "job_id";
+/// Attribute: when the job is due, in epoch milliseconds (absent when due at once).
+pub const ATTR_SCHEDULED_AT: &str = "scheduled_at";
+/// Attribute: the envelope's format version.
+pub const ATTR_FORMAT_VERSION: &str = "format_version";
+
+/// A job on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    /// The wire format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The registered class name.
+    pub job_class: String,
+    /// Stable across retries.
+    pub job_id: Uuid,
+    /// The queue the job is meant for.
+    pub queue_name: String,
+    /// The job struct, serialized.
+    pub arguments: serde_json::Value,
+    /// How many times the job has run already (0 on first enqueue).
+    pub executions: u32,
+    /// Failures counted per retry rule.
+    #[serde(default)]
+    pub exception_executions: BTreeMap<String, u32>,
+    /// When the job was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When the job is due; `None` means at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// The error of the previous execution, on a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Why a message is not a job this worker can run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    /// The body is not JSON, or not a JSON object.
+    #[error("broken envelope: {0}")]
+    Broken(String),
+    /// Written by a newer version of pubsub-jobs.
+    #[error("format version {found} is newer than this worker supports ({supported})")]
+    NewerFormat {
+        /// The version in the message.
+        found: u64,
+        /// This build's version.
+        supported: u32,
+    },
+    /// The attributes say one thing and the body another.
+    #[error("attribute {attribute} is {attribute_value:?} but the body says {body_value:?}")]
+    AttributeMismatch {
+        /// The attribute's name.
+        attribute: &'static str,
+        /// Its value.
+        attribute_value: String,
+        /// The body's value.
+        body_value: String,
+    },
+}
+
+impl Envelope {
+    /// A fresh envelope for a first execution.
+    pub fn new(job_class: &str, queue: &str, arguments: serde_json::Value) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            job_class: job_class.to_string(),
+            job_id: Uuid::new_v4(),
+            queue_name: queue.to_string(),
+            arguments,
+            executions: 0,
+            exception_executions: BTreeMap::new(),
+            enqueued_at: Utc::now(),
+            scheduled_at: None,
+            last_error: None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_body(&self) -> Vec<u8> {
+        // Serializing a struct of plain fields and a serde_json::Value cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The routing attributes.
+    pub fn attributes(&self) -> HashMap<String, String> {
+        let mut a = HashMap::with_capacity(4);
+        a.insert(ATTR_JOB_CLASS.to_string(), self.job_class.clone());
+        a.insert(ATTR_JOB_ID.to_string(), self.job_id.to_string());
+        a.insert(ATTR_FORMAT_VERSION.to_string(), self.format_version.to_string());
+        if let Some(at) = self.scheduled_at {
+            a.insert(ATTR_SCHEDULED_AT.to_string(), at.timestamp_millis().to_string());
+        }
+        a
+    }
+
+    /// Parses a message body and checks it against its attributes.
+    pub fn decode(body: &[u8], attributes: &HashMap<String, String>) -> Result<Self, DecodeError> {
+        if body.is_empty() {
+            return Err(DecodeError::Broken("empty body".into()));
+        }
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| DecodeError::Broken(format!("body is not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| DecodeError::Broken("body is not a JSON object".into()))?;
+        match obj.get("format_version").map(|v| v.as_u64()) {
+            Some(Some(v)) if v > u64::from(FORMAT_VERSION) => {
+                return Err(DecodeError::NewerFormat {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            Some(Some(_)) => {}
+            Some(None) => return Err(DecodeError::Broken("format_version is not a number".into())),
+            None => return Err(DecodeError::Broken("missing field `format_version`".into())),
+        }
+        let env: Envelope =
+            serde_path_to_error::deserialize(value).map_err(|e| DecodeError::Broken(format!("{}: {}", e.path(), e.inner())))?;
+        if let Some(class) = attributes.get(ATTR_JOB_CLASS) {
+            if *class != env.job_class {
+                return Err(DecodeError::AttributeMismatch {
+                    attribute: ATTR_JOB_CLASS,
+                    attribute_value: class.clone(),
+                    body_value: env.job_class,
+                });
+            }
+        }
+        if let Some(id) = attributes.get(ATTR_JOB_ID) {
+            if *id != env.job_id.to_string() {
+                return Err(DecodeError::AttributeMismatch {
+                    attribute: ATTR_JOB_ID,
+                    attribute_value: id.clone(),
+                    body_value: env.job_id.to_string(),
+                });
+            }
+        }
+        Ok(env)
+    }
+
+    /// The 1-based number of the execution about to run.
+    pub fn attempt(&self) -> u32 {
+        self.executions + 1
+    }
+}
+
+/// Reads the `scheduled_at` attribute (epoch ms), if present and valid.
+pub fn scheduled_at_attribute(attributes: &HashMap<String, String>) -> Option<DateTime<Utc>> {
+    let ms: i64 = attributes.get(ATTR_SCHEDULED_AT)?.parse().ok()?;
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_attributes() {
+        let mut e = Envelope::new("MockJob", "default", serde_json::json!({"a": 1}));
+        e.scheduled_at = Some(Utc.timestamp_millis_opt(1_700_000_000_123).unwrap());
+        let back = Envelope::decode(&e.to_body(), &e.attributes()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(scheduled_at_attribute(&e.attributes()), e.scheduled_at);
+    }
+
+    #[test]
+    fn refuses_newer_format_broken_bodies_and_mismatched_attributes() {
+        let none = HashMap::new();
+        let mut v = serde_json::to_value(Envelope::new("X", "q", serde_json::json!(null))).unwrap();
+        v["format_version"] = 99.into();
+        let body = serde_json::to_vec(&v).unwrap();
+        assert_eq!(
+            Envelope::decode(&body, &none),
+            Err(DecodeError::NewerFormat { found: 99, supported: 1 })
+        );
+        assert!(matches!(Envelope::decode(b"", &none), Err(DecodeError::Broken(_))));
+        assert!(matches!(Envelope::decode(b"\xff\x00", &none), Err(DecodeError::Broken(_))));
+        assert!(matches!(Envelope::decode(b"[1]", &none), Err(DecodeError::Broken(_))));
+        let err = Envelope::decode(br#"{"format_version":1,"job_class":"X"}"#, &none).unwrap_err();
+        assert!(err.to_string().contains("job_id"), "{err}");
+        let e = Envelope::new("X", "q", serde_json::json!(null));
+        let mut attrs = e.attributes();
+        attrs.insert(ATTR_JOB_CLASS.into(), "Y".into());
+        assert!(matches!(
+            Envelope::decode(&e.to_body(), &attrs),
+            Err(DecodeError::AttributeMismatch { attribute: ATTR_JOB_CLASS, .. })
+        ));
+    }
+}

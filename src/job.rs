@@ -1,0 +1,197 @@
+//! The `Job` trait: what a user writes. A job is a serde struct with an async `perform`, a queue
+//! (`queue_as`), a retry policy (`retry_on` / `discard_on`) and a timeout.
+//!
+//! ```
+//! use pubsub_jobs::{register_job, Job, JobContext, JobError, RetryPolicy, Wait};
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("the mail server is down")]
+//! struct MailServerDown;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendWelcomeEmail { user_id: u64 }
+//!
+//! impl Job for SendWelcomeEmail {
+//!     const NAME: &'static str = "SendWelcomeEmail";
+//!     fn queue(&self) -> &str { "mailers" }
+//!     fn retry_policy() -> RetryPolicy {
+//!         RetryPolicy::default().retry_on::<MailServerDown>(Wait::polynomially_longer(), 10)
+//!     }
+//!     async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+//!         println!("attempt {} for user {}", ctx.attempt, self.user_id);
+//!         Ok(())
+//!     }
+//! }
+//! register_job!(SendWelcomeEmail);
+//! ```
+
+use std::any::type_name;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::client::{Client, ConfiguredJob};
+use crate::retry_policy::RetryPolicy;
+
+/// The default time a job may run before it fails with [`JobTimeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A background job: a serializable struct with an async `perform`.
+///
+/// Register each job type with [`register_job!`](crate::register_job) so that workers can find it
+/// by [`Job::NAME`].
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The class name on the wire. Unique within a binary: a duplicate stops the worker at start.
+    const NAME: &'static str;
+
+    /// The queue this job is published to (ActiveJob's `queue_as`). Defaults to `default`.
+    fn queue(&self) -> &str {
+        "default"
+    }
+
+    /// How failures are handled. Defaults to [`RetryPolicy::default`]: 3 executions in all,
+    /// at least 5 minutes apart, then the morgue.
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// How long one execution may run before it fails with [`JobTimeout`]. Defaults to 30 minutes.
+    fn timeout() -> Duration {
+        DEFAULT_TIMEOUT
+    }
+
+    /// Runs the job. An `Err` (or a panic, or a timeout) is a failure handled by the retry policy.
+    fn perform(&self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Publishes the job to its queue; returns once Pub/Sub has accepted the message.
+    fn perform_later(&self, client: &Client) -> impl Future<Output = crate::Result<Uuid>> + Send {
+        async move { self.set().perform_later(client).await }
+    }
+
+    /// Options for one enqueue: a delay, an exact time, another queue (ActiveJob's `set`).
+    fn set(&self) -> ConfiguredJob<'_, Self> {
+        ConfiguredJob::new(self)
+    }
+}
+
+/// What a running job knows about its execution.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    /// The job id, stable across retries.
+    pub job_id: Uuid,
+    /// The class name.
+    pub job_class: String,
+    /// The queue the job was pulled from.
+    pub queue: String,
+    /// The 1-based execution number: 1 on the first run, 2 on the first retry.
+    pub attempt: u32,
+    /// When the job was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// The error of the previous execution, on a retry.
+    pub last_error: Option<String>,
+    pub(crate) client: Client,
+}
+
+impl JobContext {
+    /// A client to enqueue further jobs from inside `perform`.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The error a job returns. Any `std::error::Error` converts into it with `?`, keeping its type so
+/// that [`RetryPolicy::retry_on`] and [`RetryPolicy::discard_on`] can match it by downcast.
+pub struct JobError {
+    inner: Box<dyn StdError + Send + Sync + 'static>,
+    type_name: &'static str,
+}
+
+impl JobError {
+    /// An error with a message and no particular type (matched only by the default rule).
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self::new(MessageError(message.to_string()))
+    }
+
+    /// Wraps an error, remembering its type.
+    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Self {
+        Self {
+            inner: Box::new(error),
+            type_name: type_name::<E>(),
+        }
+    }
+
+    /// True when the wrapped error is an `E`.
+    pub fn is<E: StdError + 'static>(&self) -> bool {
+        self.inner.is::<E>()
+    }
+
+    /// The wrapped error as an `E`, if it is one.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        self.inner.downcast_ref::<E>()
+    }
+
+    /// The Rust type name of the wrapped error.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for JobError {
+    fn from(error: E) -> Self {
+        Self::new(error)
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {:?}", self.type_name, self.inner)
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner)?;
+        let mut source = self.inner.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// A plain message error, from [`JobError::msg`].
+#[derive(Debug)]
+pub struct MessageError(pub String);
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for MessageError {}
+
+/// The failure of a job that ran longer than its [`Job::timeout`].
+#[derive(Debug, thiserror::Error)]
+#[error("job timed out after {after:?}")]
+pub struct JobTimeout {
+    /// The limit that was exceeded.
+    pub after: Duration,
+}
+
+/// The failure of a job whose `perform` panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("job panicked: {message}")]
+pub struct JobPanic {
+    /// The panic payload, when it was a string.
+    pub message: String,
+}

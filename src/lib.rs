@@ -1,0 +1,65 @@
+//! # pubsub-jobs
+//!
+//! Background jobs for Rust on Google Cloud Pub/Sub: ActiveJob's ease, Sidekiq's operability,
+//! Pub/Sub's scale, and no Redis to run.
+//!
+//! A job's life, one module each: [`client`] (enqueue, publish) -> [`worker::pull`] ->
+//! [`worker::lease`] -> [`worker::dispatch`] -> [`worker::perform`] -> [`worker::outcome`]
+//! (ack, retry, or the [`morgue`]). Jobs that are not due yet wait in [`worker::schedule`].
+//! Pub/Sub sits behind the small [`broker::Broker`] trait.
+//!
+//! ```no_run
+//! use pubsub_jobs::{register_job, Client, Job, JobContext, JobError};
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Resize { image: String }
+//!
+//! impl Job for Resize {
+//!     const NAME: &'static str = "Resize";
+//!     async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+//!         println!("resizing {}", self.image);
+//!         Ok(())
+//!     }
+//! }
+//! register_job!(Resize);
+//!
+//! # async fn demo() -> pubsub_jobs::Result<()> {
+//! let client = Client::from_env().await?;
+//! let id = Resize { image: "cat.png".into() }.perform_later(&client).await?;
+//! Resize { image: "dog.png".into() }
+//!     .set()
+//!     .wait(Duration::from_secs(60))
+//!     .queue("low")
+//!     .perform_later(&client)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod emulator;
+pub mod envelope;
+pub mod error;
+pub mod job;
+#[cfg(feature = "mock-job")]
+pub mod mock_job;
+pub mod morgue;
+pub mod queue;
+pub mod registry;
+pub mod retry_policy;
+pub mod testing;
+pub mod worker;
+
+pub use client::{Client, ClientConfig, ConfiguredJob};
+pub use envelope::Envelope;
+pub use error::{Error, Result};
+pub use job::{Job, JobContext, JobError, JobPanic, JobTimeout};
+pub use registry::{JobRegistration, Registry};
+pub use retry_policy::{Decision, RetryPolicy, Wait};
+pub use worker::{Worker, WorkerConfig, WorkerSummary};
+
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,66 @@
+//! `MockJob`: the job the `worker` binary links for demos, load and tests. It sleeps, and fails
+//! on request: always (`raise_error`) or on its first `fail_attempts` executions.
+//!
+//! It retries on [`MockJobError`] for 3 executions in all, waiting 5 minutes between them, or
+//! `MOCK_JOB_RETRY_WAIT` seconds when that variable is set.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{register_job, Job, JobContext, JobError, RetryPolicy, Wait};
+
+/// A job that sleeps `sleep_duration` seconds and fails as asked.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MockJob {
+    /// Seconds to sleep (fractions allowed).
+    pub sleep_duration: f64,
+    /// Fail every execution.
+    pub raise_error: bool,
+    /// Fail the first N executions, then succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_attempts: Option<u32>,
+}
+
+/// The error MockJob raises.
+#[derive(Debug, thiserror::Error)]
+#[error("MockJob failed on purpose (attempt {attempt})")]
+pub struct MockJobError {
+    /// The execution that failed.
+    pub attempt: u32,
+}
+
+/// The wait between MockJob's retries: `MOCK_JOB_RETRY_WAIT` seconds, or 5 minutes.
+pub fn retry_wait() -> Duration {
+    std::env::var("MOCK_JOB_RETRY_WAIT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(300))
+}
+
+impl Job for MockJob {
+    const NAME: &'static str = "MockJob";
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default().retry_on::<MockJobError>(Wait::fixed(retry_wait()), 3)
+    }
+
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        if !self.sleep_duration.is_finite() || self.sleep_duration < 0.0 {
+            return Err(JobError::msg(format!(
+                "sleep_duration must be a non-negative number of seconds, got {}",
+                self.sleep_duration
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(self.sleep_duration)).await;
+        let fail_now = self.raise_error || self.fail_attempts.is_some_and(|n| ctx.attempt <= n);
+        if fail_now {
+            return Err(MockJobError { attempt: ctx.attempt }.into());
+        }
+        Ok(())
+    }
+}
+
+register_job!(MockJob);

@@ -1,0 +1,125 @@
+//! The morgue: where jobs end that will not run again by themselves: retries spent, or a message
+//! that cannot run (unknown class, arguments that do not deserialize, broken envelope, newer
+//! format). A morgue message keeps the job's body byte for byte (for a job that ran: its final
+//! envelope, with `executions` and `last_error`) and carries the reason in attributes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::broker::{Delivery, OutboundMessage};
+use crate::envelope::{ATTR_JOB_CLASS, ATTR_JOB_ID};
+
+/// Attribute: why the job is in the morgue.
+pub const ATTR_ERROR: &str = "morgue_error";
+/// Attribute: the queue the job came from.
+pub const ATTR_SOURCE_QUEUE: &str = "source_queue";
+/// Attribute: when it failed, RFC 3339.
+pub const ATTR_FAILED_AT: &str = "failed_at";
+/// Attribute: executions performed.
+pub const ATTR_EXECUTIONS: &str = "executions";
+
+/// Pub/Sub's limit on an attribute value.
+const MAX_ATTRIBUTE_BYTES: usize = 1024;
+
+/// A dead job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MorgueRecord {
+    /// The job's body (raw, whatever it was).
+    pub body: Vec<u8>,
+    /// Why it is here.
+    pub error: String,
+    /// The queue it came from.
+    pub source_queue: String,
+    /// When it failed.
+    pub failed_at: DateTime<Utc>,
+    /// The class name, when known.
+    pub job_class: Option<String>,
+    /// The job id, when known.
+    pub job_id: Option<String>,
+    /// Executions performed, when known.
+    pub executions: Option<u32>,
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+impl MorgueRecord {
+    /// The message to publish to the morgue topic.
+    pub fn to_message(&self) -> OutboundMessage {
+        let mut a = HashMap::new();
+        a.insert(ATTR_ERROR.to_string(), truncate(&self.error, MAX_ATTRIBUTE_BYTES));
+        a.insert(ATTR_SOURCE_QUEUE.to_string(), truncate(&self.source_queue, MAX_ATTRIBUTE_BYTES));
+        a.insert(ATTR_FAILED_AT.to_string(), self.failed_at.to_rfc3339());
+        if let Some(c) = &self.job_class {
+            a.insert(ATTR_JOB_CLASS.to_string(), truncate(c, MAX_ATTRIBUTE_BYTES));
+        }
+        if let Some(id) = &self.job_id {
+            a.insert(ATTR_JOB_ID.to_string(), truncate(id, MAX_ATTRIBUTE_BYTES));
+        }
+        if let Some(n) = self.executions {
+            a.insert(ATTR_EXECUTIONS.to_string(), n.to_string());
+        }
+        OutboundMessage {
+            data: self.body.clone(),
+            attributes: a,
+        }
+    }
+
+    /// Reads a message pulled from the morgue subscription.
+    pub fn from_delivery(d: &Delivery) -> Self {
+        let get = |k: &str| d.attributes.get(k).cloned();
+        Self {
+            body: d.data.clone(),
+            error: get(ATTR_ERROR).unwrap_or_default(),
+            source_queue: get(ATTR_SOURCE_QUEUE).unwrap_or_default(),
+            failed_at: get(ATTR_FAILED_AT)
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(Utc::now),
+            job_class: get(ATTR_JOB_CLASS),
+            job_id: get(ATTR_JOB_ID),
+            executions: get(ATTR_EXECUTIONS).and_then(|n| n.parse().ok()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let r = MorgueRecord {
+            body: b"\xff garbage".to_vec(),
+            error: "é".repeat(2000),
+            source_queue: "q".into(),
+            failed_at: Utc::now(),
+            job_class: Some("MockJob".into()),
+            job_id: None,
+            executions: Some(3),
+        };
+        let m = r.to_message();
+        assert!(m.attributes[ATTR_ERROR].len() <= 1024);
+        let d = Delivery {
+            ack_id: "a".into(),
+            message_id: "1".into(),
+            data: m.data,
+            attributes: m.attributes,
+        };
+        let back = MorgueRecord::from_delivery(&d);
+        assert_eq!(back.body, r.body);
+        assert_eq!(back.executions, Some(3));
+        assert_eq!(back.job_class.as_deref(), Some("MockJob"));
+        assert_eq!(back.failed_at.timestamp_millis(), r.failed_at.timestamp_millis());
+    }
+}

@@ -1,0 +1,147 @@
+//! The job registry: class name -> how to deserialize and perform. Job types add themselves at
+//! link time with [`register_job!`](crate::register_job) (through `inventory`); the worker
+//! dispatches each message by its `job_class`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::error::{Error, Result};
+use crate::job::{Job, JobContext, JobError};
+use crate::retry_policy::RetryPolicy;
+
+/// A job, its type erased, ready to perform.
+pub trait ErasedJob: Send + Sync {
+    /// Runs `perform`.
+    fn perform_erased<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>>;
+}
+
+impl<T: Job> ErasedJob for T {
+    fn perform_erased<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(self.perform(ctx))
+    }
+}
+
+/// One registered job class. Built by [`register_job!`](crate::register_job).
+pub struct JobRegistration {
+    name: &'static str,
+    type_name: fn() -> &'static str,
+    decode: fn(serde_json::Value) -> Result<Box<dyn ErasedJob>, String>,
+    retry_policy: fn() -> RetryPolicy,
+    timeout: fn() -> Duration,
+}
+
+fn decode<T: Job>(value: serde_json::Value) -> Result<Box<dyn ErasedJob>, String> {
+    serde_path_to_error::deserialize::<_, T>(value)
+        .map(|j| Box::new(j) as Box<dyn ErasedJob>)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("field `{path}`: {}", e.inner())
+            }
+        })
+}
+
+impl JobRegistration {
+    /// The registration of job type `T`.
+    pub const fn of<T: Job>() -> Self {
+        Self {
+            name: T::NAME,
+            type_name: std::any::type_name::<T>,
+            decode: decode::<T>,
+            retry_policy: T::retry_policy,
+            timeout: T::timeout,
+        }
+    }
+
+    /// The class name on the wire.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Rust type.
+    pub fn type_name(&self) -> &'static str {
+        (self.type_name)()
+    }
+
+    /// Deserializes arguments into the job; the error names the field at fault.
+    pub fn decode(&self, arguments: serde_json::Value) -> Result<Box<dyn ErasedJob>, String> {
+        (self.decode)(arguments)
+    }
+
+    /// The job type's retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        (self.retry_policy)()
+    }
+
+    /// The job type's timeout.
+    pub fn timeout(&self) -> Duration {
+        (self.timeout)()
+    }
+}
+
+inventory::collect!(JobRegistration);
+
+/// Registers a job type so that workers can run it.
+///
+/// ```ignore
+/// register_job!(MockJob);
+/// ```
+#[macro_export]
+macro_rules! register_job {
+    ($t:ty) => {
+        $crate::inventory::submit! {
+            $crate::registry::JobRegistration::of::<$t>()
+        }
+    };
+}
+
+/// Every job class linked into this binary.
+pub struct Registry {
+    jobs: BTreeMap<&'static str, &'static JobRegistration>,
+}
+
+impl Registry {
+    /// Collects the registered job classes; a class name registered twice is an error naming both.
+    pub fn from_inventory() -> Result<Self> {
+        let mut jobs: BTreeMap<&'static str, &'static JobRegistration> = BTreeMap::new();
+        for r in inventory::iter::<JobRegistration> {
+            if let Some(first) = jobs.insert(r.name, r) {
+                if first.type_name() != r.type_name() {
+                    return Err(Error::DuplicateJobClass {
+                        name: r.name,
+                        first: first.type_name(),
+                        second: r.type_name(),
+                    });
+                }
+            }
+        }
+        Ok(Self { jobs })
+    }
+
+    /// The registration for a class name.
+    pub fn get(&self, job_class: &str) -> Option<&'static JobRegistration> {
+        self.jobs.get(job_class).copied()
+    }
+
+    /// All registrations, sorted by class name.
+    pub fn iter(&self) -> impl Iterator<Item = &'static JobRegistration> + '_ {
+        self.jobs.values().copied()
+    }
+
+    /// Checks that `job_class` is registered and `arguments` deserialize into it.
+    pub fn validate(&self, job_class: &str, arguments: &serde_json::Value) -> Result<()> {
+        let reg = self
+            .get(job_class)
+            .ok_or_else(|| Error::UnknownJobClass(job_class.to_string()))?;
+        reg.decode(arguments.clone())
+            .map(|_| ())
+            .map_err(|message| Error::InvalidArguments {
+                job_class: job_class.to_string(),
+                message,
+            })
+    }
+}

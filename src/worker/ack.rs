@@ -1,0 +1,106 @@
+//! Ack: the last step of a job's life. Acks (and lease changes such as parking a scheduled job)
+//! are batched: one request per subscription every few milliseconds instead of one per message.
+//! A lost ack means a redelivery, never a loss: delivery is at-least-once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+
+enum Op {
+    Ack(String),
+    Deadline(String, i32),
+    Stop,
+}
+
+/// Parameters of an [`AckBatcher`].
+pub(crate) struct AckBatcherParams {
+    pub broker: Arc<dyn Broker>,
+    pub subscription: String,
+    pub flush_every: Duration,
+}
+
+/// Collects acks and deadline changes for one subscription and sends them in batches.
+pub(crate) struct AckBatcher {
+    tx: mpsc::UnboundedSender<Op>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AckBatcher {
+    pub fn start(p: AckBatcherParams) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+        let task = tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(1000);
+            loop {
+                let n = rx.recv_many(&mut buf, 1000).await;
+                let stop = n == 0 || buf.iter().any(|op| matches!(op, Op::Stop));
+                if stop {
+                    flush(&*p.broker, &p.subscription, std::mem::take(&mut buf)).await;
+                    break;
+                }
+                // Give concurrent completions a moment to join the batch.
+                if buf.len() < 1000 {
+                    tokio::time::sleep(p.flush_every).await;
+                    while buf.len() < 1000 {
+                        match rx.try_recv() {
+                            Ok(op) => buf.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                flush(&*p.broker, &p.subscription, std::mem::take(&mut buf)).await;
+            }
+        });
+        Self {
+            tx,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Acks a message (after its outcome is durable).
+    pub fn ack(&self, ack_id: String) {
+        let _ = self.tx.send(Op::Ack(ack_id));
+    }
+
+    /// Sets a message's lease to `seconds` from now (0 releases it).
+    pub fn set_deadline(&self, ack_id: String, seconds: i32) {
+        let _ = self.tx.send(Op::Deadline(ack_id, seconds));
+    }
+
+    /// Sends what is pending and stops.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Op::Stop);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn flush(broker: &dyn Broker, subscription: &str, ops: Vec<Op>) {
+    let mut acks = Vec::new();
+    let mut deadlines: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for op in ops {
+        match op {
+            Op::Ack(id) => acks.push(id),
+            Op::Deadline(id, s) => deadlines.entry(s).or_default().push(id),
+            Op::Stop => {}
+        }
+    }
+    if !acks.is_empty() {
+        let n = acks.len();
+        if let Err(e) = broker.ack(subscription, acks).await {
+            tracing::warn!(subscription, count = n, error = %e, "ack failed; those messages will be redelivered");
+        }
+    }
+    for (seconds, ids) in deadlines {
+        let n = ids.len();
+        if let Err(e) = broker.modify_ack_deadline(subscription, ids, seconds).await {
+            tracing::warn!(subscription, count = n, seconds, error = %e, "modify_ack_deadline failed");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Dispatch: a pulled message becomes a job. The envelope is decoded and checked, the class
+//! looked up in the registry, the arguments deserialized; a message that cannot run goes to the
+//! morgue with the reason, a job not yet due goes back to the scheduled topic, and the rest is
+//! performed and handed to its outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::outcome;
+use super::Shared;
+use crate::broker::{Delivery, OutboundMessage};
+use crate::envelope::Envelope;
+use crate::job::JobContext;
+
+pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
+    let env = match Envelope::decode(&d.data, &d.attributes) {
+        Ok(env) => env,
+        Err(e) => return outcome::morgue_unrunnable(&shared, d, None, e.to_string()).await,
+    };
+    if let Some(at) = env.scheduled_at {
+        if at > Utc::now() {
+            // Not due (published straight to the queue, or a clock ahead of ours): park it.
+            let topic = shared.client.scheduled_resource_name(&shared.queue);
+            let msg = OutboundMessage {
+                data: d.data.clone(),
+                attributes: env.attributes(),
+            };
+            return outcome::forward(&shared, d, &topic, msg).await;
+        }
+    }
+    let Some(reg) = shared.registry.get(&env.job_class) else {
+        let reason = format!(
+            "unknown job class {:?}: it is not registered in this worker",
+            env.job_class
+        );
+        return outcome::morgue_unrunnable(&shared, d, Some(&env), reason).await;
+    };
+    let job = match reg.decode(env.arguments.clone()) {
+        Ok(job) => job,
+        Err(msg) => {
+            let reason = format!("arguments for job class {} do not deserialize: {msg}", env.job_class);
+            return outcome::morgue_unrunnable(&shared, d, Some(&env), reason).await;
+        }
+    };
+    let ctx = JobContext {
+        job_id: env.job_id,
+        job_class: env.job_class.clone(),
+        queue: shared.queue.clone(),
+        attempt: env.attempt(),
+        enqueued_at: env.enqueued_at,
+        last_error: env.last_error.clone(),
+        client: shared.client.clone(),
+    };
+    tracing::info!(
+        event = "job.started",
+        job_id = %env.job_id,
+        job_class = %env.job_class,
+        queue = %shared.queue,
+        attempt = env.attempt(),
+        "job started"
+    );
+    shared.stats.running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let result = super::perform::run(job, ctx, reg.timeout()).await;
+    let elapsed = started.elapsed();
+    shared.stats.running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    shared.stats.record_run(elapsed);
+    outcome::finish(&shared, d, env, reg, result, elapsed).await;
+}

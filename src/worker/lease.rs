@@ -1,0 +1,129 @@
+//! Lease: from the moment a message is pulled until its outcome is acked, the worker holds its
+//! lease. The lease keeper extends the ack deadline of every held message before it lapses
+//! (batched modify_ack_deadline), so a job running longer than the ack deadline runs once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+
+/// Parameters of a [`LeaseKeeper`].
+pub(crate) struct LeaseKeeperParams {
+    pub broker: Arc<dyn Broker>,
+    pub subscription: String,
+    /// The lease given on each extension (10-600 s on Pub/Sub).
+    pub ack_deadline: Duration,
+}
+
+/// Holds the leases of one subscription's messages and extends them.
+pub(crate) struct LeaseKeeper {
+    leases: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+    broker: Arc<dyn Broker>,
+    subscription: String,
+    ack_deadline: Duration,
+}
+
+impl LeaseKeeper {
+    pub fn start(p: LeaseKeeperParams) -> Arc<Self> {
+        let keeper = Arc::new(Self {
+            leases: Arc::default(),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+            broker: p.broker,
+            subscription: p.subscription,
+            ack_deadline: p.ack_deadline,
+        });
+        let k = keeper.clone();
+        let tick = (p.ack_deadline / 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        let handle = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = k.stop.cancelled() => break,
+                    _ = interval.tick() => k.extend_due().await,
+                }
+            }
+        });
+        *keeper.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        keeper
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts holding a message just received.
+    pub fn hold(&self, ack_id: &str) {
+        self.lock().insert(ack_id.to_string(), Instant::now() + self.ack_deadline);
+    }
+
+    /// Stops extending a message (its outcome is about to be acked, or it is released).
+    pub fn forget(&self, ack_id: &str) {
+        self.lock().remove(ack_id);
+    }
+
+    /// How many messages are held.
+    pub fn held(&self) -> usize {
+        self.lock().len()
+    }
+
+    async fn extend_due(&self) {
+        let now = Instant::now();
+        let margin = self.ack_deadline / 2;
+        let due: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, until)| until.saturating_duration_since(now) < margin)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let secs = self.ack_deadline.as_secs().clamp(1, 600) as i32;
+        match self
+            .broker
+            .modify_ack_deadline(&self.subscription, due.clone(), secs)
+            .await
+        {
+            Ok(()) => {
+                let until = now + self.ack_deadline;
+                let mut leases = self.lock();
+                for id in due {
+                    if let Some(u) = leases.get_mut(&id) {
+                        *u = until;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                subscription = %self.subscription,
+                count = due.len(),
+                error = %e,
+                "could not extend leases; they may be redelivered"
+            ),
+        }
+    }
+
+    /// Releases every held message for immediate redelivery and stops extending.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let handle = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        let ids: Vec<String> = self.lock().drain().map(|(k, _)| k).collect();
+        if !ids.is_empty() {
+            let n = ids.len();
+            match self.broker.modify_ack_deadline(&self.subscription, ids, 0).await {
+                Ok(()) => tracing::info!(subscription = %self.subscription, count = n, "released leased messages"),
+                Err(e) => tracing::warn!(subscription = %self.subscription, error = %e, "could not release leased messages; they return when their lease lapses"),
+            }
+        }
+    }
+}

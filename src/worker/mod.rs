@@ -1,0 +1,286 @@
+//! The worker: runs one queue. The launcher ([`Worker::run`]) starts the long-running parts,
+//! each a small struct with `start` / `shutdown`: the pull streams ([`pull`]), the lease keeper
+//! ([`lease`]), the ack batcher ([`ack`]) and the scheduler ([`schedule`]); it then hands each
+//! pulled message to [`dispatch`], which performs ([`perform`]) and settles it ([`outcome`]).
+//!
+//! ```no_run
+//! # async fn demo() -> pubsub_jobs::Result<()> {
+//! use pubsub_jobs::{Client, Worker, WorkerConfig};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let client = Client::from_env().await?;
+//! let shutdown = CancellationToken::new();
+//! let summary = Worker::new(client, WorkerConfig::new("default")).run(shutdown).await?;
+//! println!("{} jobs succeeded", summary.succeeded);
+//! # Ok(()) }
+//! ```
+
+pub(crate) mod ack;
+pub(crate) mod dispatch;
+pub(crate) mod lease;
+pub(crate) mod outcome;
+pub(crate) mod perform;
+pub(crate) mod pull;
+pub(crate) mod schedule;
+mod stats;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Delivery, StreamOptions};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use ack::{AckBatcher, AckBatcherParams};
+use lease::{LeaseKeeper, LeaseKeeperParams};
+use pull::{consume, ConsumeParams};
+use schedule::{Scheduler, SchedulerParams};
+use stats::Stats;
+pub use stats::WorkerSummary;
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The queue to run.
+    pub queue: String,
+    /// Jobs running at once (default 10).
+    pub concurrency: usize,
+    /// Streaming pulls (default 2; the emulator delivers about 2,000 messages/s per stream).
+    pub streams: usize,
+    /// Messages pulled and leased but not yet running, at most (default: `concurrency`).
+    pub prefetch: usize,
+    /// The lease of a pulled message, extended while the job runs (default 30 s; 10-600).
+    pub ack_deadline: Duration,
+    /// How long running jobs may take to finish after a shutdown signal (default 25 s).
+    pub shutdown_timeout: Duration,
+    /// How often the worker logs its counts (default 30 s).
+    pub stats_interval: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for `queue`.
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            concurrency: 10,
+            streams: 2,
+            prefetch: 10,
+            ack_deadline: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(25),
+            stats_interval: Duration::from_secs(30),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.concurrency == 0 {
+            return Err(Error::Config("concurrency must be at least 1".into()));
+        }
+        if self.streams == 0 {
+            return Err(Error::Config("streams must be at least 1".into()));
+        }
+        if self.ack_deadline < Duration::from_secs(10) || self.ack_deadline > Duration::from_secs(600) {
+            return Err(Error::Config(format!(
+                "ack deadline {:?} is outside Pub/Sub's 10-600 s",
+                self.ack_deadline
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What every part of a running worker shares.
+pub(crate) struct Shared {
+    pub client: Client,
+    pub registry: Registry,
+    pub queue: String,
+    pub lease: Arc<LeaseKeeper>,
+    pub acker: AckBatcher,
+    pub stats: Stats,
+}
+
+/// Runs jobs from one queue until shut down.
+pub struct Worker {
+    client: Client,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker for `config.queue` on `client`'s broker.
+    pub fn new(client: Client, config: WorkerConfig) -> Self {
+        Self { client, config }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops pulling, lets running jobs finish within
+    /// the shutdown timeout, releases everything else it leased, and returns its counts.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerSummary> {
+        let Worker { client, config } = self;
+        config.validate()?;
+        let registry = Registry::from_inventory()?;
+        client.ensure_queue(&config.queue).await?;
+        client.ensure_morgue().await?;
+        let subscription = client.resource_name(&config.queue);
+        let broker = client.broker().clone();
+        let lease = LeaseKeeper::start(LeaseKeeperParams {
+            broker: broker.clone(),
+            subscription: subscription.clone(),
+            ack_deadline: config.ack_deadline,
+        });
+        let acker = AckBatcher::start(AckBatcherParams {
+            broker: broker.clone(),
+            subscription: subscription.clone(),
+            flush_every: Duration::from_millis(5),
+        });
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            registry,
+            queue: config.queue.clone(),
+            lease: lease.clone(),
+            acker,
+            stats: Stats::default(),
+        });
+        let per_stream = (config.concurrency + config.prefetch).div_ceil(config.streams) as i64;
+        let scheduler = Scheduler::start(SchedulerParams {
+            client: client.clone(),
+            queue: config.queue.clone(),
+            ack_deadline: config.ack_deadline,
+            max_outstanding: 0,
+        });
+
+        tracing::info!(
+            queue = %config.queue,
+            concurrency = config.concurrency,
+            streams = config.streams,
+            prefetch = config.prefetch,
+            ack_deadline_s = config.ack_deadline.as_secs(),
+            jobs = shared.registry.iter().count(),
+            "worker started"
+        );
+
+        // Pull: each stream feeds a bounded channel; a full channel holds the streams back.
+        let stop_pulling = CancellationToken::new();
+        let (tx, mut rx) = mpsc::channel::<Delivery>(config.prefetch.max(1));
+        let mut pullers = JoinSet::new();
+        for _ in 0..config.streams {
+            let params = ConsumeParams {
+                client: client.clone(),
+                subscription: subscription.clone(),
+                queue: config.queue.clone(),
+                options: StreamOptions {
+                    ack_deadline: config.ack_deadline,
+                    max_outstanding: per_stream,
+                },
+                shutdown: stop_pulling.clone(),
+            };
+            let (tx, lease, stop) = (tx.clone(), lease.clone(), stop_pulling.clone());
+            pullers.spawn(consume(params, move |d| {
+                lease.hold(&d.ack_id);
+                let (tx, lease, stop) = (tx.clone(), lease.clone(), stop.clone());
+                async move {
+                    let ack_id = d.ack_id.clone();
+                    let sent = tokio::select! {
+                        r = tx.send(d) => r.is_ok(),
+                        _ = stop.cancelled() => false,
+                    };
+                    if !sent {
+                        // Left in the lease keeper: released at shutdown.
+                        let _ = (ack_id, lease);
+                    }
+                }
+            }));
+        }
+        drop(tx);
+
+        let stats_task = {
+            let shared = shared.clone();
+            let every = config.stats_interval;
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    log_summary(&shared, "worker stats");
+                }
+            })
+        };
+
+        // Dispatch: take a slot, then a message, then run it.
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let mut running = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                _ = shutdown.cancelled() => break,
+            };
+            let Ok(permit) = permit else { break };
+            let d = tokio::select! {
+                d = rx.recv() => d,
+                _ = shutdown.cancelled() => break,
+            };
+            let Some(d) = d else { break };
+            let shared = shared.clone();
+            running.spawn(async move {
+                dispatch::process(shared, d).await;
+                drop(permit);
+            });
+            while running.try_join_next().is_some() {}
+        }
+
+        // Shutdown: stop pulling, release what waits, let running jobs finish in time.
+        tracing::info!(
+            queue = %config.queue,
+            running = running.len(),
+            timeout_s = config.shutdown_timeout.as_secs_f64(),
+            "worker stopping: no new jobs; waiting for running ones"
+        );
+        stop_pulling.cancel();
+        rx.close();
+        while let Ok(d) = rx.try_recv() {
+            shared.lease.forget(&d.ack_id);
+            shared.acker.set_deadline(d.ack_id, 0);
+        }
+        while pullers.join_next().await.is_some() {}
+        let scheduler_stop = tokio::spawn(scheduler.shutdown());
+        let finished = tokio::time::timeout(config.shutdown_timeout, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                queue = %config.queue,
+                unfinished = running.len(),
+                "shutdown timeout reached: stopping unfinished jobs and releasing them for redelivery"
+            );
+            running.shutdown().await;
+        }
+        stats_task.abort();
+        let _ = scheduler_stop.await;
+        shared.acker.shutdown().await;
+        shared.lease.shutdown().await;
+        let summary = log_summary(&shared, "worker stopped");
+        Ok(summary)
+    }
+}
+
+fn log_summary(shared: &Shared, message: &'static str) -> WorkerSummary {
+    let s = shared.stats.summary();
+    tracing::info!(
+        queue = %shared.queue,
+        processed = s.processed,
+        succeeded = s.succeeded,
+        failed = s.failed,
+        retried = s.retried,
+        morgued = s.morgued,
+        discarded = s.discarded,
+        running = shared.stats.running.load(Relaxed),
+        leased = shared.lease.held(),
+        p50_ms = s.p50_ms,
+        p99_ms = s.p99_ms,
+        "{message}"
+    );
+    s
+}

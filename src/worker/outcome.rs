@@ -1,0 +1,179 @@
+//! Outcome: the end of one execution. Success is acked; a failure is retried (the job is
+//! published again with `executions + 1` and `scheduled_at = now + wait`), discarded, or sent to
+//! the morgue, as the job's retry policy decides. The original message is acked only after the
+//! outcome's publish succeeded; if that publish fails the message is left to come back.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::Shared;
+use crate::broker::{Delivery, OutboundMessage};
+use crate::envelope::Envelope;
+use crate::job::JobError;
+use crate::morgue::MorgueRecord;
+use crate::registry::JobRegistration;
+use crate::retry_policy::Decision;
+
+/// How soon a message whose outcome could not be published comes back.
+const REDELIVER_AFTER_FAILED_OUTCOME_SECS: i32 = 10;
+
+fn ack(shared: &Shared, d: Delivery) {
+    shared.lease.forget(&d.ack_id);
+    shared.acker.ack(d.ack_id);
+}
+
+fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error) {
+    tracing::error!(
+        queue = %shared.queue,
+        message_id = %d.message_id,
+        error = %error,
+        "could not publish the {what}; the message is not acked and will be delivered again in {REDELIVER_AFTER_FAILED_OUTCOME_SECS} s"
+    );
+    shared.lease.forget(&d.ack_id);
+    shared.acker.set_deadline(d.ack_id, REDELIVER_AFTER_FAILED_OUTCOME_SECS);
+}
+
+/// Moves a message to another topic unchanged (a job that is not due yet), then acks it.
+pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: OutboundMessage) {
+    match shared.client.publish_to(topic, vec![msg]).await {
+        Ok(_) => ack(shared, d),
+        Err(e) => outcome_failed(shared, d, "job that is not due yet", &e),
+    }
+}
+
+async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) {
+    let morgue = shared.client.resource_name(shared.client.morgue_queue());
+    match shared.client.publish_to(&morgue, vec![record.to_message()]).await {
+        Ok(_) => {
+            shared.stats.morgued.fetch_add(1, Relaxed);
+            tracing::warn!(
+                event = "job.morgued",
+                job_id = record.job_id.as_deref().unwrap_or(""),
+                job_class = record.job_class.as_deref().unwrap_or(""),
+                queue = %shared.queue,
+                attempt = record.executions.unwrap_or(0),
+                error = %record.error,
+                "job sent to the morgue"
+            );
+            ack(shared, d);
+        }
+        Err(e) => outcome_failed(shared, d, "morgue message", &e),
+    }
+}
+
+/// Sends a message that cannot run to the morgue, with the reason.
+pub(crate) async fn morgue_unrunnable(shared: &Shared, d: Delivery, env: Option<&Envelope>, reason: String) {
+    shared.stats.processed.fetch_add(1, Relaxed);
+    let record = MorgueRecord {
+        body: d.data.clone(),
+        error: reason,
+        source_queue: shared.queue.clone(),
+        failed_at: Utc::now(),
+        job_class: env
+            .map(|e| e.job_class.clone())
+            .or_else(|| d.attributes.get(crate::envelope::ATTR_JOB_CLASS).cloned()),
+        job_id: env
+            .map(|e| e.job_id.to_string())
+            .or_else(|| d.attributes.get(crate::envelope::ATTR_JOB_ID).cloned()),
+        executions: env.map(|e| e.executions),
+    };
+    morgue(shared, d, record).await;
+}
+
+/// Handles the result of an execution.
+pub(crate) async fn finish(
+    shared: &Shared,
+    d: Delivery,
+    env: Envelope,
+    reg: &JobRegistration,
+    result: Result<(), JobError>,
+    elapsed: Duration,
+) {
+    shared.stats.processed.fetch_add(1, Relaxed);
+    let duration_ms = elapsed.as_millis() as u64;
+    let error = match result {
+        Ok(()) => {
+            shared.stats.succeeded.fetch_add(1, Relaxed);
+            tracing::info!(
+                event = "job.succeeded",
+                job_id = %env.job_id,
+                job_class = %env.job_class,
+                queue = %shared.queue,
+                attempt = env.attempt(),
+                duration_ms,
+                "job succeeded"
+            );
+            return ack(shared, d);
+        }
+        Err(e) => e,
+    };
+    shared.stats.failed.fetch_add(1, Relaxed);
+    tracing::warn!(
+        event = "job.failed",
+        job_id = %env.job_id,
+        job_class = %env.job_class,
+        queue = %shared.queue,
+        attempt = env.attempt(),
+        duration_ms,
+        error = %error,
+        error_type = error.type_name(),
+        "job failed"
+    );
+    let mut next = env.clone();
+    next.executions += 1;
+    next.last_error = Some(crate::morgue::truncate(&format!("{}: {error}", error.type_name()), 4096));
+    let decision = reg.retry_policy().decide(&error, &mut next.exception_executions);
+    match decision {
+        Decision::Retry { wait } => {
+            // Pub/Sub keeps a message 7 days: a longer wait is capped a little below that.
+            let wait = wait.min(crate::broker::RETENTION - Duration::from_secs(3600));
+            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+            next.scheduled_at = Some(at);
+            match shared.client.enqueue_envelopes(vec![next]).await {
+                Ok(()) => {
+                    shared.stats.retried.fetch_add(1, Relaxed);
+                    tracing::info!(
+                        event = "job.retry_scheduled",
+                        job_id = %env.job_id,
+                        job_class = %env.job_class,
+                        queue = %shared.queue,
+                        attempt = env.attempt(),
+                        scheduled_at = %at.to_rfc3339(),
+                        wait_ms = wait.as_millis() as u64,
+                        error = %error,
+                        "retry scheduled"
+                    );
+                    ack(shared, d);
+                }
+                Err(e) => outcome_failed(shared, d, "retry", &e),
+            }
+        }
+        Decision::Discard => {
+            shared.stats.discarded.fetch_add(1, Relaxed);
+            tracing::info!(
+                event = "job.discarded",
+                job_id = %env.job_id,
+                job_class = %env.job_class,
+                queue = %shared.queue,
+                attempt = env.attempt(),
+                error = %error,
+                "job discarded"
+            );
+            ack(shared, d);
+        }
+        Decision::Morgue { rule, failures } => {
+            let record = MorgueRecord {
+                body: next.to_body(),
+                error: format!("retries spent ({failures} failures under rule {rule}): {}: {error}", error.type_name()),
+                source_queue: shared.queue.clone(),
+                failed_at: Utc::now(),
+                job_class: Some(next.job_class.clone()),
+                job_id: Some(next.job_id.to_string()),
+                executions: Some(next.executions),
+            };
+            morgue(shared, d, record).await;
+        }
+    }
+}

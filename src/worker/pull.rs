@@ -1,0 +1,79 @@
+//! Pull: streaming pulls bring messages from a subscription into the worker. Each stream runs in
+//! its own task; when a stream ends (network error, emulator restart, subscription deleted) it
+//! recreates what is missing and reconnects with backoff, until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Delivery, StreamOptions};
+use crate::client::Client;
+
+/// Parameters of one consuming stream.
+pub(crate) struct ConsumeParams {
+    pub client: Client,
+    /// The subscription (prefix included).
+    pub subscription: String,
+    /// The queue to recreate when the subscription is gone.
+    pub queue: String,
+    pub options: StreamOptions,
+    pub shutdown: CancellationToken,
+}
+
+/// Feeds every delivery of one stream to `handle` until shutdown. `handle` may wait (that is
+/// the backpressure that bounds leased-but-not-running messages); it should return promptly
+/// once `shutdown` fires.
+pub(crate) async fn consume<F, Fut>(p: ConsumeParams, mut handle: F)
+where
+    F: FnMut(Delivery) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut backoff = Duration::from_millis(100);
+    let broker = p.client.broker().clone();
+    while !p.shutdown.is_cancelled() {
+        let mut stream = match broker.subscribe(&p.subscription, p.options.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(subscription = %p.subscription, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot open a streaming pull; retrying");
+                recover(&p, &mut backoff).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = p.shutdown.cancelled() => None,
+                d = stream.next() => Some(d),
+            };
+            match next {
+                None => {
+                    stream.close().await;
+                    return;
+                }
+                Some(None) => {
+                    tracing::warn!(subscription = %p.subscription, retry_in_ms = backoff.as_millis() as u64, "streaming pull ended; reconnecting");
+                    stream.close().await;
+                    recover(&p, &mut backoff).await;
+                    break;
+                }
+                Some(Some(d)) => {
+                    backoff = Duration::from_millis(100);
+                    handle(d).await;
+                }
+            }
+        }
+    }
+}
+
+async fn recover(p: &ConsumeParams, backoff: &mut Duration) {
+    tokio::select! {
+        _ = p.shutdown.cancelled() => return,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    // The subscription may be gone (emulator restart, deleted by hand): create it again.
+    p.client.forget_resource(&p.subscription);
+    if let Err(e) = p.client.ensure_queue(&p.queue).await {
+        tracing::debug!(queue = %p.queue, error = %e, "could not recreate the queue yet");
+    }
+}
