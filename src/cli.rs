@@ -34,7 +34,11 @@ pub enum LogFormat {
 
 /// `worker`: run a queue (no command), or manage jobs.
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about = "pubsub-jobs worker: runs background jobs from a Pub/Sub queue")]
+#[command(
+    name = "worker",
+    version,
+    about = "pubsub-jobs worker: runs background jobs from a Pub/Sub queue"
+)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]
@@ -54,19 +58,40 @@ pub struct GlobalArgs {
     #[arg(long, env = "QUEUE_NAME", default_value = "default", global = true)]
     pub queue: String,
     /// The Google Cloud project.
-    #[arg(long, env = "PUBSUB_PROJECT_ID", default_value = "job-queue", global = true)]
+    #[arg(
+        long,
+        env = "PUBSUB_PROJECT_ID",
+        default_value = "job-queue",
+        global = true
+    )]
     pub project: String,
     /// A prefix for every topic and subscription, so that apps can share a project.
     #[arg(long, env = "PUBSUB_TOPIC_PREFIX", default_value = "", global = true)]
     pub topic_prefix: String,
     /// The queue for dead jobs.
-    #[arg(long, env = "PUBSUB_MORGUE_QUEUE", default_value = "morgue", global = true)]
+    #[arg(
+        long,
+        env = "PUBSUB_MORGUE_QUEUE",
+        default_value = "morgue",
+        global = true
+    )]
     pub morgue_queue: String,
     /// How long one Pub/Sub call may take, in seconds, before it fails.
-    #[arg(long, env = "PUBSUB_TIMEOUT_SECONDS", default_value_t = 30.0, global = true)]
+    #[arg(
+        long,
+        env = "PUBSUB_TIMEOUT_SECONDS",
+        default_value_t = 30.0,
+        global = true
+    )]
     pub pubsub_timeout: f64,
     /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -133,19 +158,29 @@ pub fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
 }
 
 fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
     if !(g.pubsub_timeout.is_finite() && g.pubsub_timeout > 0.0) {
-        bail!("--pubsub-timeout must be a positive number of seconds, got {}", g.pubsub_timeout);
+        bail!(
+            "--pubsub-timeout must be a positive number of seconds, got {}",
+            g.pubsub_timeout
+        );
     }
     Ok(ClientConfig {
         project_id: g.project.clone(),
         topic_prefix: g.topic_prefix.clone(),
         morgue_queue: g.morgue_queue.clone(),
         timeout: Duration::from_secs_f64(g.pubsub_timeout),
+        emulator_host: std::env::var("PUBSUB_EMULATOR_HOST")
+            .ok()
+            .filter(|h| !h.is_empty()),
         ..ClientConfig::default()
     })
 }
@@ -181,10 +216,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = Client::connect(client_config(g)?).await?;
             client.validate_queue(&g.queue)?;
             let at = match wait {
-                Some(w) => Some(chrono::Utc::now() + chrono::Duration::from_std(seconds("--wait", w)?)?),
+                Some(w) => {
+                    Some(chrono::Utc::now() + chrono::Duration::from_std(seconds("--wait", w)?)?)
+                }
                 None => None,
             };
-            let env = client.enqueue_by_name(&job_class, args, Some(&g.queue), at).await?;
+            let env = client
+                .enqueue_by_name(&job_class, args, Some(&g.queue), at)
+                .await?;
             if g.log_format == LogFormat::Json {
                 let line = serde_json::json!({
                     "timestamp": chrono::Utc::now().to_rfc3339(),
@@ -212,7 +251,8 @@ async fn run_worker(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     config.prefetch = args.prefetch.unwrap_or(args.concurrency);
     config.ack_deadline = Duration::from_secs(args.ack_deadline);
     config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
-    config.stats_interval = seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
+    config.stats_interval =
+        seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
     // Fail early on a duplicate class or a bad queue name, before connecting.
     Registry::from_inventory()?;
     crate::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
@@ -226,12 +266,18 @@ async fn run_worker(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
 /// First SIGINT / SIGTERM: graceful shutdown. Second: exit at once.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
     let first = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-    tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
+    tracing::info!(
+        signal = first,
+        "shutting down gracefully; send the signal again to exit at once"
+    );
     shutdown.cancel();
     let second = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
     tracing::warn!(signal = second, "second signal: exiting at once");

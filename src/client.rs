@@ -36,6 +36,9 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The ack deadline of subscriptions this client creates (default 60 s).
     pub ack_deadline: Duration,
+    /// The emulator's `host:port` (`PUBSUB_EMULATOR_HOST`); `None` means Google Cloud with
+    /// Application Default Credentials.
+    pub emulator_host: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -46,13 +49,14 @@ impl Default for ClientConfig {
             morgue_queue: "morgue".into(),
             timeout: Duration::from_secs(30),
             ack_deadline: Duration::from_secs(60),
+            emulator_host: None,
         }
     }
 }
 
 impl ClientConfig {
-    /// Reads `PUBSUB_PROJECT_ID`, `PUBSUB_TOPIC_PREFIX`, `PUBSUB_MORGUE_QUEUE` and
-    /// `PUBSUB_TIMEOUT_SECONDS`, with the defaults above.
+    /// Reads `PUBSUB_PROJECT_ID`, `PUBSUB_TOPIC_PREFIX`, `PUBSUB_MORGUE_QUEUE`,
+    /// `PUBSUB_TIMEOUT_SECONDS` and `PUBSUB_EMULATOR_HOST`, with the defaults above.
     pub fn from_env() -> Result<Self> {
         let mut c = Self::default();
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -62,6 +66,7 @@ impl ClientConfig {
         if let Some(v) = var("PUBSUB_TOPIC_PREFIX") {
             c.topic_prefix = v;
         }
+        c.emulator_host = var("PUBSUB_EMULATOR_HOST");
         if let Some(v) = var("PUBSUB_MORGUE_QUEUE") {
             c.morgue_queue = v;
         }
@@ -70,7 +75,11 @@ impl ClientConfig {
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| Error::Config(format!("PUBSUB_TIMEOUT_SECONDS={v:?} is not a positive number")))?;
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "PUBSUB_TIMEOUT_SECONDS={v:?} is not a positive number"
+                    ))
+                })?;
             c.timeout = Duration::from_secs_f64(secs);
         }
         Ok(c)
@@ -92,7 +101,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("config", &self.inner.config).finish()
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -106,7 +117,12 @@ impl Client {
     /// A client on Pub/Sub with explicit settings.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
         validate_queue_name(&config.topic_prefix, &config.morgue_queue)?;
-        let broker = PubSubBroker::connect(&config.project_id, config.timeout).await?;
+        let broker = PubSubBroker::connect(
+            &config.project_id,
+            config.emulator_host.as_deref(),
+            config.timeout,
+        )
+        .await?;
         Ok(Self::with_broker(Arc::new(broker), config))
     }
 
@@ -124,7 +140,11 @@ impl Client {
         self.inner.memory.clone()
     }
 
-    fn build(broker: Arc<dyn Broker>, memory: Option<crate::broker::MemoryBroker>, config: ClientConfig) -> Self {
+    fn build(
+        broker: Arc<dyn Broker>,
+        memory: Option<crate::broker::MemoryBroker>,
+        config: ClientConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 broker,
@@ -151,7 +171,10 @@ impl Client {
 
     /// The topic and subscription name holding a queue's jobs that are not due yet.
     pub fn scheduled_resource_name(&self, queue: &str) -> String {
-        format!("{}{}{}", self.inner.config.topic_prefix, queue, SCHEDULED_SUFFIX)
+        format!(
+            "{}{}{}",
+            self.inner.config.topic_prefix, queue, SCHEDULED_SUFFIX
+        )
     }
 
     /// The morgue queue's name (without prefix).
@@ -191,7 +214,8 @@ impl Client {
     pub async fn ensure_queue(&self, queue: &str) -> Result<()> {
         self.validate_queue(queue)?;
         self.ensure_resource(&self.resource_name(queue)).await?;
-        self.ensure_resource(&self.scheduled_resource_name(queue)).await
+        self.ensure_resource(&self.scheduled_resource_name(queue))
+            .await
     }
 
     /// Creates the morgue's topic and subscription if missing.
@@ -202,7 +226,11 @@ impl Client {
 
     /// Publishes to a topic whose subscription this client manages; recreates both once if the
     /// broker says they are gone (for instance after an emulator restart).
-    pub(crate) async fn publish_to(&self, resource: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
+    pub(crate) async fn publish_to(
+        &self,
+        resource: &str,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<Vec<String>> {
         self.ensure_resource(resource).await?;
         match self.inner.broker.publish(resource, messages.clone()).await {
             Err(e) if e.is_not_found() => {
@@ -262,9 +290,15 @@ impl Client {
             let mut batch_envs: Vec<&Envelope> = Vec::new();
             let mut bytes = 0;
             for (m, env) in msgs {
-                if !batch.is_empty() && (batch.len() >= MAX_BATCH_MESSAGES || bytes + m.data.len() > MAX_BATCH_BYTES) {
-                    self.publish_batch(&topic, std::mem::take(&mut batch), std::mem::take(&mut batch_envs))
-                        .await?;
+                if !batch.is_empty()
+                    && (batch.len() >= MAX_BATCH_MESSAGES || bytes + m.data.len() > MAX_BATCH_BYTES)
+                {
+                    self.publish_batch(
+                        &topic,
+                        std::mem::take(&mut batch),
+                        std::mem::take(&mut batch_envs),
+                    )
+                    .await?;
                     bytes = 0;
                 }
                 bytes += m.data.len();
@@ -278,7 +312,12 @@ impl Client {
         Ok(())
     }
 
-    async fn publish_batch(&self, topic: &str, batch: Vec<OutboundMessage>, envs: Vec<&Envelope>) -> Result<()> {
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        batch: Vec<OutboundMessage>,
+        envs: Vec<&Envelope>,
+    ) -> Result<()> {
         self.publish_to(topic, batch).await?;
         for env in envs {
             tracing::info!(
@@ -296,10 +335,28 @@ impl Client {
 
     /// Enqueues many jobs in batched publishes (ActiveJob's `perform_all_later`); returns their
     /// ids in order once all were accepted.
-    pub async fn perform_all_later<J: Job>(&self, jobs: impl IntoIterator<Item = J>) -> Result<Vec<Uuid>> {
+    pub async fn perform_all_later<J: Job>(
+        &self,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
         let envelopes = jobs
             .into_iter()
             .map(|j| envelope_for(&j, None, None))
+            .collect::<Result<Vec<_>>>()?;
+        let ids = envelopes.iter().map(|e| e.job_id).collect();
+        self.enqueue_envelopes(envelopes).await?;
+        Ok(ids)
+    }
+
+    /// Like [`Client::perform_all_later`], but every job goes to `queue`.
+    pub async fn perform_all_later_on<J: Job>(
+        &self,
+        queue: &str,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        let envelopes = jobs
+            .into_iter()
+            .map(|j| envelope_for(&j, Some(queue), None))
             .collect::<Result<Vec<_>>>()?;
         let ids = envelopes.iter().map(|e| e.job_id).collect();
         self.enqueue_envelopes(envelopes).await?;
@@ -325,7 +382,11 @@ impl Client {
     }
 }
 
-fn envelope_for<J: Job>(job: &J, queue: Option<&str>, at: Option<DateTime<Utc>>) -> Result<Envelope> {
+fn envelope_for<J: Job>(
+    job: &J,
+    queue: Option<&str>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Envelope> {
     let arguments = serde_json::to_value(job).map_err(|source| Error::Serialize {
         job_class: J::NAME.to_string(),
         source,
@@ -385,7 +446,8 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
                         delay: w,
                     });
                 }
-                let w = chrono::Duration::from_std(w).map_err(|_| Error::Config("wait out of range".into()))?;
+                let w = chrono::Duration::from_std(w)
+                    .map_err(|_| Error::Config("wait out of range".into()))?;
                 Some(Utc::now() + w)
             }
             (None, None) => None,

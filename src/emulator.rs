@@ -53,7 +53,8 @@ pub fn find_binary() -> Result<PathBuf> {
 }
 
 fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Config(format!("no free port: {e}")))?;
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Config(format!("no free port: {e}")))?;
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| Error::Config(format!("no free port: {e}")))
@@ -71,7 +72,8 @@ impl Emulator {
         use std::os::unix::process::CommandExt;
         let bin = find_binary()?;
         let log = std::env::temp_dir().join(format!("pubsub-emulator-{port}.log"));
-        let out = std::fs::File::create(&log).map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
+        let out = std::fs::File::create(&log)
+            .map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
         let err = out
             .try_clone()
             .map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
@@ -125,7 +127,7 @@ impl Emulator {
     /// even if this value is never dropped (a `static`).
     pub fn stop_when_process_exits(&self, pid: u32) {
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -TERM -- -{pg} 2>/dev/null; sleep 2; kill -KILL -- -{pg} 2>/dev/null",
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -TERM -{pg} 2>/dev/null; sleep 2; kill -KILL -{pg} 2>/dev/null",
             pg = self.child.id()
         );
         let _ = Command::new("sh")

@@ -109,9 +109,15 @@ impl Envelope {
         let mut a = HashMap::with_capacity(4);
         a.insert(ATTR_JOB_CLASS.to_string(), self.job_class.clone());
         a.insert(ATTR_JOB_ID.to_string(), self.job_id.to_string());
-        a.insert(ATTR_FORMAT_VERSION.to_string(), self.format_version.to_string());
+        a.insert(
+            ATTR_FORMAT_VERSION.to_string(),
+            self.format_version.to_string(),
+        );
         if let Some(at) = self.scheduled_at {
-            a.insert(ATTR_SCHEDULED_AT.to_string(), at.timestamp_millis().to_string());
+            a.insert(
+                ATTR_SCHEDULED_AT.to_string(),
+                at.timestamp_millis().to_string(),
+            );
         }
         a
     }
@@ -137,8 +143,8 @@ impl Envelope {
             Some(None) => return Err(DecodeError::Broken("format_version is not a number".into())),
             None => return Err(DecodeError::Broken("missing field `format_version`".into())),
         }
-        let env: Envelope =
-            serde_path_to_error::deserialize(value).map_err(|e| DecodeError::Broken(format!("{}: {}", e.path(), e.inner())))?;
+        let env: Envelope = serde_path_to_error::deserialize(value)
+            .map_err(|e| DecodeError::Broken(format!("{}: {}", e.path(), e.inner())))?;
         if let Some(class) = attributes.get(ATTR_JOB_CLASS) {
             if *class != env.job_class {
                 return Err(DecodeError::AttributeMismatch {
@@ -193,11 +199,23 @@ mod tests {
         let body = serde_json::to_vec(&v).unwrap();
         assert_eq!(
             Envelope::decode(&body, &none),
-            Err(DecodeError::NewerFormat { found: 99, supported: 1 })
+            Err(DecodeError::NewerFormat {
+                found: 99,
+                supported: 1
+            })
         );
-        assert!(matches!(Envelope::decode(b"", &none), Err(DecodeError::Broken(_))));
-        assert!(matches!(Envelope::decode(b"\xff\x00", &none), Err(DecodeError::Broken(_))));
-        assert!(matches!(Envelope::decode(b"[1]", &none), Err(DecodeError::Broken(_))));
+        assert!(matches!(
+            Envelope::decode(b"", &none),
+            Err(DecodeError::Broken(_))
+        ));
+        assert!(matches!(
+            Envelope::decode(b"\xff\x00", &none),
+            Err(DecodeError::Broken(_))
+        ));
+        assert!(matches!(
+            Envelope::decode(b"[1]", &none),
+            Err(DecodeError::Broken(_))
+        ));
         let err = Envelope::decode(br#"{"format_version":1,"job_class":"X"}"#, &none).unwrap_err();
         assert!(err.to_string().contains("job_id"), "{err}");
         let e = Envelope::new("X", "q", serde_json::json!(null));
@@ -205,7 +223,10 @@ mod tests {
         attrs.insert(ATTR_JOB_CLASS.into(), "Y".into());
         assert!(matches!(
             Envelope::decode(&e.to_body(), &attrs),
-            Err(DecodeError::AttributeMismatch { attribute: ATTR_JOB_CLASS, .. })
+            Err(DecodeError::AttributeMismatch {
+                attribute: ATTR_JOB_CLASS,
+                ..
+            })
         ));
     }
 }

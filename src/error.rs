@@ -98,7 +98,13 @@ pub enum Error {
 impl Error {
     /// True when the broker said the topic or subscription does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Broker { not_found: true, .. })
+        matches!(
+            self,
+            Error::Broker {
+                not_found: true,
+                ..
+            }
+        )
     }
 }
 

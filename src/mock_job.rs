@@ -57,7 +57,10 @@ impl Job for MockJob {
         tokio::time::sleep(Duration::from_secs_f64(self.sleep_duration)).await;
         let fail_now = self.raise_error || self.fail_attempts.is_some_and(|n| ctx.attempt <= n);
         if fail_now {
-            return Err(MockJobError { attempt: ctx.attempt }.into());
+            return Err(MockJobError {
+                attempt: ctx.attempt,
+            }
+            .into());
         }
         Ok(())
     }

@@ -57,8 +57,14 @@ impl MorgueRecord {
     /// The message to publish to the morgue topic.
     pub fn to_message(&self) -> OutboundMessage {
         let mut a = HashMap::new();
-        a.insert(ATTR_ERROR.to_string(), truncate(&self.error, MAX_ATTRIBUTE_BYTES));
-        a.insert(ATTR_SOURCE_QUEUE.to_string(), truncate(&self.source_queue, MAX_ATTRIBUTE_BYTES));
+        a.insert(
+            ATTR_ERROR.to_string(),
+            truncate(&self.error, MAX_ATTRIBUTE_BYTES),
+        );
+        a.insert(
+            ATTR_SOURCE_QUEUE.to_string(),
+            truncate(&self.source_queue, MAX_ATTRIBUTE_BYTES),
+        );
         a.insert(ATTR_FAILED_AT.to_string(), self.failed_at.to_rfc3339());
         if let Some(c) = &self.job_class {
             a.insert(ATTR_JOB_CLASS.to_string(), truncate(c, MAX_ATTRIBUTE_BYTES));
@@ -120,6 +126,9 @@ mod tests {
         assert_eq!(back.body, r.body);
         assert_eq!(back.executions, Some(3));
         assert_eq!(back.job_class.as_deref(), Some("MockJob"));
-        assert_eq!(back.failed_at.timestamp_millis(), r.failed_at.timestamp_millis());
+        assert_eq!(
+            back.failed_at.timestamp_millis(),
+            r.failed_at.timestamp_millis()
+        );
     }
 }

@@ -26,7 +26,9 @@ pub fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {
         return bad("Pub/Sub names need at least 3 characters (prefix included)");
     }
     if longest > 255 {
-        return bad("too long: with prefix and the `.scheduled` suffix it must stay within 255 characters");
+        return bad(
+            "too long: with prefix and the `.scheduled` suffix it must stay within 255 characters",
+        );
     }
     if !full.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
         return bad("it must start with a letter");
@@ -56,7 +58,15 @@ mod tests {
     fn accepts_and_refuses() {
         assert!(validate_queue_name("", "default").is_ok());
         assert!(validate_queue_name("app-", "q1").is_ok());
-        for bad in ["", "ab", "1abc", "goog-q", "has space", "a/b", "x.scheduled"] {
+        for bad in [
+            "",
+            "ab",
+            "1abc",
+            "goog-q",
+            "has space",
+            "a/b",
+            "x.scheduled",
+        ] {
             let err = validate_queue_name("", bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

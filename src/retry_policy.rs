@@ -245,7 +245,11 @@ impl RetryPolicy {
 
     /// Decides what to do after `error`, counting it in `exception_executions` (the per-rule failure
     /// counts carried in the job's envelope).
-    pub fn decide(&self, error: &JobError, exception_executions: &mut BTreeMap<String, u32>) -> Decision {
+    pub fn decide(
+        &self,
+        error: &JobError,
+        exception_executions: &mut BTreeMap<String, u32>,
+    ) -> Decision {
         let (key, action) = match self.rules.iter().find(|r| (r.matches)(error)) {
             Some(rule) => (rule.key, rule.action.clone()),
             None => (
@@ -323,7 +327,10 @@ mod tests {
             }
         );
         assert_eq!(p.decide(&B.into(), &mut counts), Decision::Discard);
-        assert!(matches!(p.decide(&A.into(), &mut counts), Decision::Morgue { failures: 2, .. }));
+        assert!(matches!(
+            p.decide(&A.into(), &mut counts),
+            Decision::Morgue { failures: 2, .. }
+        ));
         assert_eq!(counts.get(std::any::type_name::<A>()), Some(&2));
     }
 
@@ -343,7 +350,10 @@ mod tests {
         let j = Wait::fixed(Duration::from_secs(10)).jitter(0.5);
         for _ in 0..100 {
             let d = j.delay(1, &e);
-            assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(15), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(10) && d <= Duration::from_secs(15),
+                "{d:?}"
+            );
         }
     }
 }

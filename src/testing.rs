@@ -43,14 +43,18 @@ pub fn memory_client() -> (Client, MemoryBroker) {
 }
 
 fn memory(client: &Client) -> Result<MemoryBroker> {
-    client
-        .memory_broker()
-        .ok_or_else(|| Error::Config("this helper needs a client on the in-memory broker (testing::memory_client)".into()))
+    client.memory_broker().ok_or_else(|| {
+        Error::Config(
+            "this helper needs a client on the in-memory broker (testing::memory_client)".into(),
+        )
+    })
 }
 
 /// The jobs waiting in a queue (due now), oldest first. Empty for a client not on the in-memory broker.
 pub fn enqueued_jobs(client: &Client, queue: &str) -> Vec<Envelope> {
-    let Ok(broker) = memory(client) else { return Vec::new() };
+    let Ok(broker) = memory(client) else {
+        return Vec::new();
+    };
     broker
         .pending(&client.resource_name(queue))
         .into_iter()
@@ -60,7 +64,9 @@ pub fn enqueued_jobs(client: &Client, queue: &str) -> Vec<Envelope> {
 
 /// The jobs waiting in a queue's scheduled subscription (not due yet).
 pub fn scheduled_jobs(client: &Client, queue: &str) -> Vec<Envelope> {
-    let Ok(broker) = memory(client) else { return Vec::new() };
+    let Ok(broker) = memory(client) else {
+        return Vec::new();
+    };
     broker
         .pending(&client.scheduled_resource_name(queue))
         .into_iter()

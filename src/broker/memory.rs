@@ -73,7 +73,12 @@ impl MemoryBroker {
         st.expire(Instant::now());
         st.subs
             .get(subscription)
-            .map(|s| s.ready.iter().map(|m| (m.data.clone(), m.attributes.clone())).collect())
+            .map(|s| {
+                s.ready
+                    .iter()
+                    .map(|m| (m.data.clone(), m.attributes.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -103,7 +108,12 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn create_subscription(&self, subscription: &str, topic: &str, _ack_deadline: Duration) -> Result<()> {
+    async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        _ack_deadline: Duration,
+    ) -> Result<()> {
         let mut st = self.lock();
         if st.subs.contains_key(subscription) {
             return Ok(());
@@ -148,7 +158,11 @@ impl Broker for MemoryBroker {
         Ok(ids)
     }
 
-    async fn subscribe(&self, subscription: &str, options: StreamOptions) -> Result<Box<dyn DeliveryStream>> {
+    async fn subscribe(
+        &self,
+        subscription: &str,
+        options: StreamOptions,
+    ) -> Result<Box<dyn DeliveryStream>> {
         if !self.lock().subs.contains_key(subscription) {
             return Err(Self::not_found("subscribe", subscription));
         }
@@ -171,7 +185,12 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn modify_ack_deadline(&self, subscription: &str, ack_ids: Vec<String>, seconds: i32) -> Result<()> {
+    async fn modify_ack_deadline(
+        &self,
+        subscription: &str,
+        ack_ids: Vec<String>,
+        seconds: i32,
+    ) -> Result<()> {
         let mut st = self.lock();
         let sub = st
             .subs

@@ -68,7 +68,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Creates a subscription on `topic` that never expires and retains unacked messages 7 days.
     /// One that already exists is success.
-    async fn create_subscription(&self, subscription: &str, topic: &str, ack_deadline: Duration) -> Result<()>;
+    async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline: Duration,
+    ) -> Result<()>;
 
     /// Whether a subscription exists.
     async fn subscription_exists(&self, subscription: &str) -> Result<bool>;
@@ -78,14 +83,23 @@ pub trait Broker: Send + Sync + 'static {
     async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>>;
 
     /// Opens one streaming pull on a subscription.
-    async fn subscribe(&self, subscription: &str, options: StreamOptions) -> Result<Box<dyn DeliveryStream>>;
+    async fn subscribe(
+        &self,
+        subscription: &str,
+        options: StreamOptions,
+    ) -> Result<Box<dyn DeliveryStream>>;
 
     /// Acknowledges messages: they will not be delivered again (at-least-once: an ack that is lost
     /// means a redelivery).
     async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()>;
 
     /// Sets the lease of messages to `seconds` from now (0 releases them for redelivery at once).
-    async fn modify_ack_deadline(&self, subscription: &str, ack_ids: Vec<String>, seconds: i32) -> Result<()>;
+    async fn modify_ack_deadline(
+        &self,
+        subscription: &str,
+        ack_ids: Vec<String>,
+        seconds: i32,
+    ) -> Result<()>;
 
     /// Drops every message of the subscription published before now, leased or not.
     async fn seek_to_now(&self, subscription: &str) -> Result<()>;

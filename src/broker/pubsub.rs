@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use gcloud_gax::conn::Environment;
 use gcloud_gax::grpc::{Code, Status};
 use gcloud_googleapis::pubsub::v1::{ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage};
 use gcloud_pubsub::client::{Client as GClient, ClientConfig};
@@ -38,15 +39,22 @@ fn broker_error(operation: &'static str, resource: &str, status: Status) -> Erro
 }
 
 impl PubSubBroker {
-    /// Connects to `project_id`: the emulator when `PUBSUB_EMULATOR_HOST` is set, otherwise
-    /// Google Cloud with Application Default Credentials. Every call is bounded by `timeout`.
-    pub async fn connect(project_id: &str, timeout: Duration) -> Result<Self> {
+    /// Connects to `project_id`: the emulator at `emulator_host` when given, otherwise Google
+    /// Cloud with Application Default Credentials. Every call is bounded by `timeout`.
+    pub async fn connect(
+        project_id: &str,
+        emulator_host: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let mut config = ClientConfig::default();
-        if std::env::var_os("PUBSUB_EMULATOR_HOST").is_none() {
-            config = config
-                .with_auth()
-                .await
-                .map_err(|e| Error::Config(format!("Google Cloud credentials (Application Default Credentials): {e}")))?;
+        if let Some(host) = emulator_host {
+            config.environment = Environment::Emulator(host.to_string());
+        } else {
+            config = config.with_auth().await.map_err(|e| {
+                Error::Config(format!(
+                    "Google Cloud credentials (Application Default Credentials): {e}"
+                ))
+            })?;
         }
         config.project_id = Some(project_id.to_string());
         let client = GClient::new(config)
@@ -87,30 +95,45 @@ impl PubSubBroker {
 impl Broker for PubSubBroker {
     async fn create_topic(&self, topic: &str) -> Result<()> {
         let t = self.client.topic(topic);
-        match self.bounded("create topic", topic, t.create(None, None)).await {
-            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => Ok(()),
+        match self
+            .bounded("create topic", topic, t.create(None, None))
+            .await
+        {
+            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
+                Ok(())
+            }
             other => other,
         }
     }
 
-    async fn create_subscription(&self, subscription: &str, topic: &str, ack_deadline: Duration) -> Result<()> {
+    async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline: Duration,
+    ) -> Result<()> {
         let cfg = SubscriptionConfig {
             ack_deadline_seconds: ack_deadline.as_secs().clamp(10, 600) as i32,
             message_retention_duration: Some(RETENTION),
             expiration_policy: Some(ExpirationPolicy { ttl: None }),
             ..Default::default()
         };
-        let fut = self.client.create_subscription(subscription, topic, cfg, None);
+        let fut = self
+            .client
+            .create_subscription(subscription, topic, cfg, None);
         match self.bounded("create subscription", subscription, fut).await {
             Ok(_) => Ok(()),
-            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => Ok(()),
+            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
 
     async fn subscription_exists(&self, subscription: &str) -> Result<bool> {
         let s = self.client.subscription(subscription);
-        self.bounded("get subscription", subscription, s.exists(None)).await
+        self.bounded("get subscription", subscription, s.exists(None))
+            .await
     }
 
     async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
@@ -127,7 +150,11 @@ impl Broker for PubSubBroker {
             .await
     }
 
-    async fn subscribe(&self, subscription: &str, options: StreamOptions) -> Result<Box<dyn DeliveryStream>> {
+    async fn subscribe(
+        &self,
+        subscription: &str,
+        options: StreamOptions,
+    ) -> Result<Box<dyn DeliveryStream>> {
         let sub = self.client.subscription(subscription);
         let cfg = SubscribeConfig::default()
             .with_channel_capacity(1)
@@ -136,19 +163,27 @@ impl Broker for PubSubBroker {
                 max_outstanding_messages: options.max_outstanding,
                 ..Default::default()
             });
-        let stream = self.bounded("subscribe", subscription, sub.subscribe(Some(cfg))).await?;
+        let stream = self
+            .bounded("subscribe", subscription, sub.subscribe(Some(cfg)))
+            .await?;
         Ok(Box::new(PubSubStream { inner: stream }))
     }
 
     async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()> {
         let sub = self.client.subscription(subscription);
         for chunk in ack_ids.chunks(1000) {
-            self.bounded("ack", subscription, sub.ack(chunk.to_vec())).await?;
+            self.bounded("ack", subscription, sub.ack(chunk.to_vec()))
+                .await?;
         }
         Ok(())
     }
 
-    async fn modify_ack_deadline(&self, subscription: &str, ack_ids: Vec<String>, seconds: i32) -> Result<()> {
+    async fn modify_ack_deadline(
+        &self,
+        subscription: &str,
+        ack_ids: Vec<String>,
+        seconds: i32,
+    ) -> Result<()> {
         let sub = self.client.subscription(subscription);
         let client = sub.get_client();
         for chunk in ack_ids.chunks(1000) {
@@ -157,16 +192,24 @@ impl Broker for PubSubBroker {
                 ack_ids: chunk.to_vec(),
                 ack_deadline_seconds: seconds,
             };
-            self.bounded("modify ack deadline", subscription, client.modify_ack_deadline(req, None))
-                .await?;
+            self.bounded(
+                "modify ack deadline",
+                subscription,
+                client.modify_ack_deadline(req, None),
+            )
+            .await?;
         }
         Ok(())
     }
 
     async fn seek_to_now(&self, subscription: &str) -> Result<()> {
         let sub = self.client.subscription(subscription);
-        self.bounded("seek", subscription, sub.seek(SeekTo::Timestamp(SystemTime::now()), None))
-            .await
+        self.bounded(
+            "seek",
+            subscription,
+            sub.seek(SeekTo::Timestamp(SystemTime::now()), None),
+        )
+        .await
     }
 }
 

@@ -37,13 +37,8 @@ impl AckBatcher {
             let mut buf = Vec::with_capacity(1000);
             loop {
                 let n = rx.recv_many(&mut buf, 1000).await;
-                let stop = n == 0 || buf.iter().any(|op| matches!(op, Op::Stop));
-                if stop {
-                    flush(&*p.broker, &p.subscription, std::mem::take(&mut buf)).await;
-                    break;
-                }
                 // Give concurrent completions a moment to join the batch.
-                if buf.len() < 1000 {
+                if n > 0 && buf.len() < 1000 && !buf.iter().any(|op| matches!(op, Op::Stop)) {
                     tokio::time::sleep(p.flush_every).await;
                     while buf.len() < 1000 {
                         match rx.try_recv() {
@@ -52,7 +47,11 @@ impl AckBatcher {
                         }
                     }
                 }
+                let stop = n == 0 || buf.iter().any(|op| matches!(op, Op::Stop));
                 flush(&*p.broker, &p.subscription, std::mem::take(&mut buf)).await;
+                if stop {
+                    break;
+                }
             }
         });
         Self {

@@ -40,7 +40,10 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
     let job = match reg.decode(env.arguments.clone()) {
         Ok(job) => job,
         Err(msg) => {
-            let reason = format!("arguments for job class {} do not deserialize: {msg}", env.job_class);
+            let reason = format!(
+                "arguments for job class {} do not deserialize: {msg}",
+                env.job_class
+            );
             return outcome::morgue_unrunnable(&shared, d, Some(&env), reason).await;
         }
     };
@@ -61,11 +64,17 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
         attempt = env.attempt(),
         "job started"
     );
-    shared.stats.running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .running
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let result = super::perform::run(job, ctx, reg.timeout()).await;
     let elapsed = started.elapsed();
-    shared.stats.running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .running
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     shared.stats.record_run(elapsed);
     outcome::finish(&shared, d, env, reg, result, elapsed).await;
 }

@@ -61,7 +61,8 @@ impl LeaseKeeper {
 
     /// Starts holding a message just received.
     pub fn hold(&self, ack_id: &str) {
-        self.lock().insert(ack_id.to_string(), Instant::now() + self.ack_deadline);
+        self.lock()
+            .insert(ack_id.to_string(), Instant::now() + self.ack_deadline);
     }
 
     /// Stops extending a message (its outcome is about to be acked, or it is released).
@@ -120,9 +121,17 @@ impl LeaseKeeper {
         let ids: Vec<String> = self.lock().drain().map(|(k, _)| k).collect();
         if !ids.is_empty() {
             let n = ids.len();
-            match self.broker.modify_ack_deadline(&self.subscription, ids, 0).await {
-                Ok(()) => tracing::info!(subscription = %self.subscription, count = n, "released leased messages"),
-                Err(e) => tracing::warn!(subscription = %self.subscription, error = %e, "could not release leased messages; they return when their lease lapses"),
+            match self
+                .broker
+                .modify_ack_deadline(&self.subscription, ids, 0)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(subscription = %self.subscription, count = n, "released leased messages")
+                }
+                Err(e) => {
+                    tracing::warn!(subscription = %self.subscription, error = %e, "could not release leased messages; they return when their lease lapses")
+                }
             }
         }
     }

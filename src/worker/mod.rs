@@ -83,7 +83,9 @@ impl WorkerConfig {
         if self.streams == 0 {
             return Err(Error::Config("streams must be at least 1".into()));
         }
-        if self.ack_deadline < Duration::from_secs(10) || self.ack_deadline > Duration::from_secs(600) {
+        if self.ack_deadline < Duration::from_secs(10)
+            || self.ack_deadline > Duration::from_secs(600)
+        {
             return Err(Error::Config(format!(
                 "ack deadline {:?} is outside Pub/Sub's 10-600 s",
                 self.ack_deadline
@@ -231,6 +233,7 @@ impl Worker {
         }
 
         // Shutdown: stop pulling, release what waits, let running jobs finish in time.
+        while running.try_join_next().is_some() {}
         tracing::info!(
             queue = %config.queue,
             running = running.len(),

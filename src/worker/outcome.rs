@@ -32,7 +32,9 @@ fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error
         "could not publish the {what}; the message is not acked and will be delivered again in {REDELIVER_AFTER_FAILED_OUTCOME_SECS} s"
     );
     shared.lease.forget(&d.ack_id);
-    shared.acker.set_deadline(d.ack_id, REDELIVER_AFTER_FAILED_OUTCOME_SECS);
+    shared
+        .acker
+        .set_deadline(d.ack_id, REDELIVER_AFTER_FAILED_OUTCOME_SECS);
 }
 
 /// Moves a message to another topic unchanged (a job that is not due yet), then acks it.
@@ -45,7 +47,11 @@ pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: Outb
 
 async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) {
     let morgue = shared.client.resource_name(shared.client.morgue_queue());
-    match shared.client.publish_to(&morgue, vec![record.to_message()]).await {
+    match shared
+        .client
+        .publish_to(&morgue, vec![record.to_message()])
+        .await
+    {
         Ok(_) => {
             shared.stats.morgued.fetch_add(1, Relaxed);
             tracing::warn!(
@@ -64,7 +70,12 @@ async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) {
 }
 
 /// Sends a message that cannot run to the morgue, with the reason.
-pub(crate) async fn morgue_unrunnable(shared: &Shared, d: Delivery, env: Option<&Envelope>, reason: String) {
+pub(crate) async fn morgue_unrunnable(
+    shared: &Shared,
+    d: Delivery,
+    env: Option<&Envelope>,
+    reason: String,
+) {
     shared.stats.processed.fetch_add(1, Relaxed);
     let record = MorgueRecord {
         body: d.data.clone(),
@@ -123,8 +134,13 @@ pub(crate) async fn finish(
     );
     let mut next = env.clone();
     next.executions += 1;
-    next.last_error = Some(crate::morgue::truncate(&format!("{}: {error}", error.type_name()), 4096));
-    let decision = reg.retry_policy().decide(&error, &mut next.exception_executions);
+    next.last_error = Some(crate::morgue::truncate(
+        &format!("{}: {error}", error.type_name()),
+        4096,
+    ));
+    let decision = reg
+        .retry_policy()
+        .decide(&error, &mut next.exception_executions);
     match decision {
         Decision::Retry { wait } => {
             // Pub/Sub keeps a message 7 days: a longer wait is capped a little below that.
@@ -166,7 +182,10 @@ pub(crate) async fn finish(
         Decision::Morgue { rule, failures } => {
             let record = MorgueRecord {
                 body: next.to_body(),
-                error: format!("retries spent ({failures} failures under rule {rule}): {}: {error}", error.type_name()),
+                error: format!(
+                    "retries spent ({failures} failures under rule {rule}): {}: {error}",
+                    error.type_name()
+                ),
                 source_queue: shared.queue.clone(),
                 failed_at: Utc::now(),
                 job_class: Some(next.job_class.clone()),

@@ -25,7 +25,11 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs `perform` with a timeout; a panic or the timeout becomes a [`JobError`].
-pub(crate) async fn run(job: Box<dyn ErasedJob>, ctx: JobContext, timeout: Duration) -> Result<(), JobError> {
+pub(crate) async fn run(
+    job: Box<dyn ErasedJob>,
+    ctx: JobContext,
+    timeout: Duration,
+) -> Result<(), JobError> {
     let mut handle = tokio::spawn(async move { job.perform_erased(&ctx).await });
     // If this future is dropped (worker shutdown past its timeout), stop the job too.
     let _guard = AbortOnDrop(handle.abort_handle());

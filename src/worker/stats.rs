@@ -56,7 +56,11 @@ impl Stats {
     }
 
     pub fn summary(&self) -> WorkerSummary {
-        let mut v = self.run_ms.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut v = self
+            .run_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         v.sort_unstable();
         let pct = |p: f64| -> u64 {
             if v.is_empty() {

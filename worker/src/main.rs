@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-// Links MockJob (registered with inventory) into this binary.
-use pubsub_jobs::mock_job as _;
+// MockJob is linked in through the library's `mock-job` feature (see Cargo.toml).
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -1,0 +1,324 @@
+//! Shared test harness: one real Pub/Sub emulator per test binary (or PUBSUB_EMULATOR_HOST),
+//! unique queue names per test, probe jobs that record their executions, and waits with deadlines.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pubsub_jobs::broker::StreamOptions;
+use pubsub_jobs::emulator::Emulator;
+use pubsub_jobs::morgue::MorgueRecord;
+use pubsub_jobs::{
+    register_job, Client, ClientConfig, Job, JobContext, JobError, RetryPolicy, Wait, Worker,
+    WorkerConfig, WorkerSummary,
+};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+static EMULATOR: OnceLock<String> = OnceLock::new();
+
+/// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary and
+/// stopped (by process group) when the binary exits.
+pub fn emulator_host() -> &'static str {
+    EMULATOR.get_or_init(|| {
+        if let Ok(h) = std::env::var("PUBSUB_EMULATOR_HOST") {
+            if !h.is_empty() {
+                return h;
+            }
+        }
+        let emu = Emulator::start().expect("start the Pub/Sub emulator");
+        emu.stop_when_process_exits(std::process::id());
+        let host = emu.host().to_string();
+        // Kept alive for the whole binary; the watchdog above stops it at exit.
+        std::mem::forget(emu);
+        host
+    })
+}
+
+/// Logs to the test's captured output (RUST_LOG, default warn).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A name unique to this test run.
+pub fn unique(name: &str) -> String {
+    format!(
+        "t-{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// A client on the emulator with its own morgue queue.
+pub async fn client_with_morgue(morgue: &str) -> Client {
+    let config = ClientConfig {
+        project_id: "test-project".into(),
+        morgue_queue: morgue.to_string(),
+        emulator_host: Some(emulator_host().to_string()),
+        ..ClientConfig::default()
+    };
+    Client::connect(config)
+        .await
+        .expect("connect to the emulator")
+}
+
+/// A client with a unique morgue.
+pub async fn client() -> Client {
+    client_with_morgue(&unique("morgue")).await
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running in-process worker.
+pub struct RunningWorker {
+    pub stop: CancellationToken,
+    pub handle: JoinHandle<pubsub_jobs::Result<WorkerSummary>>,
+}
+
+impl RunningWorker {
+    pub async fn stop(self) -> WorkerSummary {
+        self.stop.cancel();
+        self.handle
+            .await
+            .expect("worker task")
+            .expect("worker result")
+    }
+}
+
+pub fn start_worker(client: &Client, config: WorkerConfig) -> RunningWorker {
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(Worker::new(client.clone(), config).run(stop.clone()));
+    RunningWorker { stop, handle }
+}
+
+pub fn worker_config(queue: &str) -> WorkerConfig {
+    let mut c = WorkerConfig::new(queue);
+    c.shutdown_timeout = Duration::from_secs(5);
+    c
+}
+
+/// Pulls `n` records from the client's morgue (or what arrives before `timeout`), acking them.
+pub async fn morgue_records(client: &Client, n: usize, timeout: Duration) -> Vec<MorgueRecord> {
+    let sub = client.resource_name(client.morgue_queue());
+    let broker = test_broker(client);
+    let mut stream = broker
+        .subscribe(
+            &sub,
+            StreamOptions {
+                ack_deadline: Duration::from_secs(30),
+                max_outstanding: 1000,
+            },
+        )
+        .await
+        .expect("subscribe to the morgue");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(d)) => {
+                broker
+                    .ack(&sub, vec![d.ack_id.clone()])
+                    .await
+                    .expect("ack morgue");
+                out.push(MorgueRecord::from_delivery(&d));
+            }
+            _ => break,
+        }
+    }
+    stream.close().await;
+    out
+}
+
+/// The raw broker of a client on the emulator (a second connection, for test inspection).
+pub fn test_broker(client: &Client) -> std::sync::Arc<dyn pubsub_jobs::broker::Broker> {
+    let _ = client;
+    BROKER
+        .get()
+        .cloned()
+        .unwrap_or_else(|| panic!("call init_broker() first"))
+}
+
+static BROKER: OnceLock<std::sync::Arc<dyn pubsub_jobs::broker::Broker>> = OnceLock::new();
+
+/// Connects the inspection broker (once per binary).
+pub async fn init_broker() {
+    init_logging();
+    if BROKER.get().is_some() {
+        return;
+    }
+    let b = pubsub_jobs::broker::PubSubBroker::connect(
+        "test-project",
+        Some(emulator_host()),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("broker");
+    let _ = BROKER.set(std::sync::Arc::new(b));
+}
+
+// ---- Probe jobs: record every execution under a key -------------------------------------------
+
+type RunLog = HashMap<String, Vec<(u32, Instant)>>;
+
+static RUNS: OnceLock<Mutex<RunLog>> = OnceLock::new();
+
+fn runs() -> std::sync::MutexGuard<'static, RunLog> {
+    RUNS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// How many times the job with `key` started.
+pub fn run_count(key: &str) -> usize {
+    runs().get(key).map(|v| v.len()).unwrap_or(0)
+}
+
+/// The (attempt, start time) of every execution of `key`.
+pub fn run_log(key: &str) -> Vec<(u32, Instant)> {
+    runs().get(key).cloned().unwrap_or_default()
+}
+
+/// Number of keys with `prefix` that ran at least once.
+pub fn keys_run(prefix: &str) -> usize {
+    runs().keys().filter(|k| k.starts_with(prefix)).count()
+}
+
+/// Keys with `prefix` that ran more than once.
+pub fn keys_run_twice(prefix: &str) -> Vec<String> {
+    runs()
+        .iter()
+        .filter(|(k, v)| k.starts_with(prefix) && v.len() > 1)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("probe failed on purpose")]
+pub struct ProbeError;
+
+#[derive(Debug, thiserror::Error)]
+#[error("probe asks to be discarded")]
+pub struct ProbeDiscard;
+
+/// What a probe does.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Mode {
+    Ok,
+    /// Fail (ProbeError) on the first N executions.
+    FailFirst(u32),
+    Discard,
+    Panic,
+    /// Fail with an error no rule matches.
+    Unmatched,
+}
+
+/// A job that records its executions: retry_on ProbeError (1 s, 3 executions), discard_on
+/// ProbeDiscard, anything else 2 executions 1 s apart; timeout 3 s.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Probe {
+    pub key: String,
+    pub sleep_ms: u64,
+    pub mode: Mode,
+}
+
+impl Probe {
+    pub fn new(key: &str, mode: Mode) -> Self {
+        Self {
+            key: key.to_string(),
+            sleep_ms: 0,
+            mode,
+        }
+    }
+}
+
+impl Job for Probe {
+    const NAME: &'static str = "Probe";
+
+    fn queue(&self) -> &str {
+        "probes"
+    }
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default()
+            .retry_on::<ProbeError>(Wait::fixed(Duration::from_secs(1)), 3)
+            .discard_on::<ProbeDiscard>()
+            .otherwise(Wait::fixed(Duration::from_secs(1)), 2)
+    }
+
+    fn timeout() -> Duration {
+        Duration::from_secs(3)
+    }
+
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        runs()
+            .entry(self.key.clone())
+            .or_default()
+            .push((ctx.attempt, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        match self.mode {
+            Mode::Ok => Ok(()),
+            Mode::FailFirst(n) if ctx.attempt <= n => Err(ProbeError.into()),
+            Mode::FailFirst(_) => Ok(()),
+            Mode::Discard => Err(ProbeDiscard.into()),
+            Mode::Panic => panic!("probe panics on purpose"),
+            Mode::Unmatched => Err(JobError::msg("an error no rule matches")),
+        }
+    }
+}
+register_job!(Probe);
+
+/// A job with the default 30-minute timeout, for long runs under short ack deadlines.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LongProbe {
+    pub key: String,
+    pub sleep_ms: u64,
+}
+
+impl Job for LongProbe {
+    const NAME: &'static str = "LongProbe";
+
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        runs()
+            .entry(self.key.clone())
+            .or_default()
+            .push((ctx.attempt, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        FINISHED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.key.clone());
+        Ok(())
+    }
+}
+register_job!(LongProbe);
+
+static FINISHED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+/// Whether a LongProbe with `key` finished a run.
+pub fn finished(key: &str) -> bool {
+    FINISHED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|k| k == key)
+}

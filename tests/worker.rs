@@ -1,0 +1,445 @@
+//! The worker against the real Pub/Sub emulator: enqueue -> pull -> lease -> dispatch -> perform
+//! -> ack / retry / morgue.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pubsub_jobs::broker::OutboundMessage;
+use pubsub_jobs::{Envelope, Error, Job};
+use support::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn setup() -> (pubsub_jobs::Client, String) {
+    init_broker().await;
+    (client().await, unique("q"))
+}
+
+/// Nothing is left on the queue: a pull finds no message within `within`.
+async fn assert_queue_empty(client: &pubsub_jobs::Client, queue: &str, within: Duration) {
+    let sub = client.resource_name(queue);
+    let broker = test_broker(client);
+    let mut stream = broker
+        .subscribe(
+            &sub,
+            pubsub_jobs::broker::StreamOptions {
+                ack_deadline: Duration::from_secs(10),
+                max_outstanding: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(within, stream.next()).await;
+    stream.close().await;
+    if let Ok(Some(d)) = got {
+        panic!(
+            "queue {queue} still holds a message: {}",
+            String::from_utf8_lossy(&d.data)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enqueue_run_ack_exactly_once() {
+    let (client, q) = setup().await;
+    let prefix = unique("once");
+    let jobs: Vec<Probe> = (0..20)
+        .map(|i| Probe::new(&format!("{prefix}-{i}"), Mode::Ok))
+        .collect();
+    let ids = client.perform_all_later_on(&q, jobs).await.unwrap();
+    assert_eq!(ids.len(), 20);
+    let w = start_worker(&client, worker_config(&q));
+    assert!(
+        wait_until(LONG, || keys_run(&prefix) == 20).await,
+        "ran {} of 20",
+        keys_run(&prefix)
+    );
+    let summary = w.stop().await;
+    assert_eq!(summary.succeeded, 20);
+    assert_queue_empty(&client, &q, Duration::from_secs(3)).await;
+    assert!(keys_run_twice(&prefix).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_after_the_wait_then_success() {
+    let (client, q) = setup().await;
+    let key = unique("retry");
+    Probe::new(&key, Mode::FailFirst(1))
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    assert!(wait_until(LONG, || run_count(&key) == 2).await);
+    let log = run_log(&key);
+    assert_eq!(log.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
+    let gap = log[1].1 - log[0].1;
+    assert!(
+        gap >= Duration::from_secs(1),
+        "retried after {gap:?}, before the 1 s wait"
+    );
+    let summary = w.stop().await;
+    assert_eq!(
+        (summary.retried, summary.succeeded, summary.morgued),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_failures_go_to_the_morgue_with_the_error() {
+    let (client, q) = setup().await;
+    let key = unique("dead");
+    let id = Probe::new(&key, Mode::FailFirst(99))
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 1, LONG).await;
+    assert_eq!(dead.len(), 1, "nothing reached the morgue");
+    let r = &dead[0];
+    assert_eq!(r.job_id.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(r.job_class.as_deref(), Some("Probe"));
+    assert_eq!(r.source_queue, q);
+    assert_eq!(r.executions, Some(3));
+    assert!(r.error.contains("probe failed on purpose"), "{}", r.error);
+    let env = Envelope::decode(&r.body, &HashMap::new()).unwrap();
+    assert_eq!(env.executions, 3);
+    assert!(env.last_error.unwrap().contains("probe failed on purpose"));
+    assert_eq!(run_count(&key), 3);
+    let summary = w.stop().await;
+    assert_eq!(
+        (summary.failed, summary.retried, summary.morgued),
+        (3, 2, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn discard_on_acks_without_retry_or_morgue() {
+    let (client, q) = setup().await;
+    let key = unique("discard");
+    Probe::new(&key, Mode::Discard)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    assert!(wait_until(LONG, || run_count(&key) == 1).await);
+    assert!(morgue_records(&client, 1, Duration::from_secs(3))
+        .await
+        .is_empty());
+    let summary = w.stop().await;
+    assert_eq!(
+        (summary.discarded, summary.retried, summary.morgued),
+        (1, 0, 0)
+    );
+    assert_eq!(run_count(&key), 1);
+    assert_queue_empty(&client, &q, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_that_cannot_run_go_to_the_morgue_and_the_worker_keeps_running() {
+    let (client, q) = setup().await;
+    client.ensure_queue(&q).await.unwrap();
+    let broker = test_broker(&client);
+    let unknown = Envelope::new("NoSuchJob", &q, serde_json::json!({}));
+    let bad_args = Envelope::new(
+        "Probe",
+        &q,
+        serde_json::json!({"key": 5, "sleep_ms": 0, "mode": "Ok"}),
+    );
+    let mut newer =
+        serde_json::to_value(Envelope::new("Probe", &q, serde_json::json!({}))).unwrap();
+    newer["format_version"] = 7.into();
+    let bodies: Vec<Vec<u8>> = vec![
+        b"{not json".to_vec(),
+        vec![0xff, 0x00, 0x13],
+        unknown.to_body(),
+        bad_args.to_body(),
+        serde_json::to_vec(&newer).unwrap(),
+    ];
+    let msgs = bodies
+        .iter()
+        .map(|b| OutboundMessage {
+            data: b.clone(),
+            attributes: HashMap::new(),
+        })
+        .collect();
+    broker
+        .publish(&client.resource_name(&q), msgs)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 5, LONG).await;
+    let mut reasons: Vec<String> = dead.iter().map(|r| r.error.clone()).collect();
+    reasons.sort();
+    assert_eq!(dead.len(), 5, "{reasons:?}");
+    let has = |s: &str| reasons.iter().any(|r| r.contains(s));
+    assert!(has("body is not JSON"), "{reasons:?}");
+    assert!(has("unknown job class \"NoSuchJob\""), "{reasons:?}");
+    assert!(
+        has("arguments for job class Probe do not deserialize: field `key`"),
+        "{reasons:?}"
+    );
+    assert!(has("format version 7 is newer"), "{reasons:?}");
+    for r in &dead {
+        assert!(
+            bodies.contains(&r.body),
+            "the morgue keeps the original body"
+        );
+        assert_eq!(r.source_queue, q);
+    }
+    // Still running: a good job after the bad ones runs.
+    let key = unique("after-bad");
+    Probe::new(&key, Mode::Ok)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    assert!(wait_until(LONG, || run_count(&key) == 1).await);
+    let summary = w.stop().await;
+    assert_eq!((summary.morgued, summary.succeeded), (5, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_job_does_not_run_before_its_time() {
+    let (client, q) = setup().await;
+    let key = unique("later");
+    let w = start_worker(&client, worker_config(&q));
+    let enqueued = Instant::now();
+    Probe::new(&key, Mode::Ok)
+        .set()
+        .wait(Duration::from_secs(4))
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    assert!(wait_until(LONG, || run_count(&key) == 1).await);
+    let ran_after = run_log(&key)[0].1 - enqueued;
+    assert!(
+        ran_after >= Duration::from_secs(4),
+        "ran after {ran_after:?}, before its time"
+    );
+    let summary = w.stop().await;
+    assert_eq!(summary.succeeded, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduled_jobs_do_not_delay_due_ones() {
+    let (client, q) = setup().await;
+    let later_prefix = unique("parked");
+    let due_prefix = unique("due");
+    let at = Utc::now() + chrono::Duration::minutes(10);
+    let parked: Vec<Envelope> = (0..500)
+        .map(|i| {
+            let mut e = Envelope::new(
+                "Probe",
+                &q,
+                serde_json::to_value(Probe::new(&format!("{later_prefix}-{i}"), Mode::Ok)).unwrap(),
+            );
+            e.scheduled_at = Some(at);
+            e
+        })
+        .collect();
+    client.enqueue_envelopes(parked).await.unwrap();
+    let due: Vec<Probe> = (0..100)
+        .map(|i| Probe::new(&format!("{due_prefix}-{i}"), Mode::Ok))
+        .collect();
+    let mut config = worker_config(&q);
+    config.concurrency = 20;
+    let w = start_worker(&client, config);
+    client.perform_all_later_on(&q, due).await.unwrap();
+    assert!(
+        wait_until(LONG, || keys_run(&due_prefix) == 100).await,
+        "only {} of 100 due jobs ran",
+        keys_run(&due_prefix)
+    );
+    assert_eq!(
+        keys_run(&later_prefix),
+        0,
+        "a job scheduled 10 minutes ahead ran early"
+    );
+    let summary = w.stop().await;
+    assert_eq!(summary.succeeded, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_longer_than_the_ack_deadline_runs_once() {
+    init_broker().await;
+    let morgue = unique("morgue");
+    let mut client = client_with_morgue(&morgue).await;
+    // Subscriptions of this client get a 10 s ack deadline.
+    let mut cfg = client.config().clone();
+    cfg.ack_deadline = Duration::from_secs(10);
+    client = pubsub_jobs::Client::connect(cfg).await.unwrap();
+    let q = unique("long");
+    let key = unique("long");
+    LongProbe {
+        key: key.clone(),
+        sleep_ms: 25_000,
+    }
+    .set()
+    .queue(&q)
+    .perform_later(&client)
+    .await
+    .unwrap();
+    let mut config = worker_config(&q);
+    config.ack_deadline = Duration::from_secs(10);
+    config.shutdown_timeout = Duration::from_secs(30);
+    // Two workers: if the lease lapsed, the other one would get the message and run it again.
+    let a = start_worker(&client, config.clone());
+    let b = start_worker(&client, config);
+    // Both workers keep pulling for the whole run.
+    assert!(
+        wait_until(LONG, || finished(&key)).await,
+        "the 25 s job did not finish"
+    );
+    let done = a.stop().await.succeeded + b.stop().await.succeeded;
+    assert_eq!(done, 1, "the 25 s job did not complete exactly once");
+    assert_eq!(run_count(&key), 1, "the 25 s job ran more than once");
+    assert_queue_empty(&client, &q, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_is_a_failure_and_the_worker_survives() {
+    let (client, q) = setup().await;
+    let key = unique("panic");
+    Probe::new(&key, Mode::Panic)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 1, LONG).await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].error.contains("probe panics on purpose"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(dead[0].executions, Some(2));
+    assert_eq!(run_count(&key), 2);
+    let after = unique("after-panic");
+    Probe::new(&after, Mode::Ok)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    assert!(wait_until(LONG, || run_count(&after) == 1).await);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timeout_is_a_failure() {
+    let (client, q) = setup().await;
+    let key = unique("timeout");
+    let mut probe = Probe::new(&key, Mode::Ok);
+    probe.sleep_ms = 60_000;
+    probe.set().queue(&q).perform_later(&client).await.unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 1, LONG).await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].error.contains("JobTimeout"), "{}", dead[0].error);
+    assert!(
+        dead[0].error.contains("timed out after 3s"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(run_count(&key), 2);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_share_the_work_and_run_no_job_twice() {
+    let (client, q) = setup().await;
+    let prefix = unique("shared");
+    let jobs: Vec<Probe> = (0..200)
+        .map(|i| {
+            let mut p = Probe::new(&format!("{prefix}-{i}"), Mode::Ok);
+            p.sleep_ms = 20;
+            p
+        })
+        .collect();
+    let mut config = worker_config(&q);
+    config.concurrency = 5;
+    let a = start_worker(&client, config.clone());
+    let b = start_worker(&client, config);
+    client.perform_all_later_on(&q, jobs).await.unwrap();
+    assert!(
+        wait_until(LONG, || keys_run(&prefix) == 200).await,
+        "ran {} of 200",
+        keys_run(&prefix)
+    );
+    let (sa, sb) = (a.stop().await, b.stop().await);
+    assert_eq!(
+        keys_run_twice(&prefix),
+        Vec::<String>::new(),
+        "jobs ran twice"
+    );
+    assert_eq!(sa.succeeded + sb.succeeded, 200);
+    assert!(
+        sa.succeeded > 0 && sb.succeeded > 0,
+        "one worker did all the work: {sa:?} {sb:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_enqueues_fail_early_with_clear_errors() {
+    let (client, q) = setup().await;
+    let probe = Probe::new("never", Mode::Ok);
+    let err = probe
+        .set()
+        .queue("bad queue!")
+        .perform_later(&client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidQueueName { .. }), "{err}");
+    assert!(err.to_string().contains("\"bad queue!\""), "{err}");
+    let err = probe
+        .set()
+        .queue("1starts-with-digit")
+        .perform_later(&client)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("must start with a letter"),
+        "{err}"
+    );
+    let err = probe
+        .set()
+        .queue(&q)
+        .wait(Duration::from_secs(8 * 24 * 3600))
+        .perform_later(&client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DelayTooLong { .. }), "{err}");
+    let mut huge = Probe::new(&"x".repeat(11_000_000), Mode::Ok);
+    huge.sleep_ms = 0;
+    let err = huge
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("Probe"), "{err}");
+    let err = pubsub_jobs::Worker::new(client.clone(), worker_config("no spaces allowed"))
+        .run(Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"no spaces allowed\""), "{err}");
+    // Nothing was created for the refused queues.
+    assert!(!test_broker(&client)
+        .subscription_exists(&client.resource_name(&q))
+        .await
+        .unwrap());
+}
