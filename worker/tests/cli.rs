@@ -1,0 +1,290 @@
+//! The `worker` binary as an operator runs it: real processes, real signals, the real emulator.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pubsub_jobs::emulator::Emulator;
+
+static EMULATOR: OnceLock<String> = OnceLock::new();
+
+fn emulator_host() -> &'static str {
+    EMULATOR.get_or_init(|| {
+        if let Ok(h) = std::env::var("PUBSUB_EMULATOR_HOST") {
+            if !h.is_empty() {
+                return h;
+            }
+        }
+        let emu = Emulator::start().expect("start the Pub/Sub emulator");
+        emu.stop_when_process_exits(std::process::id());
+        let host = emu.host().to_string();
+        std::mem::forget(emu);
+        host
+    })
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "t-{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+fn worker() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_worker"));
+    c.env("PUBSUB_EMULATOR_HOST", emulator_host())
+        .env("PUBSUB_PROJECT_ID", "cli-tests")
+        .env_remove("QUEUE_NAME")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
+    let out = worker()
+        .args(["enqueue", "MockJob", args, "--queue", queue])
+        .args(extra)
+        .output()
+        .expect("run worker enqueue");
+    assert!(
+        out.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A worker process whose JSON log lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Running {
+    fn start(queue: &str, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        let mut cmd = worker();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .args([
+                "--queue",
+                queue,
+                "--log-format",
+                "json",
+                "--concurrency",
+                "4",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start worker");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line matching `pred`.
+    fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line for {what} within {timeout:?}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("worker did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event<'a>(name: &'a str, job_id: &'a str) -> impl Fn(&serde_json::Value) -> bool + 'a {
+    move |v| v["event"] == name && v["job_id"] == job_id
+}
+
+#[test]
+fn jobs_lists_mock_job() {
+    let out = worker().arg("jobs").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("MockJob\t"));
+}
+
+#[test]
+fn enqueue_refuses_bad_input_naming_what_is_wrong() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["enqueue", "NoSuchJob", "{}"],
+            "unknown job class \"NoSuchJob\"",
+        ),
+        (
+            &[
+                "enqueue",
+                "MockJob",
+                r#"{"sleep_duration":"x","raise_error":false}"#,
+            ],
+            "field `sleep_duration`",
+        ),
+        (&["enqueue", "MockJob", "{oops"], "not valid JSON"),
+        (
+            &[
+                "enqueue",
+                "MockJob",
+                r#"{"sleep_duration":1,"raise_error":false}"#,
+                "--queue",
+                "bad queue",
+            ],
+            "invalid queue name \"bad queue\"",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = worker().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_runs_retries_and_morgues_mock_jobs_with_json_logs() {
+    let q = unique("cli");
+    let ok = enqueue(&q, r#"{"sleep_duration":0.1,"raise_error":false}"#, &[]);
+    let flaky = enqueue(
+        &q,
+        r#"{"sleep_duration":0,"raise_error":false,"fail_attempts":1}"#,
+        &[],
+    );
+    let dead = enqueue(&q, r#"{"sleep_duration":0,"raise_error":true}"#, &[]);
+    let mut w = Running::start(&q, &[("MOCK_JOB_RETRY_WAIT", "1")], &[]);
+    let t = Duration::from_secs(60);
+    w.wait_for("ok succeeded", t, event("job.succeeded", &ok));
+    let retry = w.wait_for("flaky retry", t, event("job.retry_scheduled", &flaky));
+    assert_eq!(retry["attempt"], 1);
+    assert!(retry["scheduled_at"].is_string());
+    let second = w.wait_for("flaky succeeded", t, event("job.succeeded", &flaky));
+    assert_eq!(second["attempt"], 2);
+    let morgued = w.wait_for("dead morgued", t, event("job.morgued", &dead));
+    assert_eq!(morgued["attempt"], 3);
+    assert!(morgued["error"]
+        .as_str()
+        .unwrap()
+        .contains("MockJob failed on purpose"));
+    for v in &w.seen {
+        assert!(v["timestamp"].is_string(), "no timestamp: {v}");
+    }
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit(Duration::from_secs(30)), 0);
+    let stop = w.wait_for("stop summary", t, |v| v["message"] == "worker stopped");
+    assert_eq!(stop["succeeded"], 2);
+    assert_eq!(stop["morgued"], 1);
+}
+
+#[test]
+fn sigterm_lets_the_running_job_finish_and_exits_zero() {
+    let q = unique("term");
+    let id = enqueue(&q, r#"{"sleep_duration":3,"raise_error":false}"#, &[]);
+    let mut w = Running::start(&q, &[], &[]);
+    let started = w.wait_for(
+        "job started",
+        Duration::from_secs(60),
+        event("job.started", &id),
+    );
+    assert_eq!(started["attempt"], 1);
+    w.signal("-TERM");
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(30)),
+        0,
+        "exit code after SIGTERM"
+    );
+    w.wait_for(
+        "job succeeded",
+        Duration::from_secs(5),
+        event("job.succeeded", &id),
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let q = unique("twice");
+    let id = enqueue(&q, r#"{"sleep_duration":60,"raise_error":false}"#, &[]);
+    let mut w = Running::start(&q, &[], &["--shutdown-timeout", "50"]);
+    w.wait_for(
+        "job started",
+        Duration::from_secs(60),
+        event("job.started", &id),
+    );
+    w.signal("-TERM");
+    w.wait_for("graceful shutdown", Duration::from_secs(10), |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("shutting down gracefully"))
+    });
+    let t = Instant::now();
+    w.signal("-INT");
+    assert_eq!(w.wait_exit(Duration::from_secs(10)), 130);
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
