@@ -256,3 +256,49 @@ impl DeliveryStream for MemoryStream {
 
     async fn close(self: Box<Self>) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(secs: u64) -> StreamOptions {
+        StreamOptions {
+            ack_deadline: Duration::from_secs(secs),
+            max_outstanding: 0,
+        }
+    }
+
+    fn msg(body: &str) -> OutboundMessage {
+        OutboundMessage {
+            data: body.as_bytes().to_vec(),
+            attributes: HashMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn leases_expire_release_and_ack() {
+        let b = MemoryBroker::new();
+        b.create_topic("t").await.unwrap();
+        b.create_subscription("s", "t", Duration::from_secs(10)).await.unwrap();
+        assert!(b.publish("nope", vec![msg("x")]).await.unwrap_err().is_not_found());
+        b.publish("t", vec![msg("a"), msg("b")]).await.unwrap();
+        let mut s = b.subscribe("s", opts(1)).await.unwrap();
+        let a = s.next().await.unwrap();
+        assert_eq!(a.data, b"a");
+        let second = s.next().await.unwrap();
+        assert_eq!(second.data, b"b");
+        // Released: back at once.
+        b.modify_ack_deadline("s", vec![second.ack_id.clone()], 0).await.unwrap();
+        let again = s.next().await.unwrap();
+        assert_eq!(again.data, b"b");
+        b.ack("s", vec![again.ack_id]).await.unwrap();
+        // Not acked: redelivered after the 1 s lease.
+        let redelivered = s.next().await.unwrap();
+        assert_eq!(redelivered.data, b"a");
+        b.ack("s", vec![redelivered.ack_id]).await.unwrap();
+        assert_eq!(b.outstanding("s"), 0);
+        b.publish("t", vec![msg("c")]).await.unwrap();
+        b.seek_to_now("s").await.unwrap();
+        assert_eq!(b.outstanding("s"), 0);
+    }
+}
