@@ -48,7 +48,10 @@ impl Job for SendInvoice {
         if self.invoice_id == 0 {
             return Err(InvoiceGone(self.invoice_id).into());
         }
-        println!("sending invoice {} (attempt {})", self.invoice_id, ctx.attempt);
+        println!(
+            "sending invoice {} (attempt {})",
+            self.invoice_id, ctx.attempt
+        );
         Ok(())
     }
 }

@@ -123,6 +123,22 @@ pub struct RunArgs {
 pub enum Command {
     /// List the job classes registered in this binary.
     Jobs,
+    /// Run a demo: a private emulator, two workers, MockJobs that run, retry and die.
+    #[cfg(feature = "mock-job")]
+    Demo {
+        /// MockJobs to enqueue.
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        /// Jobs per second.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        /// Workers to run.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Seconds between a failed job's retries.
+        #[arg(long, default_value_t = 3.0)]
+        retry_wait: f64,
+    },
     /// Enqueue one job by class name with JSON arguments; prints its id.
     Enqueue {
         /// The registered job class, for instance MockJob.
@@ -138,7 +154,11 @@ pub enum Command {
 /// Parses the command line, runs it, and returns the exit code (errors are printed).
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.log_format);
+    #[cfg(feature = "mock-job")]
+    let quiet = matches!(cli.command, Some(Command::Demo { .. }));
+    #[cfg(not(feature = "mock-job"))]
+    let quiet = false;
+    init_logging(cli.global.log_format, if quiet { "error" } else { "info" });
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -149,10 +169,11 @@ pub async fn main() -> ExitCode {
     }
 }
 
-/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (default info).
-pub fn init_logging(format: LogFormat) {
+/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (else `default_level`).
+pub fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -239,6 +260,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", env.job_id);
             }
             Ok(())
+        }
+        #[cfg(feature = "mock-job")]
+        Some(Command::Demo {
+            count,
+            rate,
+            workers,
+            retry_wait,
+        }) => {
+            let opts = crate::demo::DemoOptions {
+                count,
+                rate,
+                workers,
+                retry_wait: seconds("--retry-wait", retry_wait)?.as_secs_f64(),
+                ..Default::default()
+            };
+            crate::demo::run(client_config(g)?, opts).await
         }
         None => run_worker(g, cli.run).await,
     }

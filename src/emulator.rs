@@ -142,7 +142,10 @@ impl Emulator {
     /// Stops the emulator and everything it started.
     pub fn stop(&mut self) {
         let pg = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &pg]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &pg])
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -150,7 +153,10 @@ impl Emulator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &pg]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &pg])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
     }
 }

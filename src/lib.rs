@@ -40,6 +40,8 @@
 pub mod broker;
 pub mod cli;
 pub mod client;
+#[cfg(feature = "mock-job")]
+pub mod demo;
 pub mod emulator;
 pub mod envelope;
 pub mod error;
@@ -59,7 +61,7 @@ pub use error::{Error, Result};
 pub use job::{Job, JobContext, JobError, JobPanic, JobTimeout};
 pub use registry::{JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};
-pub use worker::{Worker, WorkerConfig, WorkerSummary};
+pub use worker::{Worker, WorkerConfig, WorkerStats, WorkerSummary};
 
 #[doc(hidden)]
 pub use inventory;

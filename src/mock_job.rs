@@ -67,3 +67,20 @@ impl Job for MockJob {
 }
 
 register_job!(MockJob);
+
+impl MockJob {
+    /// A random MockJob for load: sleeps uniformly in `[0, max_sleep]` seconds and fails every
+    /// execution with probability `fail_ratio`.
+    pub fn random(rng: &mut impl rand::Rng, max_sleep: f64, fail_ratio: f64) -> Self {
+        let sleep = if max_sleep > 0.0 {
+            rng.gen_range(0.0..=max_sleep)
+        } else {
+            0.0
+        };
+        Self {
+            sleep_duration: (sleep * 1000.0).round() / 1000.0,
+            raise_error: rng.gen_bool(fail_ratio.clamp(0.0, 1.0)),
+            fail_attempts: None,
+        }
+    }
+}

@@ -279,8 +279,14 @@ mod tests {
     async fn leases_expire_release_and_ack() {
         let b = MemoryBroker::new();
         b.create_topic("t").await.unwrap();
-        b.create_subscription("s", "t", Duration::from_secs(10)).await.unwrap();
-        assert!(b.publish("nope", vec![msg("x")]).await.unwrap_err().is_not_found());
+        b.create_subscription("s", "t", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(b
+            .publish("nope", vec![msg("x")])
+            .await
+            .unwrap_err()
+            .is_not_found());
         b.publish("t", vec![msg("a"), msg("b")]).await.unwrap();
         let mut s = b.subscribe("s", opts(1)).await.unwrap();
         let a = s.next().await.unwrap();
@@ -288,7 +294,9 @@ mod tests {
         let second = s.next().await.unwrap();
         assert_eq!(second.data, b"b");
         // Released: back at once.
-        b.modify_ack_deadline("s", vec![second.ack_id.clone()], 0).await.unwrap();
+        b.modify_ack_deadline("s", vec![second.ack_id.clone()], 0)
+            .await
+            .unwrap();
         let again = s.next().await.unwrap();
         assert_eq!(again.data, b"b");
         b.ack("s", vec![again.ack_id]).await.unwrap();

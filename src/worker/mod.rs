@@ -102,25 +102,50 @@ pub(crate) struct Shared {
     pub queue: String,
     pub lease: Arc<LeaseKeeper>,
     pub acker: AckBatcher,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
 }
 
 /// Runs jobs from one queue until shut down.
 pub struct Worker {
     client: Client,
     config: WorkerConfig,
+    stats: Arc<Stats>,
+}
+
+/// A live view of a worker's counts, usable while it runs.
+#[derive(Clone)]
+pub struct WorkerStats(Arc<Stats>);
+
+impl WorkerStats {
+    /// The counts now.
+    pub fn summary(&self) -> WorkerSummary {
+        self.0.summary()
+    }
 }
 
 impl Worker {
     /// A worker for `config.queue` on `client`'s broker.
     pub fn new(client: Client, config: WorkerConfig) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            stats: Arc::default(),
+        }
+    }
+
+    /// A live view of this worker's counts.
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats(self.stats.clone())
     }
 
     /// Runs until `shutdown` is cancelled, then stops pulling, lets running jobs finish within
     /// the shutdown timeout, releases everything else it leased, and returns its counts.
     pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerSummary> {
-        let Worker { client, config } = self;
+        let Worker {
+            client,
+            config,
+            stats,
+        } = self;
         config.validate()?;
         let registry = Registry::from_inventory()?;
         client.ensure_queue(&config.queue).await?;
@@ -143,7 +168,7 @@ impl Worker {
             queue: config.queue.clone(),
             lease: lease.clone(),
             acker,
-            stats: Stats::default(),
+            stats,
         });
         let per_stream = (config.concurrency + config.prefetch).div_ceil(config.streams) as i64;
         let scheduler = Scheduler::start(SchedulerParams {

@@ -288,3 +288,48 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(w.wait_exit(Duration::from_secs(10)), 130);
     assert!(t.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn the_demo_runs_end_to_end_on_a_private_emulator() {
+    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args([
+            "demo",
+            "--count",
+            "8",
+            "--rate",
+            "20",
+            "--retry-wait",
+            "0.5",
+        ])
+        .env_remove("PUBSUB_EMULATOR_HOST")
+        .env_remove("PUBSUB_PROJECT_ID")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Starting a private Pub/Sub emulator"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("8 jobs in"), "{stdout}");
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .expect("a total row");
+    let n: Vec<u64> = total
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(
+        n[0] + n[3],
+        8,
+        "succeeded + morgued should be every job: {total}"
+    );
+}
