@@ -139,6 +139,36 @@ pub enum Command {
         #[arg(long, default_value_t = 3.0)]
         retry_wait: f64,
     },
+    /// Enqueue N random MockJobs at a steady rate, as load.
+    #[cfg(feature = "mock-job")]
+    Spawn {
+        /// How many jobs.
+        #[arg(long)]
+        count: u64,
+        /// Jobs per second.
+        #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+        rate: f64,
+        /// Probability that a job always fails (0-1).
+        #[arg(long, default_value_t = 0.2)]
+        fail_ratio: f64,
+        /// Longest sleep of a job, seconds; each sleeps a random time in [0, max].
+        #[arg(long, default_value_t = 5.0)]
+        max_sleep: f64,
+    },
+    /// Empty a queue: backlog, leased and scheduled jobs (Pub/Sub Seek to now).
+    Clear {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Clear the morgue instead of --queue.
+        #[arg(long)]
+        morgue: bool,
+    },
+    /// Inspect and act on dead jobs.
+    #[command(subcommand)]
+    Morgue(MorgueCommand),
+    /// Check that Pub/Sub is reachable and the queue exists (for container healthchecks).
+    Health,
     /// Enqueue one job by class name with JSON arguments; prints its id.
     Enqueue {
         /// The registered job class, for instance MockJob.
@@ -148,6 +178,35 @@ pub enum Command {
         /// Run no earlier than this many seconds from now.
         #[arg(long)]
         wait: Option<f64>,
+    },
+}
+
+/// `worker morgue ...`
+#[derive(Debug, Subcommand)]
+pub enum MorgueCommand {
+    /// List dead jobs without removing them.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish dead jobs to their source queue with executions reset.
+    Retry {
+        /// The job to retry.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        job_id: Option<String>,
+        /// Every dead job.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete every dead job.
+    Purge {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -277,7 +336,184 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             crate::demo::run(client_config(g)?, opts).await
         }
+        #[cfg(feature = "mock-job")]
+        Some(Command::Spawn {
+            count,
+            rate,
+            fail_ratio,
+            max_sleep,
+        }) => {
+            let opts = crate::spawn::SpawnOptions {
+                count,
+                rate,
+                fail_ratio,
+                max_sleep,
+                queue: g.queue.clone(),
+                json: g.log_format == LogFormat::Json,
+            };
+            opts.validate()?;
+            let client = Client::connect(client_config(g)?).await?;
+            crate::spawn::run(&client, opts).await
+        }
+        Some(Command::Clear { yes, morgue }) => {
+            let client = Client::connect(client_config(g)?).await?;
+            if morgue {
+                let name = client.morgue_queue().to_string();
+                confirm(
+                    yes,
+                    &format!("Delete every dead job in the morgue {name:?}?"),
+                )?;
+                crate::morgue::tools::purge(&client).await?;
+                println!(
+                    "Cleared the morgue {name:?}: every dead job published before now is gone."
+                );
+            } else {
+                client.validate_queue(&g.queue)?;
+                confirm(
+                    yes,
+                    &format!(
+                        "Clear queue {:?}: its backlog, leased and scheduled jobs?",
+                        g.queue
+                    ),
+                )?;
+                let at = crate::queue::clear(&client, &g.queue).await?;
+                println!(
+                    "Cleared queue {:?} (subscriptions {:?} and {:?}): every job published before {} is gone: backlog, leased and scheduled.",
+                    g.queue,
+                    client.resource_name(&g.queue),
+                    client.scheduled_resource_name(&g.queue),
+                    at.to_rfc3339()
+                );
+            }
+            Ok(())
+        }
+        Some(Command::Morgue(cmd)) => {
+            let client = Client::connect(client_config(g)?).await?;
+            morgue_command(&client, cmd).await
+        }
+        Some(Command::Health) => {
+            let client = Client::connect(client_config(g)?).await?;
+            client.validate_queue(&g.queue)?;
+            let sub = client.resource_name(&g.queue);
+            if client.broker().subscription_exists(&sub).await? {
+                println!("ok: Pub/Sub reachable, queue {:?} exists", g.queue);
+                Ok(())
+            } else {
+                bail!(
+                    "Pub/Sub is reachable but queue {:?} does not exist yet",
+                    g.queue
+                )
+            }
+        }
         None => run_worker(g, cli.run).await,
+    }
+}
+
+/// Asks on a terminal; elsewhere requires `--yes`.
+fn confirm(yes: bool, question: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Refusing without confirmation: not a terminal; pass --yes");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        bail!("cancelled: nothing was changed")
+    }
+}
+
+async fn morgue_command(client: &Client, cmd: MorgueCommand) -> anyhow::Result<()> {
+    use crate::morgue::tools;
+    match cmd {
+        MorgueCommand::List { limit, json } => {
+            let entries = tools::list(client, limit).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                for e in &entries {
+                    let r = &e.record;
+                    let line = serde_json::json!({
+                        "job_id": r.job_id,
+                        "job_class": r.job_class,
+                        "source_queue": r.source_queue,
+                        "attempts": r.executions,
+                        "error": r.error,
+                        "failed_at": r.failed_at.to_rfc3339(),
+                        "message_id": e.message_id,
+                    });
+                    writeln!(out, "{line}")?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{:<36}  {:<16}  {:<16}  {:>8}  {:<25}  error",
+                    "job_id", "class", "source queue", "attempts", "failed_at"
+                )?;
+                for e in &entries {
+                    let r = &e.record;
+                    writeln!(
+                        out,
+                        "{:<36}  {:<16}  {:<16}  {:>8}  {:<25}  {}",
+                        r.job_id.as_deref().unwrap_or("-"),
+                        r.job_class.as_deref().unwrap_or("-"),
+                        r.source_queue,
+                        r.executions
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        r.failed_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        crate::morgue::truncate(&r.error, 200)
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "{} dead job(s) listed; all left in the morgue.",
+                    entries.len()
+                )?;
+            }
+            Ok(())
+        }
+        MorgueCommand::Retry { job_id, all } => {
+            let select = match (job_id, all) {
+                (Some(id), _) => tools::Select::JobId(id),
+                (None, true) => tools::Select::All,
+                (None, false) => bail!("pass --job-id ID or --all"),
+            };
+            let wanted = select.clone();
+            let report = tools::retry(client, select).await?;
+            for (id, queue) in &report.retried {
+                println!("retried {id} -> queue {queue:?}");
+            }
+            for (id, why) in &report.skipped {
+                println!("skipped {id}: {why}");
+            }
+            println!(
+                "{} job(s) republished with executions reset, {} skipped (left in the morgue).",
+                report.retried.len(),
+                report.skipped.len()
+            );
+            if let tools::Select::JobId(id) = wanted {
+                if report.retried.is_empty() {
+                    bail!("job {id} is not in the morgue");
+                }
+            }
+            Ok(())
+        }
+        MorgueCommand::Purge { yes } => {
+            let name = client.morgue_queue().to_string();
+            confirm(
+                yes,
+                &format!("Delete every dead job in the morgue {name:?}?"),
+            )?;
+            tools::purge(client).await?;
+            println!("Purged the morgue {name:?}: every dead job published before now is gone.");
+            Ok(())
+        }
     }
 }
 

@@ -60,6 +60,21 @@ fn free_port() -> Result<u16> {
         .map_err(|e| Error::Config(format!("no free port: {e}")))
 }
 
+/// Whether something on `host` answers an HTTP request (the emulator accepts TCP connections a
+/// little before it serves requests).
+fn answers_http(host: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n > 0)
+}
+
 impl Emulator {
     /// Starts an emulator on a free port and waits (up to 90 s) until it accepts connections.
     pub fn start() -> Result<Self> {
@@ -92,7 +107,7 @@ impl Emulator {
         };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if TcpStream::connect(&emu.host).is_ok() {
+            if answers_http(&emu.host) {
                 return Ok(emu);
             }
             if let Ok(Some(status)) = emu.child.try_wait() {

@@ -52,6 +52,8 @@ pub mod morgue;
 pub mod queue;
 pub mod registry;
 pub mod retry_policy;
+#[cfg(feature = "mock-job")]
+pub mod spawn;
 pub mod testing;
 pub mod worker;
 

@@ -50,6 +50,28 @@ pub fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Empties a queue: its backlog, its leased messages and its scheduled jobs, by seeking both of
+/// its subscriptions to now (no pull-and-ack loop). A queue that does not exist is an error, and
+/// nothing is created. Returns the time it cleared up to.
+pub async fn clear(client: &crate::Client, queue: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    client.validate_queue(queue)?;
+    let main = client.resource_name(queue);
+    let broker = client.broker();
+    if !broker.subscription_exists(&main).await? {
+        return Err(Error::Config(format!(
+            "queue {queue:?} does not exist (no subscription {main:?} in project {:?}); nothing was created",
+            client.config().project_id
+        )));
+    }
+    let now = chrono::Utc::now();
+    broker.seek_to_now(&main).await?;
+    let scheduled = client.scheduled_resource_name(queue);
+    if broker.subscription_exists(&scheduled).await? {
+        broker.seek_to_now(&scheduled).await?;
+    }
+    Ok(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

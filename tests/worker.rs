@@ -14,14 +14,14 @@ use support::*;
 const LONG: Duration = Duration::from_secs(60);
 
 async fn setup() -> (pubsub_jobs::Client, String) {
-    init_broker().await;
+    init_logging();
     (client().await, unique("q"))
 }
 
 /// Nothing is left on the queue: a pull finds no message within `within`.
 async fn assert_queue_empty(client: &pubsub_jobs::Client, queue: &str, within: Duration) {
     let sub = client.resource_name(queue);
-    let broker = test_broker(client);
+    let broker = raw_broker().await;
     let mut stream = broker
         .subscribe(
             &sub,
@@ -147,7 +147,7 @@ async fn discard_on_acks_without_retry_or_morgue() {
 async fn messages_that_cannot_run_go_to_the_morgue_and_the_worker_keeps_running() {
     let (client, q) = setup().await;
     client.ensure_queue(&q).await.unwrap();
-    let broker = test_broker(&client);
+    let broker = raw_broker().await;
     let unknown = Envelope::new("NoSuchJob", &q, serde_json::json!({}));
     let bad_args = Envelope::new(
         "Probe",
@@ -272,7 +272,7 @@ async fn scheduled_jobs_do_not_delay_due_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_longer_than_the_ack_deadline_runs_once() {
-    init_broker().await;
+    init_logging();
     let morgue = unique("morgue");
     let mut client = client_with_morgue(&morgue).await;
     // Subscriptions of this client get a 10 s ack deadline.
@@ -373,6 +373,12 @@ async fn two_workers_share_the_work_and_run_no_job_twice() {
     config.concurrency = 5;
     let a = start_worker(&client, config.clone());
     let b = start_worker(&client, config);
+    // Both pulling before the jobs arrive (the emulator hands out batches to whoever is there).
+    assert!(
+        wait_until(LONG, || a.stats.open_streams() == 2
+            && b.stats.open_streams() == 2)
+        .await
+    );
     client.perform_all_later_on(&q, jobs).await.unwrap();
     assert!(
         wait_until(LONG, || keys_run(&prefix) == 200).await,
@@ -438,7 +444,8 @@ async fn bad_enqueues_fail_early_with_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("\"no spaces allowed\""), "{err}");
     // Nothing was created for the refused queues.
-    assert!(!test_broker(&client)
+    assert!(!raw_broker()
+        .await
         .subscription_exists(&client.resource_name(&q))
         .await
         .unwrap());

@@ -173,6 +173,29 @@ impl Broker for MemoryBroker {
         }))
     }
 
+    async fn pull(&self, subscription: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let mut stream = MemoryStream {
+            broker: self.clone(),
+            subscription: subscription.to_string(),
+            ack_deadline: Duration::from_secs(60),
+        };
+        if !self.lock().subs.contains_key(subscription) {
+            return Err(Self::not_found("pull", subscription));
+        }
+        let mut out = Vec::new();
+        let first = tokio::time::timeout(wait, stream.next()).await;
+        if let Ok(Some(d)) = first {
+            out.push(d);
+            while out.len() < max {
+                match tokio::time::timeout(Duration::ZERO, stream.next()).await {
+                    Ok(Some(d)) => out.push(d),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()> {
         let mut st = self.lock();
         let sub = st

@@ -89,6 +89,11 @@ pub trait Broker: Send + Sync + 'static {
         options: StreamOptions,
     ) -> Result<Box<dyn DeliveryStream>>;
 
+    /// Pulls up to `max` messages in one request, waiting at most `wait` for the first (an empty
+    /// result means none arrived). Each is leased for the subscription's ack deadline. Unlike a
+    /// stream, nothing is buffered behind the caller's back: for tools that inspect a queue.
+    async fn pull(&self, subscription: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
     /// Acknowledges messages: they will not be delivered again (at-least-once: an ack that is lost
     /// means a redelivery).
     async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()>;

@@ -29,6 +29,19 @@ pub struct PubSubBroker {
     timeout: Duration,
 }
 
+fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Internal
+            | Code::ResourceExhausted
+            | Code::Cancelled
+    )
+}
+
 fn broker_error(operation: &'static str, resource: &str, status: Status) -> Error {
     Error::Broker {
         operation,
@@ -67,19 +80,38 @@ impl PubSubBroker {
         })
     }
 
-    async fn bounded<T>(
+    /// Runs `op`, retrying transient failures (the service unreachable, restarting, overloaded)
+    /// with backoff until the client's timeout; other errors return at once.
+    async fn bounded<T, Fut>(
         &self,
         operation: &'static str,
         resource: &str,
-        fut: impl Future<Output = std::result::Result<T, Status>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(|s| broker_error(operation, resource, s)),
-            Err(_) => Err(Error::Timeout {
-                operation,
-                resource: resource.to_string(),
-                after: self.timeout,
-            }),
+        mut op: impl FnMut() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(50);
+        let timeout = || Error::Timeout {
+            operation,
+            resource: resource.to_string(),
+            after: self.timeout,
+        };
+        loop {
+            match tokio::time::timeout_at(deadline, op()).await {
+                Err(_) => return Err(timeout()),
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) if is_transient(status.code()) => {
+                    if tokio::time::Instant::now() + backoff >= deadline {
+                        return Err(broker_error(operation, resource, status));
+                    }
+                    tracing::debug!(operation, resource, error = %status.message(), "transient Pub/Sub error; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Ok(Err(status)) => return Err(broker_error(operation, resource, status)),
+            }
         }
     }
 
@@ -96,7 +128,7 @@ impl Broker for PubSubBroker {
     async fn create_topic(&self, topic: &str) -> Result<()> {
         let t = self.client.topic(topic);
         match self
-            .bounded("create topic", topic, t.create(None, None))
+            .bounded("create topic", topic, || t.create(None, None))
             .await
         {
             Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
@@ -118,10 +150,12 @@ impl Broker for PubSubBroker {
             expiration_policy: Some(ExpirationPolicy { ttl: None }),
             ..Default::default()
         };
-        let fut = self
-            .client
-            .create_subscription(subscription, topic, cfg, None);
-        match self.bounded("create subscription", subscription, fut).await {
+        let client = &self.client;
+        let create = || client.create_subscription(subscription, topic, cfg.clone(), None);
+        match self
+            .bounded("create subscription", subscription, create)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
                 Ok(())
@@ -132,7 +166,7 @@ impl Broker for PubSubBroker {
 
     async fn subscription_exists(&self, subscription: &str) -> Result<bool> {
         let s = self.client.subscription(subscription);
-        self.bounded("get subscription", subscription, s.exists(None))
+        self.bounded("get subscription", subscription, || s.exists(None))
             .await
     }
 
@@ -146,8 +180,10 @@ impl Broker for PubSubBroker {
             })
             .collect();
         let publisher = self.publisher(topic);
-        self.bounded("publish", topic, publisher.publish_immediately(msgs, None))
-            .await
+        self.bounded("publish", topic, || {
+            publisher.publish_immediately(msgs.clone(), None)
+        })
+        .await
     }
 
     async fn subscribe(
@@ -164,15 +200,36 @@ impl Broker for PubSubBroker {
                 ..Default::default()
             });
         let stream = self
-            .bounded("subscribe", subscription, sub.subscribe(Some(cfg)))
+            .bounded("subscribe", subscription, || {
+                sub.subscribe(Some(cfg.clone()))
+            })
             .await?;
         Ok(Box::new(PubSubStream { inner: stream }))
+    }
+
+    async fn pull(&self, subscription: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let sub = self.client.subscription(subscription);
+        let max = max.clamp(1, 1000) as i32;
+        // The emulator holds an empty pull open; the wait bounds it.
+        match tokio::time::timeout(wait, sub.pull(max, None)).await {
+            Err(_) => Ok(Vec::new()),
+            Ok(Err(status)) => Err(broker_error("pull", subscription, status)),
+            Ok(Ok(msgs)) => Ok(msgs
+                .into_iter()
+                .map(|m| Delivery {
+                    ack_id: m.ack_id,
+                    message_id: m.message.message_id,
+                    data: m.message.data,
+                    attributes: m.message.attributes,
+                })
+                .collect()),
+        }
     }
 
     async fn ack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()> {
         let sub = self.client.subscription(subscription);
         for chunk in ack_ids.chunks(1000) {
-            self.bounded("ack", subscription, sub.ack(chunk.to_vec()))
+            self.bounded("ack", subscription, || sub.ack(chunk.to_vec()))
                 .await?;
         }
         Ok(())
@@ -192,11 +249,9 @@ impl Broker for PubSubBroker {
                 ack_ids: chunk.to_vec(),
                 ack_deadline_seconds: seconds,
             };
-            self.bounded(
-                "modify ack deadline",
-                subscription,
-                client.modify_ack_deadline(req, None),
-            )
+            self.bounded("modify ack deadline", subscription, || {
+                client.modify_ack_deadline(req.clone(), None)
+            })
             .await?;
         }
         Ok(())
@@ -204,11 +259,9 @@ impl Broker for PubSubBroker {
 
     async fn seek_to_now(&self, subscription: &str) -> Result<()> {
         let sub = self.client.subscription(subscription);
-        self.bounded(
-            "seek",
-            subscription,
-            sub.seek(SeekTo::Timestamp(SystemTime::now()), None),
-        )
+        self.bounded("seek", subscription, || {
+            sub.seek(SeekTo::Timestamp(SystemTime::now()), None)
+        })
         .await
     }
 }

@@ -121,6 +121,11 @@ impl WorkerStats {
     pub fn summary(&self) -> WorkerSummary {
         self.0.summary()
     }
+
+    /// Streaming pulls open now (equal to the configured streams once the worker is pulling).
+    pub fn open_streams(&self) -> u64 {
+        self.0.open_streams.load(Relaxed)
+    }
 }
 
 impl Worker {
@@ -188,7 +193,7 @@ impl Worker {
             "worker started"
         );
 
-        // Pull: each stream feeds a bounded channel; a full channel holds the streams back.
+        // Pull: each stream feeds a bounded channel of `prefetch` leased messages.
         let stop_pulling = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel::<Delivery>(config.prefetch.max(1));
         let mut pullers = JoinSet::new();
@@ -202,22 +207,20 @@ impl Worker {
                     max_outstanding: per_stream,
                 },
                 shutdown: stop_pulling.clone(),
+                open_streams: Some(shared.stats.open_streams.clone()),
             };
-            let (tx, lease, stop) = (tx.clone(), lease.clone(), stop_pulling.clone());
+            let (tx, shared) = (tx.clone(), shared.clone());
             pullers.spawn(consume(params, move |d| {
-                lease.hold(&d.ack_id);
-                let (tx, lease, stop) = (tx.clone(), lease.clone(), stop.clone());
-                async move {
-                    let ack_id = d.ack_id.clone();
-                    let sent = tokio::select! {
-                        r = tx.send(d) => r.is_ok(),
-                        _ = stop.cancelled() => false,
-                    };
-                    if !sent {
-                        // Left in the lease keeper: released at shutdown.
-                        let _ = (ack_id, lease);
-                    }
+                // Never leave a message sitting unextended in a stream's buffer: take it now,
+                // keep it (leased, extended) if there is room, else hand it back at once so that
+                // another worker can run it. On real Pub/Sub, flow control keeps the excess away.
+                shared.lease.hold(&d.ack_id);
+                if let Err(e) = tx.try_send(d) {
+                    let d = e.into_inner();
+                    shared.lease.forget(&d.ack_id);
+                    shared.acker.set_deadline(d.ack_id, 0);
                 }
+                std::future::ready(())
             }));
         }
         drop(tx);
@@ -271,7 +274,12 @@ impl Worker {
             shared.lease.forget(&d.ack_id);
             shared.acker.set_deadline(d.ack_id, 0);
         }
-        while pullers.join_next().await.is_some() {}
+        let mut streams = Vec::new();
+        while let Some(r) = pullers.join_next().await {
+            if let Ok(Some(stream)) = r {
+                streams.push(stream);
+            }
+        }
         let scheduler_stop = tokio::spawn(scheduler.shutdown());
         let finished = tokio::time::timeout(config.shutdown_timeout, async {
             while running.join_next().await.is_some() {}
@@ -289,6 +297,10 @@ impl Worker {
         let _ = scheduler_stop.await;
         shared.acker.shutdown().await;
         shared.lease.shutdown().await;
+        // Only now, with everything acked or released, close the streams.
+        for s in streams {
+            s.close().await;
+        }
         let summary = log_summary(&shared, "worker stopped");
         Ok(summary)
     }

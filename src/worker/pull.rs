@@ -3,11 +3,13 @@
 //! recreates what is missing and reconnects with backoff, until shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Delivery, StreamOptions};
+use crate::broker::{Delivery, DeliveryStream, StreamOptions};
 use crate::client::Client;
 
 /// Parameters of one consuming stream.
@@ -19,12 +21,40 @@ pub(crate) struct ConsumeParams {
     pub queue: String,
     pub options: StreamOptions,
     pub shutdown: CancellationToken,
+    /// Counts streams open now, when given.
+    pub open_streams: Option<Arc<AtomicU64>>,
+}
+
+/// Keeps a count of open streams.
+struct OpenGuard(Option<Arc<AtomicU64>>);
+
+impl OpenGuard {
+    fn new(counter: &Option<Arc<AtomicU64>>) -> Self {
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Self(counter.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Feeds every delivery of one stream to `handle` until shutdown. `handle` may wait (that is
 /// the backpressure that bounds leased-but-not-running messages); it should return promptly
 /// once `shutdown` fires.
-pub(crate) async fn consume<F, Fut>(p: ConsumeParams, mut handle: F)
+///
+/// Returns the stream still open: the caller closes it only after it has acked or released what
+/// it holds, because the emulator ignores acks and releases of a closed stream's messages.
+pub(crate) async fn consume<F, Fut>(
+    p: ConsumeParams,
+    mut handle: F,
+) -> Option<Box<dyn DeliveryStream>>
 where
     F: FnMut(Delivery) -> Fut,
     Fut: Future<Output = ()>,
@@ -40,16 +70,14 @@ where
                 continue;
             }
         };
+        let _open = OpenGuard::new(&p.open_streams);
         loop {
             let next = tokio::select! {
                 _ = p.shutdown.cancelled() => None,
                 d = stream.next() => Some(d),
             };
             match next {
-                None => {
-                    stream.close().await;
-                    return;
-                }
+                None => return Some(stream),
                 Some(None) => {
                     tracing::warn!(subscription = %p.subscription, retry_in_ms = backoff.as_millis() as u64, "streaming pull ended; reconnecting");
                     stream.close().await;
@@ -63,6 +91,7 @@ where
             }
         }
     }
+    None
 }
 
 async fn recover(p: &ConsumeParams, backoff: &mut Duration) {

@@ -79,13 +79,14 @@ impl Scheduler {
                 max_outstanding: p.max_outstanding,
             },
             shutdown: stop.clone(),
+            open_streams: None,
         };
         let target = p.client.resource_name(&p.queue);
         let client = p.client;
         let task = tokio::spawn(async move {
             let forwards = Arc::new(Semaphore::new(MAX_FORWARDS));
             let mut held = JoinSet::new();
-            consume(params, |d| {
+            let stream = consume(params, |d| {
                 let remaining = (due_at(&d) - Utc::now()).to_std().unwrap_or_default();
                 if remaining > HOLD_WITHIN {
                     let secs = (remaining - PARK_EARLY).as_secs().clamp(1, MAX_PARK_SECS);
@@ -120,6 +121,9 @@ impl Scheduler {
             held.shutdown().await;
             lease.shutdown().await;
             acker.shutdown().await;
+            if let Some(s) = stream {
+                s.close().await;
+            }
         });
         Self { stop, task }
     }

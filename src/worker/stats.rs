@@ -16,6 +16,7 @@ pub(crate) struct Stats {
     pub morgued: AtomicU64,
     pub discarded: AtomicU64,
     pub running: AtomicU64,
+    pub open_streams: std::sync::Arc<AtomicU64>,
     run_ms: Mutex<Vec<u64>>,
     seen: AtomicU64,
 }

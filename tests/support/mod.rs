@@ -90,6 +90,7 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 /// A running in-process worker.
 pub struct RunningWorker {
     pub stop: CancellationToken,
+    pub stats: pubsub_jobs::WorkerStats,
     pub handle: JoinHandle<pubsub_jobs::Result<WorkerSummary>>,
 }
 
@@ -105,8 +106,14 @@ impl RunningWorker {
 
 pub fn start_worker(client: &Client, config: WorkerConfig) -> RunningWorker {
     let stop = CancellationToken::new();
-    let handle = tokio::spawn(Worker::new(client.clone(), config).run(stop.clone()));
-    RunningWorker { stop, handle }
+    let worker = Worker::new(client.clone(), config);
+    let stats = worker.stats();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    RunningWorker {
+        stop,
+        stats,
+        handle,
+    }
 }
 
 pub fn worker_config(queue: &str) -> WorkerConfig {
@@ -118,7 +125,7 @@ pub fn worker_config(queue: &str) -> WorkerConfig {
 /// Pulls `n` records from the client's morgue (or what arrives before `timeout`), acking them.
 pub async fn morgue_records(client: &Client, n: usize, timeout: Duration) -> Vec<MorgueRecord> {
     let sub = client.resource_name(client.morgue_queue());
-    let broker = test_broker(client);
+    let broker = raw_broker().await;
     let mut stream = broker
         .subscribe(
             &sub,
@@ -147,23 +154,10 @@ pub async fn morgue_records(client: &Client, n: usize, timeout: Duration) -> Vec
     out
 }
 
-/// The raw broker of a client on the emulator (a second connection, for test inspection).
-pub fn test_broker(client: &Client) -> std::sync::Arc<dyn pubsub_jobs::broker::Broker> {
-    let _ = client;
-    BROKER
-        .get()
-        .cloned()
-        .unwrap_or_else(|| panic!("call init_broker() first"))
-}
-
-static BROKER: OnceLock<std::sync::Arc<dyn pubsub_jobs::broker::Broker>> = OnceLock::new();
-
-/// Connects the inspection broker (once per binary).
-pub async fn init_broker() {
+/// A raw broker on the emulator, for test inspection. One per test: gRPC connections belong to
+/// the runtime of the test that opened them.
+pub async fn raw_broker() -> std::sync::Arc<dyn pubsub_jobs::broker::Broker> {
     init_logging();
-    if BROKER.get().is_some() {
-        return;
-    }
     let b = pubsub_jobs::broker::PubSubBroker::connect(
         "test-project",
         Some(emulator_host()),
@@ -171,7 +165,7 @@ pub async fn init_broker() {
     )
     .await
     .expect("broker");
-    let _ = BROKER.set(std::sync::Arc::new(b));
+    std::sync::Arc::new(b)
 }
 
 // ---- Probe jobs: record every execution under a key -------------------------------------------

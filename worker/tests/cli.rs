@@ -42,6 +42,20 @@ fn worker() -> Command {
     c
 }
 
+/// Runs a command to completion; returns (exit code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = worker();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().expect("run worker");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
     let out = worker()
         .args(["enqueue", "MockJob", args, "--queue", queue])
@@ -332,4 +346,189 @@ fn the_demo_runs_end_to_end_on_a_private_emulator() {
         8,
         "succeeded + morgued should be every job: {total}"
     );
+}
+
+#[test]
+fn spawn_enqueues_n_jobs_that_a_worker_runs() {
+    let q = unique("spawn");
+    let (code, stdout, stderr) = run(
+        &[
+            "spawn",
+            "--count",
+            "25",
+            "--rate",
+            "200",
+            "--max-sleep",
+            "0",
+            "--fail-ratio",
+            "0",
+            "--queue",
+            &q,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let ids: Vec<&str> = stdout.lines().collect();
+    assert_eq!(ids.len(), 25, "{stdout}");
+    assert!(stderr.contains("spawned 25 MockJobs"), "{stderr}");
+    let mut w = Running::start(&q, &[], &[]);
+    for id in &ids {
+        w.wait_for(
+            "spawned job succeeded",
+            Duration::from_secs(60),
+            event("job.succeeded", id),
+        );
+    }
+}
+
+#[test]
+fn spawn_refuses_nonsense() {
+    for (args, expected) in [
+        (vec!["spawn", "--count", "0"], "--count must be at least 1"),
+        (
+            vec!["spawn", "--count", "5", "--rate", "-1"],
+            "--rate must be a positive number",
+        ),
+        (
+            vec!["spawn", "--count", "5", "--fail-ratio", "2"],
+            "--fail-ratio must be between 0 and 1",
+        ),
+    ] {
+        let (code, _, stderr) = run(&args, &[]);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn clear_empties_backlog_and_scheduled_jobs_and_leaves_other_queues_alone() {
+    let q = unique("clear");
+    let other = unique("keep");
+    let job = r#"{"sleep_duration":0,"raise_error":false}"#;
+    let cleared: Vec<String> = (0..3)
+        .map(|_| enqueue(&q, job, &[]))
+        .chain((0..2).map(|_| enqueue(&q, job, &["--wait", "2"])))
+        .collect();
+    let kept = enqueue(&other, job, &[]);
+    let (code, _, stderr) = run(&["clear", "--queue", &q], &[]);
+    assert_eq!(code, 1, "clear without --yes off a terminal must refuse");
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+    let (code, stdout, stderr) = run(&["clear", "--queue", &q, "--yes"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("Cleared queue \"{q}\"")),
+        "{stdout}"
+    );
+    // A marker due after the cleared scheduled jobs: when it has run, they would have too.
+    let marker = enqueue(&q, job, &["--wait", "3"]);
+    let mut w = Running::start(&q, &[], &[]);
+    w.wait_for(
+        "marker",
+        Duration::from_secs(60),
+        event("job.succeeded", &marker),
+    );
+    for id in &cleared {
+        assert!(
+            !w.seen.iter().any(|v| v["job_id"] == id.as_str()),
+            "cleared job {id} ran"
+        );
+    }
+    let mut o = Running::start(&other, &[], &[]);
+    o.wait_for(
+        "other queue untouched",
+        Duration::from_secs(60),
+        event("job.succeeded", &kept),
+    );
+}
+
+#[test]
+fn clear_of_a_missing_queue_errors_and_creates_nothing() {
+    let q = unique("missing");
+    let (code, _, stderr) = run(&["clear", "--queue", &q, "--yes"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("queue \"{q}\" does not exist")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["health", "--queue", &q], &[]);
+    assert_eq!(code, 1, "the queue was created by clear");
+    assert!(stderr.contains("does not exist yet"), "{stderr}");
+}
+
+#[test]
+fn morgue_list_keeps_jobs_retry_runs_them_again_purge_empties() {
+    let q = unique("mq");
+    let morgue = unique("morgue");
+    let env = [
+        ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+        ("MOCK_JOB_RETRY_WAIT", "0.2"),
+    ];
+    let dead: Vec<String> = (0..2)
+        .map(|_| {
+            let (code, out, err) = run(
+                &[
+                    "enqueue",
+                    "MockJob",
+                    r#"{"sleep_duration":0,"raise_error":true}"#,
+                    "--queue",
+                    &q,
+                ],
+                &env,
+            );
+            assert_eq!(code, 0, "{err}");
+            out.trim().to_string()
+        })
+        .collect();
+    {
+        let mut w = Running::start(&q, &env, &[]);
+        for id in &dead {
+            w.wait_for("morgued", Duration::from_secs(60), event("job.morgued", id));
+        }
+    }
+    for round in 0..2 {
+        let (code, stdout, stderr) = run(&["morgue", "list", "--json"], &env);
+        assert_eq!(code, 0, "{stderr}");
+        let rows: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 2, "round {round}: {stdout}");
+        for id in &dead {
+            let row = rows
+                .iter()
+                .find(|r| r["job_id"] == id.as_str())
+                .expect("listed");
+            assert_eq!(row["attempts"], 3);
+            assert_eq!(row["source_queue"], q.as_str());
+            assert_eq!(row["job_class"], "MockJob");
+            assert!(row["error"]
+                .as_str()
+                .unwrap()
+                .contains("MockJob failed on purpose"));
+        }
+    }
+    let (code, stdout, stderr) = run(&["morgue", "retry", "--job-id", &dead[0]], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("1 job(s) republished"), "{stdout}");
+    {
+        let mut w = Running::start(&q, &env, &[]);
+        let again = w.wait_for(
+            "retried job runs",
+            Duration::from_secs(60),
+            event("job.started", &dead[0]),
+        );
+        assert_eq!(again["attempt"], 1, "executions were not reset");
+        w.wait_for(
+            "dies again",
+            Duration::from_secs(60),
+            event("job.morgued", &dead[0]),
+        );
+    }
+    let (code, stdout, _) = run(&["morgue", "retry", "--job-id", "no-such-id"], &env);
+    assert_eq!(code, 1, "{stdout}");
+    let (code, _, stderr) = run(&["morgue", "purge", "--yes"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = run(&["morgue", "list", "--json"], &env);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), "", "purge left dead jobs");
 }
