@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use gcloud_gax::conn::Environment;
 use gcloud_gax::grpc::{Code, Status};
-use gcloud_googleapis::pubsub::v1::{ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage};
+use gcloud_googleapis::pubsub::v1::{
+    ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage, PullRequest,
+};
 use gcloud_pubsub::client::{Client as GClient, ClientConfig};
 use gcloud_pubsub::publisher::Publisher;
 use gcloud_pubsub::subscriber::SubscriberConfig;
@@ -209,20 +211,37 @@ impl Broker for PubSubBroker {
 
     async fn pull(&self, subscription: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let sub = self.client.subscription(subscription);
-        let max = max.clamp(1, 1000) as i32;
-        // The emulator holds an empty pull open; the wait bounds it.
-        match tokio::time::timeout(wait, sub.pull(max, None)).await {
-            Err(_) => Ok(Vec::new()),
-            Ok(Err(status)) => Err(broker_error("pull", subscription, status)),
-            Ok(Ok(msgs)) => Ok(msgs
+        let client = sub.get_client();
+        #[allow(deprecated)]
+        let req = PullRequest {
+            subscription: sub.fully_qualified_name().to_string(),
+            // Never leave a pull pending: an abandoned one would lease messages to nobody.
+            return_immediately: true,
+            max_messages: max.clamp(1, 1000) as i32,
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let resp = self
+                .bounded("pull", subscription, || client.pull(req.clone(), None))
+                .await?;
+            let msgs: Vec<Delivery> = resp
+                .into_inner()
+                .received_messages
                 .into_iter()
-                .map(|m| Delivery {
-                    ack_id: m.ack_id,
-                    message_id: m.message.message_id,
-                    data: m.message.data,
-                    attributes: m.message.attributes,
+                .filter_map(|m| {
+                    let msg = m.message?;
+                    Some(Delivery {
+                        ack_id: m.ack_id,
+                        message_id: msg.message_id,
+                        data: msg.data,
+                        attributes: msg.attributes,
+                    })
                 })
-                .collect()),
+                .collect();
+            if !msgs.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(msgs);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
