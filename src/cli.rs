@@ -213,11 +213,14 @@ pub enum MorgueCommand {
 /// Parses the command line, runs it, and returns the exit code (errors are printed).
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    #[cfg(feature = "mock-job")]
-    let quiet = matches!(cli.command, Some(Command::Demo { .. }));
-    #[cfg(not(feature = "mock-job"))]
-    let quiet = false;
-    init_logging(cli.global.log_format, if quiet { "error" } else { "info" });
+    // The worker logs every job at info; the tools print their own results and log only problems.
+    let level = match cli.command {
+        None => "info",
+        #[cfg(feature = "mock-job")]
+        Some(Command::Demo { .. }) => "error",
+        Some(_) => "warn",
+    };
+    init_logging(cli.global.log_format, level);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
