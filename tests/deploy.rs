@@ -12,7 +12,7 @@ fn compose() -> Value {
     v
 }
 
-fn env_of<'a>(service: &'a Value) -> &'a serde_yaml::Mapping {
+fn env_of(service: &Value) -> &serde_yaml::Mapping {
     service["environment"]
         .as_mapping()
         .expect("environment is a mapping")
