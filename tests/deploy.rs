@@ -74,8 +74,7 @@ fn dockerfile_is_multi_stage_and_runs_as_non_root() {
     assert!(text.contains("COPY --from=build"));
     let user = text
         .lines()
-        .filter(|l| l.starts_with("USER "))
-        .last()
+        .rfind(|l| l.starts_with("USER "))
         .expect("a USER line");
     assert_ne!(user.trim(), "USER root");
     assert!(text.contains("ENTRYPOINT [\"worker\"]"));
