@@ -107,8 +107,16 @@ pub struct Registry {
 impl Registry {
     /// Collects the registered job classes; a class name registered twice is an error naming both.
     pub fn from_inventory() -> Result<Self> {
+        Self::from_registrations(inventory::iter::<JobRegistration>)
+    }
+
+    /// Builds a registry from explicit registrations; a class name registered by two different
+    /// types is an error naming both.
+    pub fn from_registrations(
+        regs: impl IntoIterator<Item = &'static JobRegistration>,
+    ) -> Result<Self> {
         let mut jobs: BTreeMap<&'static str, &'static JobRegistration> = BTreeMap::new();
-        for r in inventory::iter::<JobRegistration> {
+        for r in regs {
             if let Some(first) = jobs.insert(r.name, r) {
                 if first.type_name() != r.type_name() {
                     return Err(Error::DuplicateJobClass {
@@ -143,5 +151,60 @@ impl Registry {
                 job_class: job_class.to_string(),
                 message,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct A {
+        n: u32,
+    }
+    impl Job for A {
+        const NAME: &'static str = "Same";
+        async fn perform(&self, _: &JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+    #[derive(Serialize, Deserialize)]
+    struct B;
+    impl Job for B {
+        const NAME: &'static str = "Same";
+        async fn perform(&self, _: &JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+    static REG_A: JobRegistration = JobRegistration::of::<A>();
+    static REG_B: JobRegistration = JobRegistration::of::<B>();
+
+    #[test]
+    fn a_duplicate_class_name_names_both_types() {
+        let err = Registry::from_registrations([&REG_A, &REG_B])
+            .err()
+            .expect("duplicate refused");
+        let msg = err.to_string();
+        assert!(msg.contains("\"Same\""), "{msg}");
+        assert!(
+            msg.contains("registry::tests::A") && msg.contains("registry::tests::B"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn validate_names_the_class_and_the_field() {
+        let r = Registry::from_registrations([&REG_A]).unwrap();
+        let err = r
+            .validate("Same", &serde_json::json!({"n": "x"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Same") && err.contains("field `n`"), "{err}");
+        let err = r
+            .validate("Nope", &serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"Nope\""), "{err}");
     }
 }

@@ -125,6 +125,8 @@ pub fn worker_config(queue: &str) -> WorkerConfig {
 /// Pulls `n` records from the client's morgue (or what arrives before `timeout`), acking them.
 pub async fn morgue_records(client: &Client, n: usize, timeout: Duration) -> Vec<MorgueRecord> {
     let sub = client.resource_name(client.morgue_queue());
+    // The worker creates the morgue at start; do not race it.
+    client.ensure_morgue().await.expect("create the morgue");
     let broker = raw_broker().await;
     let mut stream = broker
         .subscribe(
