@@ -160,6 +160,23 @@ impl Broker for PubSubBroker {
         {
             Ok(_) => Ok(()),
             Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
+                // A subscription whose topic was deleted is detached: a topic created again under
+                // the same name would not feed it, and what is published there would be dropped.
+                let sub = self.client.subscription(subscription);
+                let (topic_name, _) = self
+                    .bounded("get subscription", subscription, || sub.config(None))
+                    .await?;
+                if topic_name == "_deleted-topic_" {
+                    return Err(Error::Broker {
+                        operation: "create subscription",
+                        resource: subscription.to_string(),
+                        message: format!(
+                            "subscription {subscription:?} is detached: its topic was deleted. Messages published to a \
+                             new {topic:?} would be dropped, so nothing is published. Drain or delete the subscription, then retry"
+                        ),
+                        not_found: false,
+                    });
+                }
                 Ok(())
             }
             Err(e) => Err(e),

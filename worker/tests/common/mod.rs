@@ -1,0 +1,195 @@
+//! Shared harness for the binary's tests: one emulator per test binary, the `worker` binary as a
+//! process, its JSON log lines as events.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pubsub_jobs::emulator::Emulator;
+
+static EMULATOR: OnceLock<String> = OnceLock::new();
+
+pub fn emulator_host() -> &'static str {
+    EMULATOR.get_or_init(|| {
+        if let Ok(h) = std::env::var("PUBSUB_EMULATOR_HOST") {
+            if !h.is_empty() {
+                return h;
+            }
+        }
+        let emu = Emulator::start().expect("start the Pub/Sub emulator");
+        emu.stop_when_process_exits(std::process::id());
+        let host = emu.host().to_string();
+        std::mem::forget(emu);
+        host
+    })
+}
+
+pub fn unique(name: &str) -> String {
+    format!(
+        "t-{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+pub fn worker() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_worker"));
+    c.env("PUBSUB_EMULATOR_HOST", emulator_host())
+        .env("PUBSUB_PROJECT_ID", "cli-tests")
+        .env_remove("QUEUE_NAME")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs a command to completion; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = worker();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().expect("run worker");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
+    let out = worker()
+        .args(["enqueue", "MockJob", args, "--queue", queue])
+        .args(extra)
+        .output()
+        .expect("run worker enqueue");
+    assert!(
+        out.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A worker process whose JSON log lines arrive on a channel.
+pub struct Running {
+    pub child: Child,
+    lines: Receiver<serde_json::Value>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl Running {
+    pub fn start(queue: &str, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        let mut cmd = worker();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .args([
+                "--queue",
+                queue,
+                "--log-format",
+                "json",
+                "--concurrency",
+                "4",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start worker");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line matching `pred`.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line for {what} within {timeout:?}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("worker did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    /// Stops the worker gracefully (a SIGKILLed worker leaves the emulator dispatching to its dead
+    /// streams until their leases lapse, which would slow the next test step).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn event<'a>(name: &'a str, job_id: &'a str) -> impl Fn(&serde_json::Value) -> bool + 'a {
+    move |v| v["event"] == name && v["job_id"] == job_id
+}

@@ -1,0 +1,215 @@
+//! Reliability with real processes and the real emulator: a worker killed mid-job, hostile input.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pubsub_jobs::broker::{Broker, OutboundMessage, PubSubBroker};
+use pubsub_jobs::Envelope;
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Peak resident memory of a process, in MB (VmHWM).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[test]
+fn a_worker_killed_mid_job_loses_nothing_the_job_completes_on_another() {
+    let q = unique("kill");
+    let deadline = ["--ack-deadline", "10"];
+    let mut a = Running::start(&q, &[], &deadline);
+    a.wait_for("worker a started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+    let id = enqueue(&q, r#"{"sleep_duration":4,"raise_error":false}"#, &[]);
+    a.wait_for(
+        "job started on a",
+        Duration::from_secs(60),
+        event("job.started", &id),
+    );
+    let mut b = Running::start(&q, &[], &deadline);
+    b.wait_for("worker b started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+    a.signal("-KILL");
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(10)),
+        -1,
+        "killed by a signal"
+    );
+    let killed_at = Instant::now();
+    // Redelivered once the 10 s lease lapses (the emulator may first hand it to the dead
+    // worker's streams; see the README), then it runs to the end on b.
+    let started = b.wait_for(
+        "job redelivered to b",
+        Duration::from_secs(150),
+        event("job.started", &id),
+    );
+    assert_eq!(started["attempt"], 1, "a redelivery is not a retry");
+    b.wait_for(
+        "job completes on b",
+        Duration::from_secs(30),
+        event("job.succeeded", &id),
+    );
+    eprintln!(
+        "killed job redelivered and completed {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_ends_in_the_morgue_with_a_reason_and_the_worker_stays_up() {
+    let q = unique("hostile");
+    let morgue = unique("morgue");
+    let env = [("PUBSUB_MORGUE_QUEUE", morgue.as_str())];
+    let mut w = Running::start(&q, &env, &[]);
+    let pid = w.child.id();
+    w.wait_for("worker started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+
+    let broker = PubSubBroker::connect("cli-tests", Some(emulator_host()), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut msgs = Vec::new();
+    for i in 0..1000usize {
+        let mut attributes = HashMap::new();
+        let data: Vec<u8> = match i % 10 {
+            0 => b"{\"format_version\":1,\"job_class\":".to_vec(),
+            1 => Envelope::new(
+                "MockJob",
+                &q,
+                serde_json::json!({"sleep_duration": "slow", "raise_error": 1}),
+            )
+            .to_body(),
+            2 => Envelope::new("NoSuchJob", &q, serde_json::json!({})).to_body(),
+            3 => br#"{"format_version":1,"job_class":"MockJob"}"#.to_vec(),
+            4 => {
+                let mut v =
+                    serde_json::to_value(Envelope::new("MockJob", &q, serde_json::json!({})))
+                        .unwrap();
+                v["format_version"] = 99.into();
+                serde_json::to_vec(&v).unwrap()
+            }
+            5 => (0..512).map(|b| ((b * 7 + i) % 256) as u8).collect(),
+            6 => {
+                // Pub/Sub refuses a message with neither data nor attributes.
+                attributes.insert("note".to_string(), "empty body".to_string());
+                Vec::new()
+            }
+            7 if i % 100 == 7 => {
+                let mut big = b"{\"x\":\"".to_vec();
+                big.resize(9 * 1024 * 1024, b'a');
+                big
+            }
+            7 => b"[]".to_vec(),
+            8 => {
+                let e = Envelope::new(
+                    "MockJob",
+                    &q,
+                    serde_json::json!({"sleep_duration": 0, "raise_error": false}),
+                );
+                attributes = e.attributes();
+                attributes.insert("job_class".to_string(), "SomethingElse".to_string());
+                e.to_body()
+            }
+            _ => Envelope::new("MockJob", &q, serde_json::json!([1, 2, 3])).to_body(),
+        };
+        msgs.push(OutboundMessage { data, attributes });
+    }
+    // Publish in batches that stay under the request limit.
+    let topic = q.clone();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for m in msgs {
+        if bytes + m.data.len() > 9_500_000 || batch.len() >= 500 {
+            broker
+                .publish(&topic, std::mem::take(&mut batch))
+                .await
+                .unwrap();
+            bytes = 0;
+        }
+        bytes += m.data.len();
+        batch.push(m);
+    }
+    broker.publish(&topic, batch).await.unwrap();
+
+    // The worker stays up and keeps running good jobs.
+    let good = enqueue(&q, r#"{"sleep_duration":0,"raise_error":false}"#, &[]);
+    let w2 = tokio::task::spawn_blocking(move || {
+        w.wait_for(
+            "good job after the garbage",
+            Duration::from_secs(120),
+            event("job.succeeded", &good),
+        );
+        w
+    });
+    let w = w2.await.unwrap();
+    assert!(pid_alive(pid), "the worker died");
+
+    // Every hostile message is in the morgue, each with a reason.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    while Instant::now() < deadline {
+        let (code, stdout, stderr) = tokio::task::spawn_blocking({
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move || {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                run(&["morgue", "list", "--json", "--limit", "2000"], &env)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        rows = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if rows.len() >= 1000 {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 1000, "hostile messages in the morgue");
+    for r in &rows {
+        let reason = r["error"].as_str().unwrap_or("");
+        assert!(!reason.is_empty(), "no reason: {r}");
+        assert_eq!(r["source_queue"], q.as_str());
+    }
+    let has = |s: &str| {
+        rows.iter()
+            .filter(|r| r["error"].as_str().unwrap().contains(s))
+            .count()
+    };
+    assert_eq!(has("unknown job class \"NoSuchJob\""), 100);
+    assert_eq!(has("format version 99 is newer"), 100);
+    assert_eq!(has("attribute job_class is \"SomethingElse\""), 100);
+    assert_eq!(
+        has("arguments for job class MockJob do not deserialize"),
+        200
+    );
+    assert!(
+        has("field `raise_error`") >= 100,
+        "the reason names the field"
+    );
+    assert!(
+        has("body is not JSON") >= 200,
+        "truncated JSON and binary garbage"
+    );
+    assert_eq!(has("empty body"), 100);
+    let rss = peak_rss_mb(pid).unwrap_or(0.0);
+    eprintln!("worker peak RSS after 1,000 hostile messages (10 of them 9 MB): {rss:.1} MB");
+    assert!(rss < 512.0, "worker memory grew to {rss:.1} MB");
+    drop(w);
+}
