@@ -193,8 +193,11 @@ impl Worker {
             "worker started"
         );
 
-        // Pull: each stream feeds a bounded channel of `prefetch` leased messages.
+        // Pull: each stream feeds a bounded channel of `prefetch` leased messages. On shutdown the
+        // streams stay open (leases of running jobs are extended through them) and every message
+        // that still arrives is released at once; they close last, when nothing is held.
         let stop_pulling = CancellationToken::new();
+        let close_streams = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel::<Delivery>(config.prefetch.max(1));
         let mut pullers = JoinSet::new();
         for _ in 0..config.streams {
@@ -206,21 +209,36 @@ impl Worker {
                     ack_deadline: config.ack_deadline,
                     max_outstanding: per_stream,
                 },
-                shutdown: stop_pulling.clone(),
+                shutdown: close_streams.clone(),
                 open_streams: Some(shared.stats.open_streams.clone()),
             };
-            let (tx, shared) = (tx.clone(), shared.clone());
+            let (tx, shared, stopping) = (tx.clone(), shared.clone(), stop_pulling.clone());
+            let (broker, subscription) = (broker.clone(), subscription.clone());
             pullers.spawn(consume(params, move |d| {
                 // Never leave a message sitting unextended in a stream's buffer: take it now,
                 // keep it (leased, extended) if there is room, else hand it back at once so that
                 // another worker can run it. On real Pub/Sub, flow control keeps the excess away.
-                shared.lease.hold(&d.ack_id);
-                if let Err(e) = tx.try_send(d) {
-                    let d = e.into_inner();
-                    shared.lease.forget(&d.ack_id);
-                    shared.acker.set_deadline(d.ack_id, 0);
+                let release = if stopping.is_cancelled() {
+                    Some(d.ack_id)
+                } else {
+                    shared.lease.hold(&d.ack_id);
+                    match tx.try_send(d) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            let d = e.into_inner();
+                            shared.lease.forget(&d.ack_id);
+                            Some(d.ack_id)
+                        }
+                    }
+                };
+                let (broker, subscription) = (broker.clone(), subscription.clone());
+                async move {
+                    if let Some(ack_id) = release {
+                        if let Err(e) = broker.modify_ack_deadline(&subscription, vec![ack_id], 0).await {
+                            tracing::debug!(error = %e, "could not release a message; it returns when its lease lapses");
+                        }
+                    }
                 }
-                std::future::ready(())
             }));
         }
         drop(tx);
@@ -274,12 +292,6 @@ impl Worker {
             shared.lease.forget(&d.ack_id);
             shared.acker.set_deadline(d.ack_id, 0);
         }
-        let mut streams = Vec::new();
-        while let Some(r) = pullers.join_next().await {
-            if let Ok(Some(stream)) = r {
-                streams.push(stream);
-            }
-        }
         let scheduler_stop = tokio::spawn(scheduler.shutdown());
         let finished = tokio::time::timeout(config.shutdown_timeout, async {
             while running.join_next().await.is_some() {}
@@ -298,8 +310,11 @@ impl Worker {
         shared.acker.shutdown().await;
         shared.lease.shutdown().await;
         // Only now, with everything acked or released, close the streams.
-        for s in streams {
-            s.close().await;
+        close_streams.cancel();
+        while let Some(r) = pullers.join_next().await {
+            if let Ok(Some(stream)) = r {
+                stream.close().await;
+            }
         }
         let summary = log_summary(&shared, "worker stopped");
         Ok(summary)

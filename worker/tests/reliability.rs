@@ -213,3 +213,80 @@ async fn hostile_input_ends_in_the_morgue_with_a_reason_and_the_worker_stays_up(
     assert!(rss < 512.0, "worker memory grew to {rss:.1} MB");
     drop(w);
 }
+
+#[test]
+fn sigterm_under_load_finishes_or_releases_everything_and_a_new_worker_takes_over_at_once() {
+    let q = unique("drain");
+    let flags = [
+        "--concurrency",
+        "50",
+        "--prefetch",
+        "20",
+        "--ack-deadline",
+        "10",
+        "--shutdown-timeout",
+        "25",
+    ];
+    let mut a = Running::start(&q, &[], &flags);
+    a.wait_for("a started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+    let ids: Vec<String> = (0..70)
+        .map(|_| enqueue(&q, r#"{"sleep_duration":3,"raise_error":false}"#, &[]))
+        .collect();
+    let started =
+        |seen: &[serde_json::Value]| seen.iter().filter(|v| v["event"] == "job.started").count();
+    a.wait_until("50 jobs running on a", Duration::from_secs(60), |seen| {
+        started(seen) >= 50
+    });
+    let mut b = Running::start(&q, &[], &["--concurrency", "50"]);
+    b.wait_for("b started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+    a.signal("-TERM");
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(40)),
+        0,
+        "exit code after SIGTERM under load"
+    );
+    let exited = Instant::now();
+    a.wait_for("stop summary", Duration::from_secs(5), |v| {
+        v["message"] == "worker stopped"
+    });
+    let done_a = a.job_ids("job.succeeded");
+    assert_eq!(
+        a.job_ids("job.started"),
+        done_a,
+        "every job a started finished before it exited"
+    );
+    // The rest run on b, soon: released at once, not left for a lease to lapse.
+    let rest: Vec<&String> = ids.iter().filter(|id| !done_a.contains(*id)).collect();
+    b.wait_until(
+        "released jobs started on b",
+        Duration::from_secs(60),
+        |seen| {
+            rest.iter().all(|id| {
+                seen.iter()
+                    .any(|v| v["event"] == "job.started" && v["job_id"] == id.as_str())
+            })
+        },
+    );
+    let waited = exited.elapsed();
+    b.wait_until("released jobs done on b", Duration::from_secs(60), |seen| {
+        rest.iter().all(|id| {
+            seen.iter()
+                .any(|v| v["event"] == "job.succeeded" && v["job_id"] == id.as_str())
+        })
+    });
+    assert!(
+        waited < Duration::from_secs(8),
+        "released jobs started {:.1} s after a exited: they waited for a lease (10 s) to lapse",
+        waited.as_secs_f64()
+    );
+    eprintln!(
+        "a finished {} jobs; {} released jobs all started on b within {:.1} s of a's exit",
+        done_a.len(),
+        rest.len(),
+        waited.as_secs_f64()
+    );
+}

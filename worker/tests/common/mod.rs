@@ -86,14 +86,7 @@ impl Running {
             cmd.env(k, v);
         }
         let mut child = cmd
-            .args([
-                "--queue",
-                queue,
-                "--log-format",
-                "json",
-                "--concurrency",
-                "4",
-            ])
+            .args(["--queue", queue, "--log-format", "json"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -143,6 +136,32 @@ impl Running {
                 ),
             }
         }
+    }
+
+    /// Reads log lines until `cond` holds over everything seen so far.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !cond(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("{what}: not within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Ids of the jobs with a `name` event so far.
+    pub fn job_ids(&self, name: &str) -> std::collections::HashSet<String> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == name)
+            .filter_map(|v| v["job_id"].as_str().map(str::to_string))
+            .collect()
     }
 
     pub fn signal(&self, sig: &str) {
