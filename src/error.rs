@@ -90,6 +90,14 @@ pub enum Error {
         /// The configured limit.
         after: Duration,
     },
+    /// The first connection to Pub/Sub failed.
+    #[error("cannot reach Pub/Sub at {target}: {message} (is it running? check PUBSUB_EMULATOR_HOST / the network)")]
+    Connect {
+        /// The emulator's host:port, or the service.
+        target: String,
+        /// The transport's message.
+        message: String,
+    },
     /// Configuration that cannot work.
     #[error("configuration: {0}")]
     Config(String),

@@ -72,9 +72,12 @@ impl PubSubBroker {
             })?;
         }
         config.project_id = Some(project_id.to_string());
-        let client = GClient::new(config)
-            .await
-            .map_err(|e| Error::Config(format!("connecting to Pub/Sub: {e}")))?;
+        let client = GClient::new(config).await.map_err(|e| Error::Connect {
+            target: emulator_host
+                .map(|h| format!("the emulator {h}"))
+                .unwrap_or_else(|| "pubsub.googleapis.com".to_string()),
+            message: e.to_string(),
+        })?;
         Ok(Self {
             client,
             publishers: Arc::default(),

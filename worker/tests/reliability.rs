@@ -290,3 +290,87 @@ fn sigterm_under_load_finishes_or_releases_everything_and_a_new_worker_takes_ove
         waited.as_secs_f64()
     );
 }
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[test]
+fn workers_survive_an_emulator_restart_and_enqueue_fails_fast_while_it_is_down() {
+    use pubsub_jobs::emulator::Emulator;
+    let mut emu = Emulator::start().expect("start a private emulator");
+    let host = emu.host().to_string();
+    let port: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
+    let env = [
+        ("PUBSUB_EMULATOR_HOST", host.as_str()),
+        ("PUBSUB_TIMEOUT_SECONDS", "3"),
+    ];
+    let q = unique("restart");
+    let enqueue_here = |args: &str| run(&["enqueue", "MockJob", args, "--queue", &q], &env);
+    let job = r#"{"sleep_duration":0,"raise_error":false}"#;
+
+    let mut w = Running::start(&q, &env, &[]);
+    let pid = w.child.id();
+    let (code, first, err) = enqueue_here(job);
+    assert_eq!(code, 0, "{err}");
+    w.wait_for(
+        "first job",
+        Duration::from_secs(60),
+        event("job.succeeded", first.trim()),
+    );
+
+    emu.stop();
+    let t = Instant::now();
+    let (code, _, err) = enqueue_here(job);
+    let took = t.elapsed();
+    assert_eq!(code, 1, "enqueue while the emulator is down must fail");
+    assert!(
+        err.contains(&format!("cannot reach Pub/Sub at the emulator {host}"))
+            || err.contains("timed out"),
+        "unclear error: {err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "enqueue took {took:?} to fail (timeout 3 s)"
+    );
+
+    // Down for a while: the worker neither crashes nor spins.
+    let cpu0 = cpu_seconds(pid);
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu = cpu_seconds(pid) - cpu0;
+    assert!(
+        pid_alive(pid),
+        "the worker died while the emulator was down"
+    );
+    assert!(
+        cpu < 0.5 * down.elapsed().as_secs_f64(),
+        "the worker burned {cpu:.2} CPU s in {:.1} s while the emulator was down",
+        down.elapsed().as_secs_f64()
+    );
+
+    let _emu2 = Emulator::start_on(port).expect("restart the emulator on the same port");
+    let back = Instant::now();
+    let (code, third, err) = enqueue_here(job);
+    assert_eq!(code, 0, "enqueue after the restart: {err}");
+    w.wait_for(
+        "job after the restart",
+        Duration::from_secs(60),
+        event("job.succeeded", third.trim()),
+    );
+    let resumed = back.elapsed();
+    eprintln!(
+        "enqueue failed after {:.1} s while down; worker CPU while down {cpu:.2} s; resumed {:.1} s after the emulator returned",
+        took.as_secs_f64(),
+        resumed.as_secs_f64()
+    );
+    assert!(
+        resumed < Duration::from_secs(15),
+        "resumed only after {resumed:?}"
+    );
+}
