@@ -374,3 +374,137 @@ fn workers_survive_an_emulator_restart_and_enqueue_fails_fast_while_it_is_down()
         "resumed only after {resumed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_morgue_publish_fails_the_job_is_not_acked_and_comes_back() {
+    use gcloud_gax::conn::Environment;
+    use gcloud_pubsub::client::{Client, ClientConfig};
+    let q = unique("outcome");
+    let morgue = unique("morgue");
+    let env = [
+        ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+        ("MOCK_JOB_RETRY_WAIT", "0.2"),
+    ];
+    let w = tokio::task::spawn_blocking({
+        let (q, env) = (q.clone(), env.map(|(k, v)| (k.to_string(), v.to_string())));
+        move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut w = Running::start(&q, &env, &["--ack-deadline", "10"]);
+            w.wait_for("started", Duration::from_secs(60), |v| {
+                v["message"] == "worker started"
+            });
+            w
+        }
+    })
+    .await
+    .unwrap();
+    // The worker created the morgue; now delete its topic (the subscription stays, detached).
+    let mut cfg = ClientConfig::default();
+    cfg.environment = Environment::Emulator(emulator_host().to_string());
+    cfg.project_id = Some("cli-tests".into());
+    let admin = Client::new(cfg).await.unwrap();
+    admin.topic(&morgue).delete(None).await.unwrap();
+
+    let (q2, env2) = (q.clone(), env.map(|(k, v)| (k.to_string(), v.to_string())));
+    let admin2 = admin.clone();
+    let morgue2 = morgue.clone();
+    let w = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env2.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (code, id, err) = run(
+            &[
+                "enqueue",
+                "MockJob",
+                r#"{"sleep_duration":0,"raise_error":true}"#,
+                "--queue",
+                &q2,
+            ],
+            &env,
+        );
+        assert_eq!(code, 0, "{err}");
+        let id = id.trim().to_string();
+        let mut w = w;
+        // Retries spent, the morgue publish fails: logged, not acked.
+        w.wait_for("morgue publish fails", Duration::from_secs(60), |v| {
+            v["level"] == "ERROR"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("could not publish the morgue message"))
+        });
+        assert!(
+            !w.seen.iter().any(|v| v["event"] == "job.morgued"),
+            "claimed a morgue it could not write"
+        );
+        // It comes back and fails again: nothing was lost.
+        w.seen.retain(|v| v["event"] != "job.started");
+        w.wait_for("the job comes back", Duration::from_secs(60), |v| {
+            v["event"] == "job.started" && v["job_id"] == id.as_str() && v["attempt"] == 3
+        });
+        // The operator removes the detached subscription: the worker recreates the morgue.
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(admin2.subscription(&morgue2).delete(None))
+            .unwrap();
+        w.wait_for(
+            "finally in the morgue",
+            Duration::from_secs(60),
+            event("job.morgued", &id),
+        );
+        w
+    })
+    .await
+    .unwrap();
+    drop(w);
+}
+
+#[test]
+fn fifty_jobs_three_times_the_ack_deadline_run_exactly_once() {
+    let q = unique("long");
+    let flags = [
+        "--concurrency",
+        "50",
+        "--prefetch",
+        "10",
+        "--ack-deadline",
+        "10",
+    ];
+    let mut a = Running::start(&q, &[], &flags);
+    let mut b = Running::start(&q, &[], &flags);
+    for w in [&mut a, &mut b] {
+        w.wait_for("started", Duration::from_secs(60), |v| {
+            v["message"] == "worker started"
+        });
+    }
+    let ids: Vec<String> = (0..50)
+        .map(|_| enqueue(&q, r#"{"sleep_duration":30,"raise_error":false}"#, &[]))
+        .collect();
+    // Both workers keep pulling the whole time: a lapsed lease would show as a second start.
+    let done = |w: &Running| w.job_ids("job.succeeded").len();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while done(&a) + done(&b) < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 50 long jobs finished",
+            done(&a) + done(&b)
+        );
+        a.read_for(Duration::from_millis(250));
+        b.read_for(Duration::from_millis(250));
+    }
+    let starts = |w: &Running| {
+        w.seen
+            .iter()
+            .filter(|v| v["event"] == "job.started")
+            .filter_map(|v| v["job_id"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    let mut all = starts(&a);
+    all.extend(starts(&b));
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, 50, "50 jobs started {before} times: some ran twice");
+    assert_eq!(all.len(), 50);
+    for id in &ids {
+        assert!(all.contains(id), "job {id} never ran");
+    }
+}

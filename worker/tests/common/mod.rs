@@ -155,6 +155,17 @@ impl Running {
         }
     }
 
+    /// Reads whatever log lines arrive within `d`.
+    pub fn read_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(v) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(v);
+        }
+    }
+
     /// Ids of the jobs with a `name` event so far.
     pub fn job_ids(&self, name: &str) -> std::collections::HashSet<String> {
         self.seen
