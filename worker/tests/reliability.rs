@@ -400,9 +400,11 @@ async fn when_the_morgue_publish_fails_the_job_is_not_acked_and_comes_back() {
     .await
     .unwrap();
     // The worker created the morgue; now delete its topic (the subscription stays, detached).
-    let mut cfg = ClientConfig::default();
-    cfg.environment = Environment::Emulator(emulator_host().to_string());
-    cfg.project_id = Some("cli-tests".into());
+    let cfg = ClientConfig {
+        environment: Environment::Emulator(emulator_host().to_string()),
+        project_id: Some("cli-tests".into()),
+        ..Default::default()
+    };
     let admin = Client::new(cfg).await.unwrap();
     admin.topic(&morgue).delete(None).await.unwrap();
 
