@@ -1,8 +1,10 @@
-//! Reliability with real processes and the real emulator: a worker killed mid-job, hostile input.
+//! Reliability with real processes and the real emulator: workers killed mid-job or stopped under
+//! load, hostile input, an emulator restart, a failing outcome publish, long jobs, a soak with churn.
 
 mod common;
 
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -509,4 +511,32 @@ fn fifty_jobs_three_times_the_ack_deadline_run_exactly_once() {
     for id in &ids {
         assert!(all.contains(id), "job {id} never ran");
     }
+}
+
+#[test]
+fn a_short_soak_with_churn_loses_nothing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_soak"))
+        .args([
+            "--seconds",
+            "20",
+            "--rate",
+            "10",
+            "--kill-every",
+            "7",
+            "--drain-seconds",
+            "150",
+        ])
+        .env("PUBSUB_EMULATOR_HOST", emulator_host())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the soak harness");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "soak failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" lost 0 "), "{stdout}");
+    assert!(stdout.contains("kills 2"), "{stdout}");
 }

@@ -1,0 +1,350 @@
+//! Soak with churn: several `worker` processes on one queue under steady load with failing jobs,
+//! one of them SIGKILLed and restarted every few seconds. At the end every enqueued job must be
+//! accounted for: succeeded, or in the morgue after exactly its attempts. A job may run twice only
+//! if a kill interrupted it. Prints the counts; exits non-zero if a job is lost or duplicated
+//! without a kill to explain it.
+//!
+//! ```text
+//! cargo run --release -p worker --bin soak                       # the long run: 2 min at 20 jobs/s
+//! cargo run -p worker --bin soak -- --seconds 20 --kill-every 7  # the short run CI does
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use pubsub_jobs::emulator::Emulator;
+use pubsub_jobs::mock_job::MockJob;
+use pubsub_jobs::{Client, ClientConfig};
+use rand::SeedableRng;
+
+#[derive(Parser, Debug)]
+#[command(about = "Soak pubsub-jobs workers with load, failures and SIGKILLs")]
+struct Args {
+    /// Worker processes.
+    #[arg(long, default_value_t = 3)]
+    workers: usize,
+    /// Jobs per second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 120)]
+    seconds: u64,
+    /// Share of jobs that always fail (3 attempts, then the morgue).
+    #[arg(long, default_value_t = 0.2)]
+    fail_ratio: f64,
+    /// Longest job sleep, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    max_sleep: f64,
+    /// Seconds between SIGKILLs (one worker, round robin, restarted at once).
+    #[arg(long, default_value_t = 20)]
+    kill_every: u64,
+    /// Seconds to wait after the load for every job to settle.
+    #[arg(long, default_value_t = 240)]
+    drain_seconds: u64,
+}
+
+/// One log event of one worker instance.
+struct Event {
+    instance: usize,
+    value: serde_json::Value,
+}
+
+struct WorkerProc {
+    child: Child,
+    instance: usize,
+}
+
+fn start_worker(
+    bin: &std::path::Path,
+    host: &str,
+    queue: &str,
+    morgue: &str,
+    instance: usize,
+    tx: Sender<Event>,
+) -> anyhow::Result<WorkerProc> {
+    let mut child = Command::new(bin)
+        .args([
+            "--queue",
+            queue,
+            "--log-format",
+            "json",
+            "--ack-deadline",
+            "10",
+            "--concurrency",
+            "10",
+        ])
+        .env("PUBSUB_EMULATOR_HOST", host)
+        .env("PUBSUB_PROJECT_ID", "soak")
+        .env("PUBSUB_MORGUE_QUEUE", morgue)
+        .env("MOCK_JOB_RETRY_WAIT", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stderr = child.stderr.take().context("worker stderr")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                if tx.send(Event { instance, value }).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(WorkerProc { child, instance })
+}
+
+#[derive(Default)]
+struct JobState {
+    fails: bool,
+    /// (instance, attempt) of every start.
+    starts: Vec<(usize, u64)>,
+    /// Instances where an attempt finished (succeeded / failed).
+    finished_on: Vec<(usize, u64)>,
+    succeeded: bool,
+    morgued_attempts: Vec<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.workers < 2 {
+        bail!("--workers must be at least 2 (one is killed at a time)");
+    }
+    let bin = std::env::current_exe()?.with_file_name("worker");
+    if !bin.exists() {
+        bail!(
+            "the worker binary is not at {} (build it: cargo build -p worker)",
+            bin.display()
+        );
+    }
+    let _emulator;
+    let host = match std::env::var("PUBSUB_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        Some(h) => h,
+        None => {
+            let emu = Emulator::start()?;
+            emu.stop_when_process_exits(std::process::id());
+            let h = emu.host().to_string();
+            _emulator = emu;
+            h
+        }
+    };
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let queue = format!("soak-{suffix}");
+    let morgue = format!("soak-morgue-{suffix}");
+    let client = Client::connect(ClientConfig {
+        project_id: "soak".into(),
+        morgue_queue: morgue.clone(),
+        emulator_host: Some(host.clone()),
+        ..ClientConfig::default()
+    })
+    .await?;
+    client.ensure_queue(&queue).await?;
+    client.ensure_morgue().await?;
+
+    let (tx, rx) = channel::<Event>();
+    let mut instances = 0usize;
+    let mut workers = Vec::new();
+    for _ in 0..args.workers {
+        workers.push(start_worker(
+            &bin,
+            &host,
+            &queue,
+            &morgue,
+            instances,
+            tx.clone(),
+        )?);
+        instances += 1;
+    }
+    println!(
+        "soak: {} workers on {queue}, {} jobs/s for {} s, {:.0}% failing, a SIGKILL every {} s",
+        args.workers,
+        args.rate,
+        args.seconds,
+        args.fail_ratio * 100.0,
+        args.kill_every
+    );
+
+    let mut jobs: HashMap<String, JobState> = HashMap::new();
+    let mut killed: Vec<usize> = Vec::new();
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let started = Instant::now();
+    let load_end = started + Duration::from_secs(args.seconds);
+    let mut next_kill = started + Duration::from_secs(args.kill_every);
+    let mut sent = 0u64;
+    let mut victim = 0usize;
+    let mut events: Vec<Event> = Vec::new();
+    while Instant::now() < load_end {
+        let due = (started.elapsed().as_secs_f64() * args.rate) as u64;
+        if due > sent {
+            let batch: Vec<MockJob> = (sent..due)
+                .map(|_| MockJob::random(&mut rng, args.max_sleep, args.fail_ratio))
+                .collect();
+            let fails: Vec<bool> = batch.iter().map(|j| j.raise_error).collect();
+            let ids = client.perform_all_later_on(&queue, batch).await?;
+            for (id, fails) in ids.into_iter().zip(fails) {
+                jobs.insert(
+                    id.to_string(),
+                    JobState {
+                        fails,
+                        ..Default::default()
+                    },
+                );
+            }
+            sent = due;
+        }
+        if Instant::now() >= next_kill {
+            let w = &mut workers[victim % args.workers];
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+            killed.push(w.instance);
+            println!(
+                "[{:>5.1}s] SIGKILL worker instance {}; restarting",
+                started.elapsed().as_secs_f64(),
+                w.instance
+            );
+            *w = start_worker(&bin, &host, &queue, &morgue, instances, tx.clone())?;
+            instances += 1;
+            victim += 1;
+            next_kill += Duration::from_secs(args.kill_every);
+        }
+        events.extend(rx.try_iter());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "[{:>5.1}s] load done: {sent} jobs enqueued; draining",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Drain: until every job has settled or the deadline passes.
+    let drain_end = Instant::now() + Duration::from_secs(args.drain_seconds);
+    loop {
+        events.extend(rx.try_iter());
+        apply(&mut jobs, &mut events);
+        let open = jobs
+            .values()
+            .filter(|j| !j.succeeded && j.morgued_attempts.is_empty())
+            .count();
+        if open == 0 || Instant::now() > drain_end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Stop the workers gracefully and read their last lines.
+    for w in &workers {
+        let _ = Command::new("kill")
+            .args(["-TERM", &w.child.id().to_string()])
+            .status();
+    }
+    for w in &mut workers {
+        let _ = w.child.wait();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    events.extend(rx.try_iter());
+    apply(&mut jobs, &mut events);
+
+    // Account for every job.
+    let killed: HashSet<usize> = killed.into_iter().collect();
+    let (
+        mut succeeded,
+        mut morgued,
+        mut lost,
+        mut dup_explained,
+        mut dup_unexplained,
+        mut wrong_attempts,
+    ) = (0, 0, Vec::new(), 0, Vec::new(), Vec::new());
+    for (id, j) in &jobs {
+        if j.fails {
+            if j.morgued_attempts.is_empty() {
+                lost.push(id.clone());
+            } else {
+                morgued += 1;
+                if j.morgued_attempts.iter().any(|a| *a != 3) {
+                    wrong_attempts.push(id.clone());
+                }
+            }
+        } else if j.succeeded {
+            succeeded += 1;
+        } else {
+            lost.push(id.clone());
+        }
+        let mut per_attempt: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (instance, attempt) in &j.starts {
+            per_attempt.entry(*attempt).or_default().push(*instance);
+        }
+        for (attempt, insts) in per_attempt {
+            if insts.len() > 1 {
+                // Explained if an earlier run of this attempt was on a killed instance and never finished there.
+                let interrupted = insts
+                    .iter()
+                    .any(|i| killed.contains(i) && !j.finished_on.contains(&(*i, attempt)));
+                if interrupted {
+                    dup_explained += 1;
+                } else {
+                    dup_unexplained.push(format!("{id} attempt {attempt} on {insts:?}"));
+                }
+            }
+        }
+    }
+    println!(
+        "enqueued {}  succeeded {succeeded}  morgued {morgued}  lost {}  duplicated {} (all after a kill: {})  kills {}",
+        jobs.len(),
+        lost.len(),
+        dup_explained + dup_unexplained.len(),
+        dup_unexplained.is_empty(),
+        killed.len()
+    );
+    if !lost.is_empty() {
+        bail!(
+            "{} job(s) lost, for instance {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+    if !wrong_attempts.is_empty() {
+        bail!(
+            "{} job(s) in the morgue after other than 3 attempts: {:?}",
+            wrong_attempts.len(),
+            &wrong_attempts[..wrong_attempts.len().min(5)]
+        );
+    }
+    if !dup_unexplained.is_empty() {
+        bail!(
+            "duplicate executions no kill explains: {:?}",
+            &dup_unexplained[..dup_unexplained.len().min(5)]
+        );
+    }
+    println!("ok: every job accounted for");
+    Ok(())
+}
+
+fn apply(jobs: &mut HashMap<String, JobState>, events: &mut Vec<Event>) {
+    for e in events.drain(..) {
+        let v = &e.value;
+        let (Some(name), Some(id)) = (v["event"].as_str(), v["job_id"].as_str()) else {
+            continue;
+        };
+        let Some(j) = jobs.get_mut(id) else { continue };
+        let attempt = v["attempt"].as_u64().unwrap_or(0);
+        match name {
+            "job.started" => j.starts.push((e.instance, attempt)),
+            "job.succeeded" => {
+                j.succeeded = true;
+                j.finished_on.push((e.instance, attempt));
+            }
+            "job.failed" => j.finished_on.push((e.instance, attempt)),
+            "job.morgued" => j.morgued_attempts.push(attempt),
+            _ => {}
+        }
+    }
+}
