@@ -181,3 +181,28 @@ impl Drop for Emulator {
         self.stop();
     }
 }
+
+static SHARED: std::sync::OnceLock<std::result::Result<String, String>> =
+    std::sync::OnceLock::new();
+
+/// The emulator for this process, for test suites: `PUBSUB_EMULATOR_HOST` when set, otherwise one
+/// emulator started on first use, shared by every test of the binary, and stopped (by process
+/// group) when the process exits. Returns its `host:port`.
+pub fn shared_host() -> Result<&'static str> {
+    let host = SHARED.get_or_init(|| {
+        if let Some(h) = std::env::var("PUBSUB_EMULATOR_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+        {
+            return Ok(h);
+        }
+        let emu = Emulator::start().map_err(|e| e.to_string())?;
+        emu.stop_when_process_exits(std::process::id());
+        let host = emu.host().to_string();
+        // Lives as long as the process; the watchdog stops it at exit.
+        std::mem::forget(emu);
+        Ok(host)
+    });
+    host.as_deref()
+        .map_err(|e| Error::Config(format!("starting the shared emulator: {e}")))
+}

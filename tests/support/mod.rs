@@ -7,7 +7,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pubsub_jobs::broker::StreamOptions;
-use pubsub_jobs::emulator::Emulator;
 use pubsub_jobs::morgue::MorgueRecord;
 use pubsub_jobs::{
     register_job, Client, ClientConfig, Job, JobContext, JobError, RetryPolicy, Wait, Worker,
@@ -17,24 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-static EMULATOR: OnceLock<String> = OnceLock::new();
-
-/// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary and
-/// stopped (by process group) when the binary exits.
+/// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary.
 pub fn emulator_host() -> &'static str {
-    EMULATOR.get_or_init(|| {
-        if let Ok(h) = std::env::var("PUBSUB_EMULATOR_HOST") {
-            if !h.is_empty() {
-                return h;
-            }
-        }
-        let emu = Emulator::start().expect("start the Pub/Sub emulator");
-        emu.stop_when_process_exits(std::process::id());
-        let host = emu.host().to_string();
-        // Kept alive for the whole binary; the watchdog above stops it at exit.
-        std::mem::forget(emu);
-        host
-    })
+    pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
 }
 
 /// Logs to the test's captured output (RUST_LOG, default warn).

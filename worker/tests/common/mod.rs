@@ -5,26 +5,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pubsub_jobs::emulator::Emulator;
-
-static EMULATOR: OnceLock<String> = OnceLock::new();
-
+/// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary.
 pub fn emulator_host() -> &'static str {
-    EMULATOR.get_or_init(|| {
-        if let Ok(h) = std::env::var("PUBSUB_EMULATOR_HOST") {
-            if !h.is_empty() {
-                return h;
-            }
-        }
-        let emu = Emulator::start().expect("start the Pub/Sub emulator");
-        emu.stop_when_process_exits(std::process::id());
-        let host = emu.host().to_string();
-        std::mem::forget(emu);
-        host
-    })
+    pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
 }
 
 pub fn unique(name: &str) -> String {
