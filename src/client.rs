@@ -21,6 +21,8 @@ use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
 pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
 const MAX_BATCH_BYTES: usize = 9_000_000;
 const MAX_BATCH_MESSAGES: usize = 1000;
+/// Publish requests in flight at once for a bulk enqueue.
+const PUBLISH_IN_FLIGHT: usize = 8;
 
 /// Client settings. [`ClientConfig::from_env`] reads them from the environment.
 #[derive(Clone, Debug)]
@@ -247,8 +249,8 @@ impl Client {
     /// in batches. Returns once every message was accepted.
     pub async fn enqueue_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
         let now = Utc::now();
-        let mut by_topic: HashMap<String, Vec<(OutboundMessage, &Envelope)>> = HashMap::new();
-        for env in &envelopes {
+        let mut by_topic: HashMap<String, Vec<(OutboundMessage, usize)>> = HashMap::new();
+        for (index, env) in envelopes.iter().enumerate() {
             self.validate_queue(&env.queue_name)?;
             let data = env.to_body();
             if data.len() > MAX_MESSAGE_BYTES {
@@ -277,7 +279,7 @@ impl Client {
                 data,
                 attributes: env.attributes(),
             };
-            by_topic.entry(topic).or_default().push((msg, env));
+            by_topic.entry(topic).or_default().push((msg, index));
         }
         let mut queues: Vec<&str> = envelopes.iter().map(|e| e.queue_name.as_str()).collect();
         queues.sort_unstable();
@@ -285,20 +287,21 @@ impl Client {
         for q in queues {
             self.ensure_queue(q).await?;
         }
+        // Split into requests within Pub/Sub's limits, then send up to PUBLISH_IN_FLIGHT at once.
+        let mut requests: Vec<(String, Vec<OutboundMessage>, Vec<usize>)> = Vec::new();
         for (topic, msgs) in by_topic {
             let mut batch: Vec<OutboundMessage> = Vec::new();
-            let mut batch_envs: Vec<&Envelope> = Vec::new();
+            let mut batch_envs: Vec<usize> = Vec::new();
             let mut bytes = 0;
             for (m, env) in msgs {
                 if !batch.is_empty()
                     && (batch.len() >= MAX_BATCH_MESSAGES || bytes + m.data.len() > MAX_BATCH_BYTES)
                 {
-                    self.publish_batch(
-                        &topic,
+                    requests.push((
+                        topic.clone(),
                         std::mem::take(&mut batch),
                         std::mem::take(&mut batch_envs),
-                    )
-                    .await?;
+                    ));
                     bytes = 0;
                 }
                 bytes += m.data.len();
@@ -306,9 +309,18 @@ impl Client {
                 batch_envs.push(env);
             }
             if !batch.is_empty() {
-                self.publish_batch(&topic, batch, batch_envs).await?;
+                requests.push((topic, batch, batch_envs));
             }
         }
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(requests)
+            .map(|(topic, batch, indices)| {
+                let envelopes = &envelopes;
+                async move { self.publish_batch(&topic, batch, envelopes, indices).await }
+            })
+            .buffer_unordered(PUBLISH_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 
@@ -316,10 +328,11 @@ impl Client {
         &self,
         topic: &str,
         batch: Vec<OutboundMessage>,
-        envs: Vec<&Envelope>,
+        envelopes: &[Envelope],
+        indices: Vec<usize>,
     ) -> Result<()> {
         self.publish_to(topic, batch).await?;
-        for env in envs {
+        for env in indices.iter().map(|i| &envelopes[*i]) {
             tracing::info!(
                 event = "job.enqueued",
                 job_id = %env.job_id,

@@ -1,0 +1,403 @@
+//! Benchmark: pubsub-jobs beside the raw gcloud-pubsub client, on one emulator, in one run, with
+//! the same number of streams on both sides. Prints a table; `--json` adds one JSON object on the
+//! last line.
+//!
+//! ```text
+//! cargo run --release -p bench                 # N = 20,000
+//! cargo run --release -p bench -- --n 2000 --json
+//! ```
+//!
+//! Measured so far: raw publish / consume, enqueue / process, latency (raw and framework), and
+//! processing rate by streams. Not yet: the parked-load and sleep workloads and peak RSS (issue 5).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use gcloud_gax::conn::Environment;
+use gcloud_googleapis::pubsub::v1::PubsubMessage;
+use gcloud_pubsub::client::{Client as GClient, ClientConfig as GConfig};
+use gcloud_pubsub::subscriber::SubscriberConfig;
+use gcloud_pubsub::subscription::SubscribeConfig;
+use pubsub_jobs::{
+    register_job, Client, ClientConfig, Job, JobContext, JobError, Worker, WorkerConfig,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Messages / jobs per throughput measurement.
+    #[arg(long, default_value_t = 20_000)]
+    n: usize,
+    /// Streams on both sides.
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Jobs running at once in the worker.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Latency samples.
+    #[arg(long, default_value_t = 200)]
+    latency_samples: usize,
+    /// Stream counts for the scaling run (comma-separated).
+    #[arg(long, default_value = "1,2,4,8")]
+    scaling: String,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Epoch microseconds.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+static DONE: AtomicU64 = AtomicU64::new(0);
+static LATENCIES: OnceLock<Mutex<Vec<u64>>> = OnceLock::new();
+
+/// A job that does nothing; `sent_us` > 0 records its enqueue-to-start latency.
+#[derive(Serialize, Deserialize)]
+struct Noop {
+    sent_us: u64,
+    pad: String,
+}
+
+impl Job for Noop {
+    const NAME: &'static str = "BenchNoop";
+    async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        if self.sent_us > 0 {
+            let lat = now_us().saturating_sub(self.sent_us);
+            LATENCIES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(lat);
+        }
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+register_job!(Noop);
+
+fn percentile(v: &mut [u64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+struct Raw {
+    client: GClient,
+}
+
+impl Raw {
+    async fn new(host: &str) -> anyhow::Result<Self> {
+        let cfg = GConfig {
+            environment: Environment::Emulator(host.to_string()),
+            project_id: Some("bench".into()),
+            ..Default::default()
+        };
+        Ok(Self {
+            client: GClient::new(cfg).await?,
+        })
+    }
+
+    async fn create(&self, name: &str) -> anyhow::Result<()> {
+        self.client.create_topic(name, None, None).await?;
+        self.client
+            .create_subscription(name, name, Default::default(), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes `n` 200-byte messages in batches of 1,000; returns msgs/s.
+    async fn publish(&self, name: &str, n: usize, attrs: bool) -> anyhow::Result<f64> {
+        let publisher = self.client.topic(name).new_publisher(None);
+        let start = Instant::now();
+        let mut sent = 0;
+        let mut tasks = Vec::new();
+        while sent < n {
+            let k = (n - sent).min(1000);
+            let batch: Vec<PubsubMessage> = (0..k)
+                .map(|_| PubsubMessage {
+                    data: vec![b'x'; 200],
+                    attributes: if attrs {
+                        [("sent_us".to_string(), now_us().to_string())].into()
+                    } else {
+                        Default::default()
+                    },
+                    ..Default::default()
+                })
+                .collect();
+            let p = publisher.clone();
+            tasks.push(tokio::spawn(async move {
+                p.publish_immediately(batch, None).await
+            }));
+            sent += k;
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    }
+
+    /// Consumes and acks `n` messages with `streams` streams; returns msgs/s and latencies (µs).
+    async fn consume(
+        &self,
+        name: &str,
+        n: usize,
+        streams: usize,
+    ) -> anyhow::Result<(f64, Vec<u64>)> {
+        let sub = self.client.subscription(name);
+        let got = Arc::new(AtomicU64::new(0));
+        let lats = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let start = Instant::now();
+        for _ in 0..streams {
+            let cfg = SubscribeConfig::default().with_subscriber_config(SubscriberConfig {
+                max_outstanding_messages: 1000,
+                ..Default::default()
+            });
+            let mut stream = sub.subscribe(Some(cfg)).await?;
+            let (sub, got, lats, stop) = (sub.clone(), got.clone(), lats.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut acks = Vec::new();
+                loop {
+                    let m = tokio::select! {
+                        m = stream.next() => m,
+                        _ = stop.cancelled() => None,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                            if !acks.is_empty() { let _ = sub.ack(std::mem::take(&mut acks)).await; }
+                            continue;
+                        }
+                    };
+                    let Some(m) = m else { break };
+                    if let Some(sent) = m.message.attributes.get("sent_us").and_then(|s| s.parse::<u64>().ok()) {
+                        lats.lock().unwrap_or_else(|p| p.into_inner()).push(now_us().saturating_sub(sent));
+                    }
+                    acks.push(m.ack_id.clone());
+                    if acks.len() >= 500 {
+                        let _ = sub.ack(std::mem::take(&mut acks)).await;
+                    }
+                    got.fetch_add(1, Ordering::Relaxed);
+                }
+                if !acks.is_empty() {
+                    let _ = sub.ack(acks).await;
+                }
+                stream.dispose().await;
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while (got.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let rate = got.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let lats = lats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok((rate, lats))
+    }
+}
+
+/// Runs a worker until `n` more jobs are done; returns jobs/s from worker start to the last one.
+async fn process(
+    client: &Client,
+    queue: &str,
+    n: usize,
+    streams: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let base = DONE.load(Ordering::Relaxed);
+    let mut cfg = WorkerConfig::new(queue);
+    cfg.streams = streams;
+    cfg.concurrency = concurrency;
+    cfg.prefetch = concurrency;
+    cfg.stats_interval = Duration::from_secs(3600);
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let worker = tokio::spawn(Worker::new(client.clone(), cfg).run(stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ((DONE.load(Ordering::Relaxed) - base) as usize) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = (DONE.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await??;
+    Ok(rate)
+}
+
+fn noops(n: usize, sent_us: u64) -> Vec<Noop> {
+    (0..n)
+        .map(|_| Noop {
+            sent_us,
+            pad: "x".repeat(100),
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let host = pubsub_jobs::emulator::shared_host()
+        .context("an emulator")?
+        .to_string();
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let raw = Raw::new(&host).await?;
+    let client = Client::connect(ClientConfig {
+        project_id: "bench".into(),
+        emulator_host: Some(host.clone()),
+        morgue_queue: format!("bench-morgue-{suffix}"),
+        ..ClientConfig::default()
+    })
+    .await?;
+
+    // 1. Raw baseline.
+    let raw_topic = format!("raw-{suffix}");
+    raw.create(&raw_topic).await?;
+    let raw_publish = raw.publish(&raw_topic, args.n, false).await?;
+    let (raw_consume, _) = raw.consume(&raw_topic, args.n, args.streams).await?;
+
+    // 2. pubsub-jobs.
+    let queue = format!("jobs-{suffix}");
+    client.ensure_queue(&queue).await?;
+    let start = Instant::now();
+    client
+        .perform_all_later_on(&queue, noops(args.n, 0))
+        .await?;
+    let enqueue = args.n as f64 / start.elapsed().as_secs_f64();
+    let process_rate = process(&client, &queue, args.n, args.streams, args.concurrency).await?;
+
+    // 3. Latency, 20 ms apart.
+    let lat_topic = format!("rawlat-{suffix}");
+    raw.create(&lat_topic).await?;
+    let consumer = {
+        let raw = Raw::new(&host).await?;
+        let (t, n, s) = (lat_topic.clone(), args.latency_samples, args.streams);
+        tokio::spawn(async move { raw.consume(&t, n, s).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..args.latency_samples {
+        raw.publish(&lat_topic, 1, true).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, mut raw_lats) = consumer.await??;
+    let lat_queue = format!("jobslat-{suffix}");
+    client.ensure_queue(&lat_queue).await?;
+    let lat_worker = {
+        let (c, q, n, s) = (
+            client.clone(),
+            lat_queue.clone(),
+            args.latency_samples,
+            args.streams,
+        );
+        tokio::spawn(async move { process(&c, &q, n, s, 10).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..args.latency_samples {
+        client
+            .perform_all_later_on(&lat_queue, noops(1, now_us()))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lat_worker.await??;
+    let mut lats = LATENCIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+
+    // 6. Scaling.
+    let mut scaling = Vec::new();
+    for s in args
+        .scaling
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+    {
+        let q = format!("scale{s}-{suffix}");
+        client.ensure_queue(&q).await?;
+        client
+            .perform_all_later_on(&q, noops(args.n / 2, 0))
+            .await?;
+        let rate = process(&client, &q, args.n / 2, s, args.concurrency).await?;
+        scaling.push((s, rate));
+    }
+
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!("pubsub-jobs benchmark: N = {}, streams = {}, concurrency = {}, {cores} cores, emulator {host}", args.n, args.streams, args.concurrency);
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}",
+        "", "raw gcloud", "pubsub-jobs", "ratio"
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0} {:>8.2}",
+        "publish / enqueue (msgs/s)",
+        raw_publish,
+        enqueue,
+        enqueue / raw_publish
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0} {:>8.2}",
+        "consume+ack / process (msgs/s)",
+        raw_consume,
+        process_rate,
+        process_rate / raw_consume
+    );
+    let (rp50, rp99) = (
+        percentile(&mut raw_lats, 0.5),
+        percentile(&mut raw_lats, 0.99),
+    );
+    let (p50, p99) = (percentile(&mut lats, 0.5), percentile(&mut lats, 0.99));
+    println!(
+        "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
+        "latency p50 (ms)",
+        rp50,
+        p50,
+        p50 - rp50
+    );
+    println!(
+        "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
+        "latency p99 (ms)",
+        rp99,
+        p99,
+        p99 - rp99
+    );
+    for (s, rate) in &scaling {
+        println!(
+            "{:<34} {:>14} {:>14.0}",
+            format!("process, {s} stream(s) (jobs/s)"),
+            "",
+            rate
+        );
+    }
+    if args.json {
+        let line = serde_json::json!({
+            "raw_publish_per_s": raw_publish,
+            "raw_consume_per_s": raw_consume,
+            "enqueue_per_s": enqueue,
+            "process_per_s": process_rate,
+            "raw_latency_p50_ms": rp50,
+            "raw_latency_p99_ms": rp99,
+            "latency_p50_ms": p50,
+            "latency_p99_ms": p99,
+            "parked_due_ratio": null,
+            "peak_rss_mb": null,
+            "sleep_wall_s": null,
+            "streams": args.streams,
+            "scaling": scaling.iter().map(|(s, r)| serde_json::json!({"streams": s, "process_per_s": r})).collect::<Vec<_>>(),
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
