@@ -273,12 +273,12 @@ async fn scheduled_jobs_do_not_delay_due_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_longer_than_the_ack_deadline_runs_once() {
     init_logging();
-    let morgue = unique("morgue");
-    let mut client = client_with_morgue(&morgue).await;
     // Subscriptions of this client get a 10 s ack deadline.
-    let mut cfg = client.config().clone();
-    cfg.ack_deadline = Duration::from_secs(10);
-    client = pubsub_jobs::Client::connect(cfg).await.unwrap();
+    let cfg = pubsub_jobs::ClientConfig {
+        ack_deadline: Duration::from_secs(10),
+        ..client().await.config().clone()
+    };
+    let client = pubsub_jobs::Client::connect(cfg).await.unwrap();
     let q = unique("long");
     let key = unique("long");
     LongProbe {

@@ -166,6 +166,14 @@ fn runs() -> std::sync::MutexGuard<'static, RunLog> {
         .unwrap_or_else(|p| p.into_inner())
 }
 
+/// Records that the job with `key` started an execution.
+fn record_start(key: &str, attempt: u32) {
+    runs()
+        .entry(key.to_string())
+        .or_default()
+        .push((attempt, Instant::now()));
+}
+
 /// How many times the job with `key` started.
 pub fn run_count(key: &str) -> usize {
     runs().get(key).map(|v| v.len()).unwrap_or(0)
@@ -248,10 +256,7 @@ impl Job for Probe {
     }
 
     async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
-        runs()
-            .entry(self.key.clone())
-            .or_default()
-            .push((ctx.attempt, Instant::now()));
+        record_start(&self.key, ctx.attempt);
         tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         match self.mode {
             Mode::Ok => Ok(()),
@@ -276,10 +281,7 @@ impl Job for LongProbe {
     const NAME: &'static str = "LongProbe";
 
     async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
-        runs()
-            .entry(self.key.clone())
-            .or_default()
-            .push((ctx.attempt, Instant::now()));
+        record_start(&self.key, ctx.attempt);
         tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         FINISHED
             .get_or_init(Default::default)
