@@ -7,8 +7,10 @@
 //! cargo run --release -p bench -- --n 2000 --json
 //! ```
 //!
-//! Measured so far: raw publish / consume, enqueue / process, latency (raw and framework), and
-//! processing rate by streams. Not yet: the parked-load and sleep workloads and peak RSS (issue 5).
+//! Workloads: raw publish / consume beside enqueue / process; latency (raw and framework); parked
+//! load (10,000 jobs scheduled 10 minutes ahead, then 2,000 due ones, against the same 2,000 on
+//! an empty queue) run in a child process of this binary so that its peak RSS is the worker's
+//! own; the sleep workload (2,000 x 100 ms at concurrency 200); processing rate by streams.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,9 +47,21 @@ struct Args {
     /// Stream counts for the scaling run (comma-separated).
     #[arg(long, default_value = "1,2,4,8")]
     scaling: String,
+    /// Jobs scheduled ahead in the parked-load workload.
+    #[arg(long, default_value_t = 10_000)]
+    parked: usize,
+    /// Due jobs in the parked-load workload.
+    #[arg(long, default_value_t = 2_000)]
+    due: usize,
+    /// Jobs in the sleep workload (each sleeps 100 ms).
+    #[arg(long, default_value_t = 2_000)]
+    sleepers: usize,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Internal: run the parked-load workload against this emulator and print its JSON figures.
+    #[arg(long, hide = true)]
+    child_parked: Option<String>,
 }
 
 /// Epoch microseconds.
@@ -65,12 +79,17 @@ static LATENCIES: OnceLock<Mutex<Vec<u64>>> = OnceLock::new();
 #[derive(Serialize, Deserialize)]
 struct Noop {
     sent_us: u64,
+    #[serde(default)]
+    sleep_ms: u64,
     pad: String,
 }
 
 impl Job for Noop {
     const NAME: &'static str = "BenchNoop";
     async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        if self.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        }
         if self.sent_us > 0 {
             let lat = now_us().saturating_sub(self.sent_us);
             LATENCIES
@@ -237,29 +256,136 @@ async fn process(
 }
 
 fn noops(n: usize, sent_us: u64) -> Vec<Noop> {
+    sleepers(n, sent_us, 0)
+}
+
+fn sleepers(n: usize, sent_us: u64, sleep_ms: u64) -> Vec<Noop> {
     (0..n)
         .map(|_| Noop {
             sent_us,
+            sleep_ms,
             pad: "x".repeat(100),
         })
         .collect()
 }
 
+async fn connect(host: &str, suffix: &str) -> anyhow::Result<Client> {
+    Ok(Client::connect(ClientConfig {
+        project_id: "bench".into(),
+        emulator_host: Some(host.to_string()),
+        morgue_queue: format!("bench-morgue-{suffix}"),
+        ..ClientConfig::default()
+    })
+    .await?)
+}
+
+/// Peak resident set size of this process in MiB (VmHWM), where /proc tells.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The parked-load workload, run in a child process: `due` no-op jobs on an empty queue, then
+/// `parked` jobs scheduled 10 minutes ahead plus the same `due` jobs on another queue, each
+/// timed from worker start to the last due job done; then `concurrency` jobs of 1 s beside the
+/// parked ones, for the peak RSS. Prints one JSON line.
+async fn child_parked(host: &str, args: &Args) -> anyhow::Result<()> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let client = connect(host, &suffix).await?;
+    let empty = format!("empty-{suffix}");
+    client.ensure_queue(&empty).await?;
+    client
+        .perform_all_later_on(&empty, noops(args.due, 0))
+        .await?;
+    let start = Instant::now();
+    process(&client, &empty, args.due, args.streams, args.concurrency).await?;
+    let empty_s = start.elapsed().as_secs_f64();
+
+    let parked_q = format!("parked-{suffix}");
+    client.ensure_queue(&parked_q).await?;
+    let at = chrono::Utc::now() + chrono::Duration::minutes(10);
+    let mut ahead = Vec::with_capacity(args.parked);
+    for j in noops(args.parked, 0) {
+        let mut env = pubsub_jobs::Envelope::new(Noop::NAME, &parked_q, serde_json::to_value(j)?);
+        env.scheduled_at = Some(at);
+        ahead.push(env);
+    }
+    client.enqueue_envelopes(ahead).await?;
+    client
+        .perform_all_later_on(&parked_q, noops(args.due, 0))
+        .await?;
+    let start = Instant::now();
+    process(&client, &parked_q, args.due, args.streams, args.concurrency).await?;
+    let parked_s = start.elapsed().as_secs_f64();
+    // `concurrency` jobs running at once beside the parked ones, for the peak RSS.
+    client
+        .perform_all_later_on(&parked_q, sleepers(args.concurrency, 0, 1000))
+        .await?;
+    process(
+        &client,
+        &parked_q,
+        args.concurrency,
+        args.streams,
+        args.concurrency,
+    )
+    .await?;
+    println!(
+        "{}",
+        serde_json::json!({"empty_s": empty_s, "parked_s": parked_s, "peak_rss_mb": peak_rss_mb()})
+    );
+    Ok(())
+}
+
+/// Runs [`child_parked`] in a child process of this binary; returns (empty s, parked s, peak MiB).
+fn run_child_parked(host: &str, args: &Args) -> anyhow::Result<(f64, f64, Option<f64>)> {
+    let exe = std::env::current_exe()?;
+    let out = std::process::Command::new(exe)
+        .args([
+            "--child-parked",
+            host,
+            "--streams",
+            &args.streams.to_string(),
+            "--concurrency",
+            &args.concurrency.to_string(),
+            "--parked",
+            &args.parked.to_string(),
+            "--due",
+            &args.due.to_string(),
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "parked-load child failed: {}",
+        out.status
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .last()
+        .context("parked-load child printed nothing")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    Ok((
+        v["empty_s"].as_f64().unwrap_or(f64::NAN),
+        v["parked_s"].as_f64().unwrap_or(f64::NAN),
+        v["peak_rss_mb"].as_f64(),
+    ))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(host) = &args.child_parked {
+        return child_parked(host, &args).await;
+    }
     let host = pubsub_jobs::emulator::shared_host()
         .context("an emulator")?
         .to_string();
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let raw = Raw::new(&host).await?;
-    let client = Client::connect(ClientConfig {
-        project_id: "bench".into(),
-        emulator_host: Some(host.clone()),
-        morgue_queue: format!("bench-morgue-{suffix}"),
-        ..ClientConfig::default()
-    })
-    .await?;
+    let client = connect(&host, &suffix).await?;
 
     // 1. Raw baseline.
     let raw_topic = format!("raw-{suffix}");
@@ -315,6 +441,21 @@ async fn main() -> anyhow::Result<()> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+
+    // 4. Parked load, in a child process (its peak RSS is the worker's).
+    let (empty_s, parked_s, peak_rss) = run_child_parked(&host, &args)?;
+    let parked_ratio = parked_s / empty_s;
+
+    // 5. Sleep workload: 100 ms each at concurrency 200.
+    let sleep_q = format!("sleep-{suffix}");
+    client.ensure_queue(&sleep_q).await?;
+    client
+        .perform_all_later_on(&sleep_q, sleepers(args.sleepers, 0, 100))
+        .await?;
+    let sleep_start = Instant::now();
+    process(&client, &sleep_q, args.sleepers, args.streams, 200).await?;
+    let sleep_wall = sleep_start.elapsed().as_secs_f64();
+    let sleep_ideal = (args.sleepers as f64 / 200.0).ceil() * 0.1;
 
     // 6. Scaling.
     let mut scaling = Vec::new();
@@ -373,6 +514,28 @@ async fn main() -> anyhow::Result<()> {
         p99,
         p99 - rp99
     );
+    println!(
+        "{:<34} {:>14.2} {:>14.2} {:>8.2}",
+        format!("{} due jobs (s): empty / {} parked", args.due, args.parked),
+        empty_s,
+        parked_s,
+        parked_ratio
+    );
+    println!(
+        "{:<34} {:>14} {:>14}",
+        "worker peak RSS, parked run (MiB)",
+        "",
+        peak_rss
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    println!(
+        "{:<34} {:>14.2} {:>14.2} {:>8.2}",
+        format!("{} x 100 ms at 200 (s): ideal", args.sleepers),
+        sleep_ideal,
+        sleep_wall,
+        sleep_wall / sleep_ideal
+    );
     for (s, rate) in &scaling {
         println!(
             "{:<34} {:>14} {:>14.0}",
@@ -391,9 +554,9 @@ async fn main() -> anyhow::Result<()> {
             "raw_latency_p99_ms": rp99,
             "latency_p50_ms": p50,
             "latency_p99_ms": p99,
-            "parked_due_ratio": null,
-            "peak_rss_mb": null,
-            "sleep_wall_s": null,
+            "parked_due_ratio": parked_ratio,
+            "peak_rss_mb": peak_rss,
+            "sleep_wall_s": sleep_wall,
             "streams": args.streams,
             "scaling": scaling.iter().map(|(s, r)| serde_json::json!({"streams": s, "process_per_s": r})).collect::<Vec<_>>(),
         });
