@@ -22,7 +22,7 @@ pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
 const MAX_BATCH_BYTES: usize = 9_000_000;
 const MAX_BATCH_MESSAGES: usize = 1000;
 /// Publish requests in flight at once for a bulk enqueue.
-const PUBLISH_IN_FLIGHT: usize = 8;
+const PUBLISH_IN_FLIGHT: usize = 32;
 
 /// Client settings. [`ClientConfig::from_env`] reads them from the environment.
 #[derive(Clone, Debug)]

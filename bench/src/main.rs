@@ -56,6 +56,12 @@ struct Args {
     /// Jobs in the sleep workload (each sleeps 100 ms).
     #[arg(long, default_value_t = 2_000)]
     sleepers: usize,
+    /// Rounds of publish / enqueue, alternating; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Warm the emulator (a JVM) up with one unmeasured round first.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    warmup: bool,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -104,6 +110,11 @@ impl Job for Noop {
 }
 register_job!(Noop);
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn percentile(v: &mut [u64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -134,6 +145,26 @@ impl Raw {
             .create_subscription(name, name, Default::default(), None)
             .await?;
         Ok(())
+    }
+
+    /// Publishes prepared messages in batches of 1,000, all at once; returns msgs/s.
+    async fn publish_prepared(&self, name: &str, msgs: Vec<PubsubMessage>) -> anyhow::Result<f64> {
+        let publisher = self.client.topic(name).new_publisher(None);
+        let n = msgs.len();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let batch: Vec<PubsubMessage> = msgs.by_ref().take(1000).collect();
+            let p = publisher.clone();
+            tasks.push(tokio::spawn(async move {
+                p.publish_immediately(batch, None).await
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
     }
 
     /// Publishes `n` 200-byte messages in batches of 1,000; returns msgs/s.
@@ -236,6 +267,19 @@ async fn process(
     streams: usize,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
+    process_then(client, queue, n, streams, concurrency, Vec::new()).await
+}
+
+/// Like [`process`]; then, with the same worker (a new worker on the same subscription would
+/// meet the emulator's dead-stream delay), enqueues `then` and waits for those too.
+async fn process_then(
+    client: &Client,
+    queue: &str,
+    n: usize,
+    streams: usize,
+    concurrency: usize,
+    then: Vec<Noop>,
+) -> anyhow::Result<f64> {
     let base = DONE.load(Ordering::Relaxed);
     let mut cfg = WorkerConfig::new(queue);
     cfg.streams = streams;
@@ -250,6 +294,13 @@ async fn process(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = (DONE.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
+    if !then.is_empty() {
+        let (base, more) = (DONE.load(Ordering::Relaxed), then.len());
+        client.perform_all_later_on(queue, then).await?;
+        while ((DONE.load(Ordering::Relaxed) - base) as usize) < more && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
     stop.cancel();
     worker.await??;
     Ok(rate)
@@ -316,21 +367,17 @@ async fn child_parked(host: &str, args: &Args) -> anyhow::Result<()> {
     client
         .perform_all_later_on(&parked_q, noops(args.due, 0))
         .await?;
-    let start = Instant::now();
-    process(&client, &parked_q, args.due, args.streams, args.concurrency).await?;
-    let parked_s = start.elapsed().as_secs_f64();
-    // `concurrency` jobs running at once beside the parked ones, for the peak RSS.
-    client
-        .perform_all_later_on(&parked_q, sleepers(args.concurrency, 0, 1000))
-        .await?;
-    process(
+    // Then `concurrency` jobs running at once beside the parked ones, for the peak RSS.
+    let rate = process_then(
         &client,
         &parked_q,
-        args.concurrency,
+        args.due,
         args.streams,
         args.concurrency,
+        sleepers(args.concurrency, 0, 1000),
     )
     .await?;
+    let parked_s = args.due as f64 / rate;
     println!(
         "{}",
         serde_json::json!({"empty_s": empty_s, "parked_s": parked_s, "peak_rss_mb": peak_rss_mb()})
@@ -387,21 +434,66 @@ async fn main() -> anyhow::Result<()> {
     let raw = Raw::new(&host).await?;
     let client = connect(&host, &suffix).await?;
 
-    // 1. Raw baseline.
-    let raw_topic = format!("raw-{suffix}");
-    raw.create(&raw_topic).await?;
-    let raw_publish = raw.publish(&raw_topic, args.n, false).await?;
-    let (raw_consume, _) = raw.consume(&raw_topic, args.n, args.streams).await?;
+    // 0. Warm-up: the emulator is a JVM whose JIT compiles for the first tens of seconds; warm it
+    // with one unmeasured round of each side so that neither pays for it.
+    if args.warmup {
+        let t = format!("warm-{suffix}");
+        raw.create(&t).await?;
+        raw.publish(&t, args.n, false).await?;
+        raw.consume(&t, args.n, args.streams).await?;
+        let q = format!("warmjobs-{suffix}");
+        client.ensure_queue(&q).await?;
+        client.perform_all_later_on(&q, noops(args.n, 0)).await?;
+        process(&client, &q, args.n, args.streams, args.concurrency).await?;
+    }
 
-    // 2. pubsub-jobs.
-    let queue = format!("jobs-{suffix}");
-    client.ensure_queue(&queue).await?;
-    let start = Instant::now();
-    client
-        .perform_all_later_on(&queue, noops(args.n, 0))
+    // 1, 2. Publish / enqueue in `rounds` alternating rounds (median of each side), then consume
+    // the first round's messages raw and process the first round's jobs.
+    let (mut raw_publishes, mut enqueues, mut same) = (Vec::new(), Vec::new(), Vec::new());
+    let (raw_topic, queue) = (format!("raw-{suffix}"), format!("jobs-{suffix}"));
+    for round in 0..args.rounds.max(1) {
+        let t = format!("{raw_topic}-{round}");
+        raw.create(&t).await?;
+        raw_publishes.push(raw.publish(&t, args.n, false).await?);
+        let q = format!("{queue}-{round}");
+        client.ensure_queue(&q).await?;
+        let start = Instant::now();
+        client.perform_all_later_on(&q, noops(args.n, 0)).await?;
+        enqueues.push(args.n as f64 / start.elapsed().as_secs_f64());
+        // The raw client again, publishing exactly the bytes and attributes pubsub-jobs sends
+        // (built before the clock starts): what the emulator costs for these messages.
+        let prepared: Vec<PubsubMessage> = noops(args.n, 0)
+            .into_iter()
+            .map(|j| {
+                let env = pubsub_jobs::Envelope::new(
+                    Noop::NAME,
+                    &q,
+                    serde_json::to_value(j).unwrap_or_default(),
+                );
+                PubsubMessage {
+                    data: env.to_body(),
+                    attributes: env.attributes(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let t = format!("{raw_topic}-same-{round}");
+        raw.create(&t).await?;
+        same.push(raw.publish_prepared(&t, prepared).await?);
+    }
+    let raw_same = median(&mut same);
+    let (raw_publish, enqueue) = (median(&mut raw_publishes), median(&mut enqueues));
+    let (raw_consume, _) = raw
+        .consume(&format!("{raw_topic}-0"), args.n, args.streams)
         .await?;
-    let enqueue = args.n as f64 / start.elapsed().as_secs_f64();
-    let process_rate = process(&client, &queue, args.n, args.streams, args.concurrency).await?;
+    let process_rate = process(
+        &client,
+        &format!("{queue}-0"),
+        args.n,
+        args.streams,
+        args.concurrency,
+    )
+    .await?;
 
     // 3. Latency, 20 ms apart.
     let lat_topic = format!("rawlat-{suffix}");
@@ -490,6 +582,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<34} {:>14.0} {:>14.0} {:>8.2}",
+        "  raw, pubsub-jobs' messages",
+        raw_same,
+        enqueue,
+        enqueue / raw_same
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0} {:>8.2}",
         "consume+ack / process (msgs/s)",
         raw_consume,
         process_rate,
@@ -547,6 +646,7 @@ async fn main() -> anyhow::Result<()> {
     if args.json {
         let line = serde_json::json!({
             "raw_publish_per_s": raw_publish,
+            "raw_publish_same_messages_per_s": raw_same,
             "raw_consume_per_s": raw_consume,
             "enqueue_per_s": enqueue,
             "process_per_s": process_rate,
