@@ -16,6 +16,7 @@ use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
+use crate::store::{Dedup, JobRecord, JobStore, NewJob, Submitted, DEFAULT_DEDUP_WINDOW};
 
 /// The largest message body accepted (Pub/Sub's limit is 10 MB per message, attributes included).
 pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
@@ -93,6 +94,18 @@ struct Inner {
     memory: Option<crate::broker::MemoryBroker>,
     config: ClientConfig,
     ensured: Mutex<HashSet<String>>,
+    store: Option<Arc<dyn JobStore>>,
+}
+
+/// What [`Client::submit`] did.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// The job's id: the new job's, or the one holding the dedup key.
+    pub job_id: Uuid,
+    /// True when the dedup key was taken within its window and nothing was published.
+    pub existing: bool,
+    /// The job's stored state, when the client has a store.
+    pub record: Option<Box<JobRecord>>,
 }
 
 /// Publishes jobs and manages queues. Cheap to clone; share one per process.
@@ -153,8 +166,34 @@ impl Client {
                 memory,
                 config,
                 ensured: Mutex::new(HashSet::new()),
+                store: None,
             }),
         }
+    }
+
+    /// This client with a job store: every enqueue is recorded there before it is published,
+    /// and workers built on it record every transition. See [`store`](crate::store).
+    pub fn with_store(self, store: Arc<dyn JobStore>) -> Self {
+        let ensured = self
+            .inner
+            .ensured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Self {
+            inner: Arc::new(Inner {
+                broker: self.inner.broker.clone(),
+                memory: self.inner.memory.clone(),
+                config: self.inner.config.clone(),
+                ensured: Mutex::new(ensured),
+                store: Some(store),
+            }),
+        }
+    }
+
+    /// The job store, if the client has one.
+    pub fn store(&self) -> Option<&Arc<dyn JobStore>> {
+        self.inner.store.as_ref()
     }
 
     /// The settings.
@@ -245,32 +284,108 @@ impl Client {
         }
     }
 
+    /// Checks an envelope against the queue-name rules and Pub/Sub's limits; returns its body.
+    fn check_envelope(&self, env: &Envelope, now: DateTime<Utc>) -> Result<Vec<u8>> {
+        self.validate_queue(&env.queue_name)?;
+        let data = env.to_body();
+        if data.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::PayloadTooLarge {
+                job_class: env.job_class.clone(),
+                queue: env.queue_name.clone(),
+                size: data.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        if let Some(at) = env.scheduled_at {
+            let delay = (at - now).to_std().unwrap_or_default();
+            if delay >= RETENTION {
+                return Err(Error::DelayTooLong {
+                    job_class: env.job_class.clone(),
+                    queue: env.queue_name.clone(),
+                    delay,
+                });
+            }
+        }
+        Ok(data)
+    }
+
+    /// Enqueues one job: checks it, records it in the store (claiming its dedup key, if any),
+    /// then publishes it. With the dedup key held by another job within its window, publishes
+    /// nothing and returns that job. A failed publish is taken back out of the store.
+    pub async fn submit(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
+        self.check_envelope(&env, Utc::now())?;
+        let Some(store) = self.store() else {
+            if dedup.is_some() {
+                return Err(Error::Config(format!(
+                    "job class {}: a dedup key needs a job store (Client::with_store, --store)",
+                    env.job_class
+                )));
+            }
+            let job_id = env.job_id;
+            self.enqueue_envelopes(vec![env]).await?;
+            return Ok(Submission {
+                job_id,
+                existing: false,
+                record: None,
+            });
+        };
+        let record = match store.submit(new_job(&env, dedup)).await? {
+            Submitted::Existing(rec) => {
+                tracing::info!(event = "job.deduplicated", job_id = %rec.id, job_class = %rec.job_class, queue = %rec.queue, "dedup key held: returning the existing job");
+                return Ok(Submission {
+                    job_id: rec.id,
+                    existing: true,
+                    record: Some(rec),
+                });
+            }
+            Submitted::Created(rec) => rec,
+        };
+        let job_id = env.job_id;
+        if let Err(e) = self.enqueue_envelopes(vec![env]).await {
+            if let Err(se) = store.abandon(job_id).await {
+                tracing::warn!(job_id = %job_id, error = %se, "could not remove a job whose publish failed from the store");
+            }
+            return Err(e);
+        }
+        Ok(Submission {
+            job_id,
+            existing: false,
+            record: Some(record),
+        })
+    }
+
+    /// Records envelopes in the store (when there is one), then publishes them.
+    async fn submit_all(&self, envelopes: Vec<Envelope>) -> Result<()> {
+        let Some(store) = self.store() else {
+            return self.enqueue_envelopes(envelopes).await;
+        };
+        let now = Utc::now();
+        for env in &envelopes {
+            self.check_envelope(env, now)?;
+        }
+        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.job_id).collect();
+        store
+            .submit_many(envelopes.iter().map(|e| new_job(e, None)).collect())
+            .await?;
+        if let Err(e) = self.enqueue_envelopes(envelopes).await {
+            // Some may have been published: a job the store forgets still runs, and its worker
+            // records it again when it starts.
+            for id in ids {
+                let _ = store.abandon(id).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Publishes envelopes: due ones to their queue, future ones to the queue's scheduled topic,
-    /// in batches. Returns once every message was accepted.
+    /// in batches. Returns once every message was accepted. Records nothing in the job store
+    /// (the worker uses it for retries); [`Client::submit`] is the recorded way in.
     pub async fn enqueue_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
         let now = Utc::now();
         let mut by_topic: HashMap<String, Vec<(OutboundMessage, usize)>> = HashMap::new();
         for (index, env) in envelopes.iter().enumerate() {
-            self.validate_queue(&env.queue_name)?;
-            let data = env.to_body();
-            if data.len() > MAX_MESSAGE_BYTES {
-                return Err(Error::PayloadTooLarge {
-                    job_class: env.job_class.clone(),
-                    queue: env.queue_name.clone(),
-                    size: data.len(),
-                    limit: MAX_MESSAGE_BYTES,
-                });
-            }
-            if let Some(at) = env.scheduled_at {
-                let delay = (at - now).to_std().unwrap_or_default();
-                if delay >= RETENTION {
-                    return Err(Error::DelayTooLong {
-                        job_class: env.job_class.clone(),
-                        queue: env.queue_name.clone(),
-                        delay,
-                    });
-                }
-            }
+            let data = self.check_envelope(env, now)?;
             let topic = match env.scheduled_at {
                 Some(at) if at > now => self.scheduled_resource_name(&env.queue_name),
                 _ => self.resource_name(&env.queue_name),
@@ -357,7 +472,7 @@ impl Client {
             .map(|j| envelope_for(&j, None, None))
             .collect::<Result<Vec<_>>>()?;
         let ids = envelopes.iter().map(|e| e.job_id).collect();
-        self.enqueue_envelopes(envelopes).await?;
+        self.submit_all(envelopes).await?;
         Ok(ids)
     }
 
@@ -372,7 +487,7 @@ impl Client {
             .map(|j| envelope_for(&j, Some(queue), None))
             .collect::<Result<Vec<_>>>()?;
         let ids = envelopes.iter().map(|e| e.job_id).collect();
-        self.enqueue_envelopes(envelopes).await?;
+        self.submit_all(envelopes).await?;
         Ok(ids)
     }
 
@@ -390,8 +505,20 @@ impl Client {
         let queue = queue.unwrap_or("default");
         let mut env = Envelope::new(job_class, queue, arguments);
         env.scheduled_at = scheduled_at;
-        self.enqueue_envelopes(vec![env.clone()]).await?;
+        self.submit(env.clone(), None).await?;
         Ok(env)
+    }
+}
+
+fn new_job(env: &Envelope, dedup: Option<Dedup>) -> NewJob {
+    NewJob {
+        id: env.job_id,
+        job_class: env.job_class.clone(),
+        queue: env.queue_name.clone(),
+        arguments: env.arguments.clone(),
+        enqueued_at: env.enqueued_at,
+        scheduled_at: env.scheduled_at,
+        dedup,
     }
 }
 
@@ -415,6 +542,7 @@ pub struct ConfiguredJob<'a, J: Job> {
     queue: Option<String>,
     at: Option<DateTime<Utc>>,
     wait: Option<Duration>,
+    dedup: Option<Dedup>,
 }
 
 impl<'a, J: Job> ConfiguredJob<'a, J> {
@@ -424,6 +552,7 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
             queue: None,
             at: None,
             wait: None,
+            dedup: None,
         }
     }
 
@@ -438,6 +567,21 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
     pub fn wait_until(mut self, at: DateTime<Utc>) -> Self {
         self.at = Some(at);
         self.wait = None;
+        self
+    }
+
+    /// At most one job with this key within 5 minutes: a second enqueue returns the first
+    /// job's id and publishes nothing. Needs a job store ([`Client::with_store`]).
+    pub fn dedup_key(self, key: impl Into<String>) -> Self {
+        self.dedup_key_within(key, DEFAULT_DEDUP_WINDOW)
+    }
+
+    /// Like [`ConfiguredJob::dedup_key`] with another window.
+    pub fn dedup_key_within(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.dedup = Some(Dedup {
+            key: key.into(),
+            window,
+        });
         self
     }
 
@@ -466,8 +610,6 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
             (None, None) => None,
         };
         let env = envelope_for(self.job, self.queue.as_deref(), at)?;
-        let id = env.job_id;
-        client.enqueue_envelopes(vec![env]).await?;
-        Ok(id)
+        Ok(client.submit(env, self.dedup).await?.job_id)
     }
 }

@@ -53,6 +53,9 @@ pub struct Envelope {
     /// The error of the previous execution, on a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What the previous execution saved with `JobContext::save_checkpoint`, for its retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<serde_json::Value>,
 }
 
 /// Why a message is not a job this worker can run.
@@ -95,6 +98,7 @@ impl Envelope {
             enqueued_at: Utc::now(),
             scheduled_at: None,
             last_error: None,
+            checkpoint: None,
         }
     }
 

@@ -101,6 +101,9 @@ pub enum Error {
     /// Configuration that cannot work.
     #[error("configuration: {0}")]
     Config(String),
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Error {

@@ -31,6 +31,7 @@ use std::any::type_name;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -98,12 +99,50 @@ pub struct JobContext {
     /// The error of the previous execution, on a retry.
     pub last_error: Option<String>,
     pub(crate) client: Client,
+    /// The checkpoint the previous execution saved, if any.
+    pub(crate) checkpoint_in: Option<serde_json::Value>,
+    pub(crate) outputs: Arc<Mutex<Outputs>>,
+}
+
+/// What an execution leaves behind besides its outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    pub result: Option<serde_json::Value>,
+    pub checkpoint: Option<serde_json::Value>,
 }
 
 impl JobContext {
     /// A client to enqueue further jobs from inside `perform`.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Records the job's result (Asynq's `ResultWriter`): with a job store it is stored and the
+    /// HTTP API returns it with the job's status. The last value set wins; a result set by a
+    /// failed execution is kept as progress until a later one succeeds.
+    pub fn set_result<T: Serialize + ?Sized>(&self, result: &T) -> Result<(), JobError> {
+        let v = serde_json::to_value(result).map_err(JobError::new)?;
+        self.lock().result = Some(v);
+        Ok(())
+    }
+
+    /// The checkpoint saved by the previous execution with [`JobContext::save_checkpoint`], if
+    /// any: where a retry resumes (a multi-step job's finished steps, an import's offset).
+    pub fn checkpoint<T: DeserializeOwned>(&self) -> Option<T> {
+        let v = self.checkpoint_in.clone()?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// Saves a checkpoint that the next execution, if this one fails and is retried, reads with
+    /// [`JobContext::checkpoint`]. It travels in the retry's message, so it works without a store.
+    pub fn save_checkpoint<T: Serialize + ?Sized>(&self, checkpoint: &T) -> Result<(), JobError> {
+        let v = serde_json::to_value(checkpoint).map_err(JobError::new)?;
+        self.lock().checkpoint = Some(v);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outputs> {
+        self.outputs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

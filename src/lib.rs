@@ -54,10 +54,11 @@ pub mod registry;
 pub mod retry_policy;
 #[cfg(feature = "mock-job")]
 pub mod spawn;
+pub mod store;
 pub mod testing;
 pub mod worker;
 
-pub use client::{Client, ClientConfig, ConfiguredJob};
+pub use client::{Client, ClientConfig, ConfiguredJob, Submission};
 pub use envelope::Envelope;
 pub use error::{Error, Result};
 pub use job::{Job, JobContext, JobError, JobPanic, JobTimeout};

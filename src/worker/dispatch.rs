@@ -13,6 +13,7 @@ use super::Shared;
 use crate::broker::{Delivery, OutboundMessage};
 use crate::envelope::Envelope;
 use crate::job::JobContext;
+use crate::store::{Start, StartOutcome};
 
 pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
     let env = match Envelope::decode(&d.data, &d.attributes) {
@@ -55,7 +56,30 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
         enqueued_at: env.enqueued_at,
         last_error: env.last_error.clone(),
         client: shared.client.clone(),
+        checkpoint_in: env.checkpoint.clone(),
+        outputs: Default::default(),
     };
+    if let Some(store) = shared.client.store() {
+        let start = Start {
+            id: env.job_id,
+            job_class: env.job_class.clone(),
+            queue: shared.queue.clone(),
+            arguments: env.arguments.clone(),
+            attempt: env.attempt(),
+            enqueued_at: env.enqueued_at,
+            due_at: env.scheduled_at.unwrap_or(env.enqueued_at),
+        };
+        match store.start(start).await {
+            Ok(StartOutcome::Run) => {}
+            Ok(StartOutcome::Cancelled) => return outcome::cancelled(&shared, d, &env),
+            Err(e) => tracing::warn!(
+                job_id = %env.job_id,
+                error = %e,
+                "job store: could not record the start (or check for a cancel); running the job anyway"
+            ),
+        }
+    }
+    let outputs = ctx.outputs.clone();
     tracing::info!(
         event = "job.started",
         job_id = %env.job_id,
@@ -76,5 +100,6 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
         .running
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     shared.stats.record_run(elapsed);
-    outcome::finish(&shared, d, env, reg, result, elapsed).await;
+    let outputs = std::mem::take(&mut *outputs.lock().unwrap_or_else(|p| p.into_inner()));
+    outcome::finish(&shared, d, env, reg, result, outputs, elapsed).await;
 }

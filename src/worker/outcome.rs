@@ -11,10 +11,11 @@ use chrono::Utc;
 use super::Shared;
 use crate::broker::{Delivery, OutboundMessage};
 use crate::envelope::Envelope;
-use crate::job::JobError;
+use crate::job::{JobError, Outputs};
 use crate::morgue::MorgueRecord;
 use crate::registry::JobRegistration;
 use crate::retry_policy::Decision;
+use crate::store::Transition;
 
 /// How soon a message whose outcome could not be published comes back.
 const REDELIVER_AFTER_FAILED_OUTCOME_SECS: i32 = 10;
@@ -37,6 +38,30 @@ fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error
         .set_deadline(d.ack_id, REDELIVER_AFTER_FAILED_OUTCOME_SECS);
 }
 
+/// Records a transition in the job store, if there is one. The store is the record, not the
+/// queue: a failed write is logged and the job goes on.
+async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, t: Transition) {
+    if let Some(store) = shared.client.store() {
+        if let Err(e) = store.finish(id, attempt, t).await {
+            tracing::warn!(job_id = %id, error = %e, "job store: could not record a transition");
+        }
+    }
+}
+
+/// A job cancelled before it started: acked without running (its cancel event is recorded).
+pub(crate) fn cancelled(shared: &Shared, d: Delivery, env: &Envelope) {
+    shared.stats.processed.fetch_add(1, Relaxed);
+    tracing::info!(
+        event = "job.cancelled",
+        job_id = %env.job_id,
+        job_class = %env.job_class,
+        queue = %shared.queue,
+        attempt = env.attempt(),
+        "job cancelled: acked without running"
+    );
+    ack(shared, d);
+}
+
 /// Moves a message to another topic unchanged (a job that is not due yet), then acks it.
 pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: OutboundMessage) {
     match shared.client.publish_to(topic, vec![msg]).await {
@@ -45,7 +70,8 @@ pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: Outb
     }
 }
 
-async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) {
+/// Publishes to the morgue and acks; false if the publish failed (the message comes back).
+async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) -> bool {
     let morgue = shared.client.resource_name(shared.client.morgue_queue());
     match shared
         .client
@@ -64,8 +90,12 @@ async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) {
                 "job sent to the morgue"
             );
             ack(shared, d);
+            true
         }
-        Err(e) => outcome_failed(shared, d, "morgue message", &e),
+        Err(e) => {
+            outcome_failed(shared, d, "morgue message", &e);
+            false
+        }
     }
 }
 
@@ -90,7 +120,13 @@ pub(crate) async fn morgue_unrunnable(
             .or_else(|| d.attributes.get(crate::envelope::ATTR_JOB_ID).cloned()),
         executions: env.map(|e| e.executions),
     };
-    morgue(shared, d, record).await;
+    let error = record.error.clone();
+    if morgue(shared, d, record).await {
+        if let Some(env) = env {
+            let t = Transition::Morgued { error };
+            self::record(shared, env.job_id, env.attempt(), t).await;
+        }
+    }
 }
 
 /// Handles the result of an execution.
@@ -100,12 +136,19 @@ pub(crate) async fn finish(
     env: Envelope,
     reg: &JobRegistration,
     result: Result<(), JobError>,
+    outputs: Outputs,
     elapsed: Duration,
 ) {
     shared.stats.processed.fetch_add(1, Relaxed);
     let duration_ms = elapsed.as_millis() as u64;
+    let attempt = env.attempt();
     let error = match result {
         Ok(()) => {
+            let t = Transition::Succeeded {
+                result: outputs.result,
+                run: elapsed,
+            };
+            record(shared, env.job_id, attempt, t).await;
             shared.stats.succeeded.fetch_add(1, Relaxed);
             tracing::info!(
                 event = "job.succeeded",
@@ -132,7 +175,16 @@ pub(crate) async fn finish(
         error_type = error.type_name(),
         "job failed"
     );
+    let t = Transition::Failed {
+        error: format!("{}: {error}", error.type_name()),
+        run: elapsed,
+        result: outputs.result,
+    };
+    record(shared, env.job_id, attempt, t).await;
     let mut next = env.clone();
+    if outputs.checkpoint.is_some() {
+        next.checkpoint = outputs.checkpoint;
+    }
     next.executions += 1;
     next.last_error = Some(crate::morgue::truncate(
         &format!("{}: {error}", error.type_name()),
@@ -161,6 +213,13 @@ pub(crate) async fn finish(
                         error = %error,
                         "retry scheduled"
                     );
+                    record(
+                        shared,
+                        env.job_id,
+                        attempt,
+                        Transition::RetryScheduled { at },
+                    )
+                    .await;
                     ack(shared, d);
                 }
                 Err(e) => outcome_failed(shared, d, "retry", &e),
@@ -177,6 +236,10 @@ pub(crate) async fn finish(
                 error = %error,
                 "job discarded"
             );
+            let t = Transition::Discarded {
+                error: format!("{}: {error}", error.type_name()),
+            };
+            record(shared, env.job_id, attempt, t).await;
             ack(shared, d);
         }
         Decision::Morgue { rule, failures } => {
@@ -192,7 +255,10 @@ pub(crate) async fn finish(
                 job_id: Some(next.job_id.to_string()),
                 executions: Some(next.executions),
             };
-            morgue(shared, d, record).await;
+            let error = record.error.clone();
+            if morgue(shared, d, record).await {
+                self::record(shared, env.job_id, attempt, Transition::Morgued { error }).await;
+            }
         }
     }
 }

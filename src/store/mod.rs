@@ -1,0 +1,474 @@
+//! Job store: the record of every job's life, beside Pub/Sub (which stays the queue). Optional:
+//! a [`Client`](crate::Client) given a store records each enqueue, and a worker whose client has
+//! one records each transition (started, succeeded, failed, retry scheduled, morgued, discarded);
+//! the HTTP API reads it for status, results, history, counts and metrics, and writes cancels.
+//!
+//! It is event-sourced: an append-only table of [`JobEvent`]s, and a current-state row per job
+//! ([`JobRecord`]) updated in the same transaction as the event it follows from.
+//!
+//! [`connect`] opens one by URL: `sqlite://jobs.db` (embedded, WAL; the default of `worker api`)
+//! or `postgres://user@host/db` (many machines). Both are [`SqlStore`] through sqlx; the schema is
+//! migrated at connect.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pubsub_jobs::{store, Client};
+//! let store = store::connect("sqlite://jobs.db").await?;
+//! let client = Client::from_env().await?.with_store(store);
+//! # Ok(()) }
+//! ```
+
+mod sql;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use sql::SqlStore;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported database.
+    #[error("job store URL {0:?} is not supported: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// The database said no.
+    #[error("job store ({operation}): {source}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("job store: corrupt {what}: {detail}")]
+    Corrupt {
+        /// The column or value.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A job's status, the state row's summary of its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Enqueued, due, not started.
+    Pending,
+    /// Enqueued for later.
+    Scheduled,
+    /// An execution is running.
+    Running,
+    /// An execution failed; a retry is scheduled.
+    Retrying,
+    /// The last execution succeeded.
+    Succeeded,
+    /// An execution failed and its outcome (retry or morgue) is being published.
+    Failed,
+    /// Retries spent (or unrunnable): the job is in the morgue.
+    Morgued,
+    /// Cancelled before it started; it will not run.
+    Cancelled,
+    /// Failed with an error its policy discards.
+    Discarded,
+}
+
+impl JobStatus {
+    /// Every status.
+    pub const ALL: [JobStatus; 9] = [
+        Self::Pending,
+        Self::Scheduled,
+        Self::Running,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Morgued,
+        Self::Cancelled,
+        Self::Discarded,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Scheduled => "scheduled",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Morgued => "morgued",
+            Self::Cancelled => "cancelled",
+            Self::Discarded => "discarded",
+        }
+    }
+
+    /// True once nothing more will happen to the job (short of a morgue retry).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Morgued | Self::Cancelled | Self::Discarded
+        )
+    }
+
+    /// True while a cancel can still stop the job.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, Self::Pending | Self::Scheduled | Self::Retrying)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}; one of {}",
+                    Self::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// What happened to a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Published, due now.
+    Enqueued,
+    /// Published, due later.
+    Scheduled,
+    /// An execution started.
+    Started,
+    /// An execution succeeded.
+    Succeeded,
+    /// An execution failed.
+    Failed,
+    /// A retry was published.
+    RetryScheduled,
+    /// Sent to the morgue.
+    Morgued,
+    /// Discarded by its retry policy.
+    Discarded,
+    /// Cancelled before it started.
+    Cancelled,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 9] = [
+        Self::Enqueued,
+        Self::Scheduled,
+        Self::Started,
+        Self::Succeeded,
+        Self::Failed,
+        Self::RetryScheduled,
+        Self::Morgued,
+        Self::Discarded,
+        Self::Cancelled,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enqueued => "enqueued",
+            Self::Scheduled => "scheduled",
+            Self::Started => "started",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RetryScheduled => "retry_scheduled",
+            Self::Morgued => "morgued",
+            Self::Discarded => "discarded",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A job's current state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: Uuid,
+    /// The class name.
+    pub job_class: String,
+    /// The queue.
+    pub queue: String,
+    /// The status.
+    pub status: JobStatus,
+    /// Executions started so far.
+    pub attempts: u32,
+    /// The job's arguments.
+    pub arguments: serde_json::Value,
+    /// When it was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it is (or was) due, if later than enqueued.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// When the last execution started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished (succeeded, morgued, discarded, cancelled).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The last execution's error.
+    pub last_error: Option<String>,
+    /// What the job recorded with [`JobContext::set_result`](crate::JobContext::set_result).
+    pub result: Option<serde_json::Value>,
+    /// The dedup key it was submitted with.
+    pub dedup_key: Option<String>,
+    /// Grows by one on every change (the API's ETag).
+    pub version: i64,
+}
+
+/// One entry of a job's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The execution it belongs to (0 before the first).
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The error, for failures.
+    pub error: Option<String>,
+    /// More: the due time of a retry, a run's duration.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A job about to be published.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The job id.
+    pub id: Uuid,
+    /// The class name.
+    pub job_class: String,
+    /// The queue.
+    pub queue: String,
+    /// The arguments.
+    pub arguments: serde_json::Value,
+    /// When it was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it is due, if later.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// At most one job per key within the window.
+    pub dedup: Option<Dedup>,
+}
+
+/// A dedup key and how long it holds.
+#[derive(Clone, Debug)]
+pub struct Dedup {
+    /// The key.
+    pub key: String,
+    /// How long a second submit with the key returns the first job.
+    pub window: Duration,
+}
+
+/// The default dedup window: 5 minutes.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+/// What [`JobStore::submit`] did.
+#[derive(Clone, Debug)]
+pub enum Submitted {
+    /// A new job was recorded: publish it.
+    Created(Box<JobRecord>),
+    /// The dedup key is taken within its window: this is the job that holds it.
+    Existing(Box<JobRecord>),
+}
+
+/// What [`JobStore::cancel`] did.
+#[derive(Clone, Debug)]
+pub enum CancelOutcome {
+    /// Cancelled; the worker will ack it without running it.
+    Cancelled(Box<JobRecord>),
+    /// Running or finished: too late.
+    TooLate(Box<JobRecord>),
+    /// No such job.
+    NotFound,
+}
+
+/// What [`JobStore::start`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// Run it.
+    Run,
+    /// It was cancelled: ack without running.
+    Cancelled,
+}
+
+/// An execution starting.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// The job id.
+    pub id: Uuid,
+    /// The class name.
+    pub job_class: String,
+    /// The queue.
+    pub queue: String,
+    /// The arguments (a job enqueued without a store gets its row now).
+    pub arguments: serde_json::Value,
+    /// The 1-based execution number.
+    pub attempt: u32,
+    /// When it was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When this execution was due.
+    pub due_at: DateTime<Utc>,
+}
+
+/// The end of an execution, or of the job.
+#[derive(Clone, Debug)]
+pub enum Transition {
+    /// Succeeded, with the job's result.
+    Succeeded {
+        /// The result, if the job set one.
+        result: Option<serde_json::Value>,
+        /// How long it ran.
+        run: Duration,
+    },
+    /// Failed; its outcome follows.
+    Failed {
+        /// The error.
+        error: String,
+        /// How long it ran.
+        run: Duration,
+        /// The result so far, if the job set one (a multi-step job's finished steps).
+        result: Option<serde_json::Value>,
+    },
+    /// A retry was published, due at `at`.
+    RetryScheduled {
+        /// When it is due.
+        at: DateTime<Utc>,
+    },
+    /// In the morgue.
+    Morgued {
+        /// Why.
+        error: String,
+    },
+    /// Discarded.
+    Discarded {
+        /// The error discarded.
+        error: String,
+    },
+}
+
+/// A page request of [`JobStore::list`].
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Page size (1-500).
+    pub limit: u32,
+    /// From [`Page::next_cursor`] of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// The jobs.
+    pub jobs: Vec<JobRecord>,
+    /// Pass it back for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts of jobs by queue and status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueCount {
+    /// The queue.
+    pub queue: String,
+    /// The status.
+    pub status: JobStatus,
+    /// How many.
+    pub count: u64,
+}
+
+/// A histogram: cumulative counts at each upper bound (seconds), the total count and sum.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    /// (upper bound in seconds, cumulative count).
+    pub buckets: Vec<(f64, u64)>,
+    /// All observations.
+    pub count: u64,
+    /// Their sum in seconds.
+    pub sum_seconds: f64,
+}
+
+/// The figures `/metrics` shows.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSnapshot {
+    /// Events by kind (jobs by outcome).
+    pub events: Vec<(EventKind, u64)>,
+    /// Run time of finished executions.
+    pub run_time: Histogram,
+    /// Time from due to first start.
+    pub queue_latency: Histogram,
+}
+
+/// Histogram bounds, seconds.
+pub const HISTOGRAM_BOUNDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// The store's contract. Every write is one transaction that appends the event and updates the
+/// state row; several API instances and workers may write at once.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Records a job about to be published (event enqueued or scheduled). With a dedup key, and
+    /// the key held by another job within its window, records nothing and returns that job;
+    /// atomic across processes.
+    async fn submit(&self, job: NewJob) -> Result<Submitted, StoreError>;
+    /// Records many jobs (no dedup) in one transaction.
+    async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<(), StoreError>;
+    /// Forgets a job whose publish failed (it never existed), with its dedup key.
+    async fn abandon(&self, id: Uuid) -> Result<(), StoreError>;
+    /// The job's current state.
+    async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError>;
+    /// The job's history, oldest first.
+    async fn events(&self, id: Uuid) -> Result<Vec<JobEvent>, StoreError>;
+    /// A page of jobs, newest first.
+    async fn list(&self, query: ListQuery) -> Result<Page, StoreError>;
+    /// Cancels a job that has not started (pending, scheduled, retrying).
+    async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
+    /// Marks an execution started, unless the job was cancelled; creates the row for a job
+    /// enqueued without a store. Atomic with [`JobStore::cancel`]: one of them wins.
+    async fn start(&self, start: Start) -> Result<StartOutcome, StoreError>;
+    /// Records the end of an execution or of the job. A job without a row is ignored.
+    async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError>;
+    /// Jobs by queue and status.
+    async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError>;
+    /// Figures for `/metrics`.
+    async fn metrics(&self) -> Result<MetricsSnapshot, StoreError>;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store at `url` (`sqlite://PATH` or `postgres://...`) and migrates its schema.
+pub async fn connect(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
+    Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}

@@ -1,0 +1,700 @@
+//! The SQL job store on sqlx: SQLite (WAL) or PostgreSQL, one code path through sqlx's `Any`
+//! driver. Times are epoch milliseconds (BIGINT), JSON is TEXT; only the migrations differ by
+//! dialect. Every write is one transaction that begins with a write, so that SQLite takes its
+//! write lock at once (and waits on busy_timeout) instead of failing an upgrade.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use uuid::Uuid;
+
+use super::{
+    from_ms, ms, CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore,
+    ListQuery, MetricsSnapshot, NewJob, Page, QueueCount, Start, StartOutcome, StoreError,
+    Submitted, Transition, HISTOGRAM_BOUNDS,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The schema, version by version. Each entry runs once, in order, recorded in pj_schema.
+fn migrations(d: Dialect) -> Vec<Vec<String>> {
+    let serial = match d {
+        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    vec![vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS pj_jobs (
+                seq {serial},
+                id TEXT NOT NULL UNIQUE,
+                job_class TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                arguments TEXT NOT NULL,
+                enqueued_at BIGINT NOT NULL,
+                scheduled_at BIGINT,
+                started_at BIGINT,
+                finished_at BIGINT,
+                updated_at BIGINT NOT NULL,
+                last_error TEXT,
+                result TEXT,
+                dedup_key TEXT,
+                run_ms BIGINT,
+                queue_ms BIGINT,
+                version BIGINT NOT NULL DEFAULT 1
+            )"
+        ),
+        "CREATE INDEX IF NOT EXISTS pj_jobs_status ON pj_jobs (status, seq)".into(),
+        "CREATE INDEX IF NOT EXISTS pj_jobs_queue ON pj_jobs (queue, seq)".into(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS pj_events (
+                seq {serial},
+                job_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                attempt BIGINT NOT NULL,
+                at BIGINT NOT NULL,
+                error TEXT,
+                detail TEXT
+            )"
+        ),
+        "CREATE INDEX IF NOT EXISTS pj_events_job ON pj_events (job_id, seq)".into(),
+        "CREATE TABLE IF NOT EXISTS pj_dedup (
+            key TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            expires_at BIGINT NOT NULL
+        )"
+        .into(),
+    ]]
+}
+
+/// The job store on SQLite or PostgreSQL.
+pub struct SqlStore {
+    pool: AnyPool,
+}
+
+fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { operation, source }
+}
+
+const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq";
+
+fn json_text(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Database {
+        operation: "read job",
+        source: e,
+    };
+    let id: String = row.try_get("id").map_err(get_err)?;
+    let status: String = row.try_get("status").map_err(get_err)?;
+    let arguments: String = row.try_get("arguments").map_err(get_err)?;
+    let result: Option<String> = row.try_get("result").map_err(get_err)?;
+    Ok(JobRecord {
+        id: id.parse().map_err(|e: uuid::Error| StoreError::Corrupt {
+            what: "job id",
+            detail: e.to_string(),
+        })?,
+        job_class: row.try_get("job_class").map_err(get_err)?,
+        queue: row.try_get("queue").map_err(get_err)?,
+        status: status.parse().map_err(|detail| StoreError::Corrupt {
+            what: "status",
+            detail,
+        })?,
+        attempts: row.try_get::<i64, _>("attempts").map_err(get_err)? as u32,
+        arguments: parse_json("arguments", &arguments)?,
+        enqueued_at: from_ms(row.try_get("enqueued_at").map_err(get_err)?),
+        scheduled_at: row
+            .try_get::<Option<i64>, _>("scheduled_at")
+            .map_err(get_err)?
+            .map(from_ms),
+        started_at: row
+            .try_get::<Option<i64>, _>("started_at")
+            .map_err(get_err)?
+            .map(from_ms),
+        finished_at: row
+            .try_get::<Option<i64>, _>("finished_at")
+            .map_err(get_err)?
+            .map(from_ms),
+        updated_at: from_ms(row.try_get("updated_at").map_err(get_err)?),
+        last_error: row.try_get("last_error").map_err(get_err)?,
+        result: result.map(|r| parse_json("result", &r)).transpose()?,
+        dedup_key: row.try_get("dedup_key").map_err(get_err)?,
+        version: row.try_get("version").map_err(get_err)?,
+    })
+}
+
+async fn append_event(
+    tx: &mut Transaction<'_, Any>,
+    id: Uuid,
+    kind: EventKind,
+    attempt: u32,
+    at: i64,
+    error: Option<&str>,
+    detail: Option<serde_json::Value>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO pj_events (job_id, kind, attempt, at, error, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.to_string())
+    .bind(kind.as_str())
+    .bind(attempt as i64)
+    .bind(at)
+    .bind(error.map(str::to_string))
+    .bind(detail.map(|d| d.to_string()))
+    .execute(&mut **tx)
+    .await
+    .map_err(db("append event"))?;
+    Ok(())
+}
+
+async fn insert_job(
+    tx: &mut Transaction<'_, Any>,
+    job: &NewJob,
+    now: i64,
+) -> Result<(), StoreError> {
+    let due_later = job.scheduled_at.filter(|at| *at > job.enqueued_at);
+    let status = if due_later.is_some() {
+        JobStatus::Scheduled
+    } else {
+        JobStatus::Pending
+    };
+    sqlx::query(
+        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, updated_at, dedup_key)
+         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9)",
+    )
+    .bind(job.id.to_string())
+    .bind(job.job_class.clone())
+    .bind(job.queue.clone())
+    .bind(status.as_str())
+    .bind(json_text(&job.arguments))
+    .bind(ms(job.enqueued_at))
+    .bind(due_later.map(ms))
+    .bind(now)
+    .bind(job.dedup.as_ref().map(|d| d.key.clone()))
+    .execute(&mut **tx)
+    .await
+    .map_err(db("insert job"))?;
+    let (kind, detail) = match due_later {
+        Some(at) => (
+            EventKind::Scheduled,
+            Some(serde_json::json!({ "scheduled_at": at })),
+        ),
+        None => (EventKind::Enqueued, None),
+    };
+    append_event(tx, job.id, kind, 0, now, None, detail).await
+}
+
+impl SqlStore {
+    /// Opens the store at `url` and migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if url.starts_with("sqlite:") {
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Dialect::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        if dialect == Dialect::Sqlite {
+            opts = opts.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        } else {
+            opts = opts.max_connections(16);
+        }
+        let pool = opts.connect(&url).await.map_err(db("connect"))?;
+        let store = Self { pool };
+        store.migrate(dialect).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, dialect: Dialect) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db("migrate"))?;
+        if dialect == Dialect::Postgres {
+            // Several processes may start at once: one migrates, the others wait.
+            conn.execute("SELECT pg_advisory_lock(7263514)")
+                .await
+                .map_err(db("migrate"))?;
+        }
+        let result = async {
+            conn.execute("CREATE TABLE IF NOT EXISTS pj_schema (version BIGINT NOT NULL)")
+                .await
+                .map_err(db("migrate"))?;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM pj_schema")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db("migrate"))?;
+            let done: i64 = row.try_get("n").map_err(db("migrate"))?;
+            for (i, steps) in migrations(dialect).into_iter().enumerate() {
+                if (i as i64) < done {
+                    continue;
+                }
+                for step in steps {
+                    conn.execute(step.as_str()).await.map_err(db("migrate"))?;
+                }
+                sqlx::query("INSERT INTO pj_schema (version) VALUES ($1)")
+                    .bind(i as i64 + 1)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("migrate"))?;
+            }
+            Ok(())
+        }
+        .await;
+        if dialect == Dialect::Postgres {
+            let _ = conn.execute("SELECT pg_advisory_unlock(7263514)").await;
+        }
+        result
+    }
+
+    async fn get_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM pj_jobs WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db("get job"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn histogram(&self, column: &str) -> Result<Histogram, StoreError> {
+        let mut sql = String::from("SELECT COUNT(*) AS n");
+        for (i, b) in HISTOGRAM_BOUNDS.iter().enumerate() {
+            let bound_ms = (b * 1000.0) as i64;
+            sql.push_str(&format!(
+                ", CAST(COALESCE(SUM(CASE WHEN {column} <= {bound_ms} THEN 1 ELSE 0 END), 0) AS BIGINT) AS b{i}"
+            ));
+        }
+        sql.push_str(&format!(
+            ", CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS total FROM pj_jobs WHERE {column} IS NOT NULL"
+        ));
+        let row = sqlx::query(&sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("metrics"))?;
+        let mut h = Histogram {
+            count: row.try_get::<i64, _>("n").map_err(db("metrics"))? as u64,
+            sum_seconds: row.try_get::<i64, _>("total").map_err(db("metrics"))? as f64 / 1000.0,
+            buckets: Vec::new(),
+        };
+        for (i, b) in HISTOGRAM_BOUNDS.iter().enumerate() {
+            let n: i64 = row
+                .try_get(format!("b{i}").as_str())
+                .map_err(db("metrics"))?;
+            h.buckets.push((*b, n as u64));
+        }
+        Ok(h)
+    }
+}
+
+#[async_trait]
+impl JobStore for SqlStore {
+    async fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
+        let now = ms(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        if let Some(dedup) = &job.dedup {
+            // Claim the key: insert it, or take it over if its window has passed. The first
+            // statement writes, so concurrent submits serialize on the key (row lock on
+            // PostgreSQL, the write lock on SQLite); exactly one gets its own id back.
+            let expires = now + dedup.window.as_millis() as i64;
+            let row = sqlx::query(
+                "INSERT INTO pj_dedup (key, job_id, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, expires_at = excluded.expires_at
+                 WHERE pj_dedup.expires_at <= $4
+                 RETURNING job_id",
+            )
+            .bind(dedup.key.clone())
+            .bind(job.id.to_string())
+            .bind(expires)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("claim dedup key"))?;
+            if row.is_none() {
+                let holder = sqlx::query("SELECT job_id FROM pj_dedup WHERE key = $1")
+                    .bind(dedup.key.clone())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("read dedup key"))?;
+                let holder: String = holder.try_get("job_id").map_err(db("read dedup key"))?;
+                let existing = self.get_in(&mut tx, &holder).await?;
+                tx.commit().await.map_err(db("commit"))?;
+                return match existing {
+                    Some(rec) => Ok(Submitted::Existing(Box::new(rec))),
+                    None => Err(StoreError::Corrupt {
+                        what: "dedup key",
+                        detail: format!("key {:?} holds unknown job {holder}", dedup.key),
+                    }),
+                };
+            }
+        }
+        insert_job(&mut tx, &job, now).await?;
+        let rec = self.get_in(&mut tx, &job.id.to_string()).await?;
+        tx.commit().await.map_err(db("commit"))?;
+        rec.map(|r| Submitted::Created(Box::new(r)))
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "job",
+                detail: "inserted row not found".into(),
+            })
+    }
+
+    async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+        let now = ms(Utc::now());
+        for chunk in jobs.chunks(500) {
+            let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+            for job in chunk {
+                insert_job(&mut tx, job, now).await?;
+            }
+            tx.commit().await.map_err(db("commit"))?;
+        }
+        Ok(())
+    }
+
+    async fn abandon(&self, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        for sql in [
+            "DELETE FROM pj_dedup WHERE job_id = $1",
+            "DELETE FROM pj_events WHERE job_id = $1",
+            "DELETE FROM pj_jobs WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("abandon job"))?;
+        }
+        tx.commit().await.map_err(db("commit"))
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM pj_jobs WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("get job"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<JobEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, attempt, at, error, detail FROM pj_events WHERE job_id = $1 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("get events"))?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind").map_err(db("get events"))?;
+                let detail: Option<String> = r.try_get("detail").map_err(db("get events"))?;
+                Ok(JobEvent {
+                    kind: EventKind::parse(&kind).ok_or(StoreError::Corrupt {
+                        what: "event kind",
+                        detail: kind.clone(),
+                    })?,
+                    attempt: r.try_get::<i64, _>("attempt").map_err(db("get events"))? as u32,
+                    at: from_ms(r.try_get("at").map_err(db("get events"))?),
+                    error: r.try_get("error").map_err(db("get events"))?,
+                    detail: detail.map(|d| parse_json("detail", &d)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, q: ListQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, 500) as i64;
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM pj_jobs WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if q.status.is_some() {
+            sql.push_str(&format!(" AND status = {}", next()));
+        }
+        if q.queue.is_some() {
+            sql.push_str(&format!(" AND queue = {}", next()));
+        }
+        let cursor: Option<i64> = match &q.cursor {
+            Some(c) => Some(c.parse().map_err(|_| StoreError::Corrupt {
+                what: "cursor",
+                detail: format!("{c:?} is not a cursor this API returned"),
+            })?),
+            None => None,
+        };
+        if cursor.is_some() {
+            sql.push_str(&format!(" AND seq < {}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", next()));
+        let mut query = sqlx::query(&sql);
+        if let Some(s) = q.status {
+            query = query.bind(s.as_str());
+        }
+        if let Some(queue) = q.queue.clone() {
+            query = query.bind(queue);
+        }
+        if let Some(c) = cursor {
+            query = query.bind(c);
+        }
+        query = query.bind(limit + 1);
+        let rows = query.fetch_all(&self.pool).await.map_err(db("list jobs"))?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for row in rows.iter().take(limit as usize) {
+            jobs.push(job_from_row(row)?);
+            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db("list jobs"))?);
+        }
+        let next_cursor = if rows.len() as i64 > limit {
+            last_seq.map(|s| s.to_string())
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
+        let now = ms(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let row = sqlx::query(
+            "UPDATE pj_jobs SET status = 'cancelled', finished_at = $2, updated_at = $2, version = version + 1
+             WHERE id = $1 AND status IN ('pending', 'scheduled', 'retrying')
+             RETURNING attempts",
+        )
+        .bind(id.to_string())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("cancel job"))?;
+        if let Some(row) = row {
+            let attempts: i64 = row.try_get("attempts").map_err(db("cancel job"))?;
+            append_event(
+                &mut tx,
+                id,
+                EventKind::Cancelled,
+                attempts as u32,
+                now,
+                None,
+                None,
+            )
+            .await?;
+        }
+        let rec = self.get_in(&mut tx, &id.to_string()).await?;
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(match rec {
+            None => CancelOutcome::NotFound,
+            Some(r) if r.status == JobStatus::Cancelled => CancelOutcome::Cancelled(Box::new(r)),
+            Some(r) => CancelOutcome::TooLate(Box::new(r)),
+        })
+    }
+
+    async fn start(&self, s: Start) -> Result<StartOutcome, StoreError> {
+        let now = Utc::now();
+        let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let row = sqlx::query(
+            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
+                 started_at = excluded.started_at, updated_at = excluded.updated_at,
+                 finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
+                 version = pj_jobs.version + 1
+             WHERE pj_jobs.status <> 'cancelled'
+             RETURNING status",
+        )
+        .bind(s.id.to_string())
+        .bind(s.job_class.clone())
+        .bind(s.queue.clone())
+        .bind(s.attempt as i64)
+        .bind(json_text(&s.arguments))
+        .bind(ms(s.enqueued_at))
+        .bind(ms(now))
+        .bind(queue_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("start job"))?;
+        if row.is_none() {
+            tx.commit().await.map_err(db("commit"))?;
+            return Ok(StartOutcome::Cancelled);
+        }
+        append_event(
+            &mut tx,
+            s.id,
+            EventKind::Started,
+            s.attempt,
+            ms(now),
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(StartOutcome::Run)
+    }
+
+    async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError> {
+        let now = ms(Utc::now());
+        let id_s = id.to_string();
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let (kind, error, detail, row) = match &t {
+            Transition::Succeeded { result, run } => {
+                let run_ms = run.as_millis() as i64;
+                let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = 'succeeded', finished_at = $2, updated_at = $2, result = $3,
+                         run_ms = $4, version = version + 1 WHERE id = $1 RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(result.as_ref().map(json_text))
+                .bind(run_ms)
+                .fetch_optional(&mut *tx)
+                .await;
+                (
+                    EventKind::Succeeded,
+                    None,
+                    Some(serde_json::json!({ "run_ms": run_ms })),
+                    row,
+                )
+            }
+            Transition::Failed { error, run, result } => {
+                let run_ms = run.as_millis() as i64;
+                let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = 'failed', updated_at = $2, last_error = $3, run_ms = $4,
+                         result = COALESCE($5, result), version = version + 1 WHERE id = $1 RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(error.clone())
+                .bind(run_ms)
+                .bind(result.as_ref().map(json_text))
+                .fetch_optional(&mut *tx)
+                .await;
+                (
+                    EventKind::Failed,
+                    Some(error.clone()),
+                    Some(serde_json::json!({ "run_ms": run_ms })),
+                    row,
+                )
+            }
+            Transition::RetryScheduled { at } => {
+                let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = 'retrying', scheduled_at = $3, updated_at = $2,
+                         version = version + 1 WHERE id = $1 AND status <> 'cancelled' RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(ms(*at))
+                .fetch_optional(&mut *tx)
+                .await;
+                (
+                    EventKind::RetryScheduled,
+                    None,
+                    Some(serde_json::json!({ "scheduled_at": at })),
+                    row,
+                )
+            }
+            Transition::Morgued { error } | Transition::Discarded { error } => {
+                let (kind, status) = if matches!(t, Transition::Morgued { .. }) {
+                    (EventKind::Morgued, "morgued")
+                } else {
+                    (EventKind::Discarded, "discarded")
+                };
+                let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = $3, finished_at = $2, updated_at = $2, last_error = $4,
+                         version = version + 1 WHERE id = $1 RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(status)
+                .bind(error.clone())
+                .fetch_optional(&mut *tx)
+                .await;
+                (kind, Some(error.clone()), None, row)
+            }
+        };
+        if row.map_err(db("record transition"))?.is_some() {
+            append_event(&mut tx, id, kind, attempt, now, error.as_deref(), detail).await?;
+        }
+        tx.commit().await.map_err(db("commit"))
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue, status, COUNT(*) AS n FROM pj_jobs GROUP BY queue, status ORDER BY queue, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("count jobs"))?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status").map_err(db("count jobs"))?;
+                Ok(QueueCount {
+                    queue: r.try_get("queue").map_err(db("count jobs"))?,
+                    status: status.parse().map_err(|detail| StoreError::Corrupt {
+                        what: "status",
+                        detail,
+                    })?,
+                    count: r.try_get::<i64, _>("n").map_err(db("count jobs"))? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn metrics(&self) -> Result<MetricsSnapshot, StoreError> {
+        let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM pj_events GROUP BY kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("metrics"))?;
+        let mut events = Vec::new();
+        for r in &rows {
+            let kind: String = r.try_get("kind").map_err(db("metrics"))?;
+            if let Some(k) = EventKind::parse(&kind) {
+                events.push((k, r.try_get::<i64, _>("n").map_err(db("metrics"))? as u64));
+            }
+        }
+        Ok(MetricsSnapshot {
+            events,
+            run_time: self.histogram("run_ms").await?,
+            queue_latency: self.histogram("queue_ms").await?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("ping"))?;
+        Ok(())
+    }
+}
