@@ -84,6 +84,11 @@ pub struct GlobalArgs {
         global = true
     )]
     pub pubsub_timeout: f64,
+    /// A job store that records every job's events and status: sqlite://PATH or
+    /// postgres://USER@HOST/DB. Without one, jobs run as before (pure Pub/Sub). `worker api`
+    /// defaults to sqlite://jobs.db.
+    #[arg(long, env = "PUBSUB_JOBS_STORE", global = true)]
+    pub store: Option<String>,
     /// Log format.
     #[arg(
         long,
@@ -169,6 +174,16 @@ pub enum Command {
     Morgue(MorgueCommand),
     /// Check that Pub/Sub is reachable and the queue exists (for container healthchecks).
     Health,
+    /// Serve the JSON HTTP API: submit, poll, cancel jobs (needs a job store, default
+    /// sqlite://jobs.db; workers should use the same store).
+    Api {
+        /// The address to listen on.
+        #[arg(long, env = "PUBSUB_JOBS_API_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Bearer tokens, comma-separated; when set, requests without one get 401.
+        #[arg(long, env = "PUBSUB_JOBS_API_TOKENS", hide_env_values = true)]
+        tokens: Option<String>,
+    },
     /// Enqueue one job by class name with JSON arguments; prints its id.
     Enqueue {
         /// The registered job class, for instance MockJob.
@@ -215,7 +230,7 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The worker logs every job at info; the tools print their own results and log only problems.
     let level = match cli.command {
-        None => "info",
+        None | Some(Command::Api { .. }) => "info",
         #[cfg(feature = "mock-job")]
         Some(Command::Demo { .. }) => "error",
         Some(_) => "warn",
@@ -268,6 +283,39 @@ fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
     })
 }
 
+/// A client, with the job store when one is configured.
+async fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
+    let client = Client::connect(client_config(g)?).await?;
+    Ok(match &g.store {
+        Some(url) => client.with_store(
+            crate::store::connect(url)
+                .await
+                .with_context(|| format!("opening the job store {url}"))?,
+        ),
+        None => client,
+    })
+}
+
+async fn run_api(g: &GlobalArgs, bind: &str, tokens: Option<String>) -> anyhow::Result<()> {
+    Registry::from_inventory()?;
+    let url = g.store.clone().unwrap_or_else(|| "sqlite://jobs.db".into());
+    let store = crate::store::connect(&url)
+        .await
+        .with_context(|| format!("opening the job store {url}"))?;
+    let client = Client::connect(client_config(g)?).await?.with_store(store);
+    let config = crate::api::ApiConfig {
+        tokens: crate::api::parse_tokens(&tokens.unwrap_or_default()),
+    };
+    let state = crate::api::ApiState::new(client, config)?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    crate::api::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     if !(v.is_finite() && v >= 0.0) {
         bail!("{name} must be a non-negative number of seconds, got {v}");
@@ -296,7 +344,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("the arguments for {job_class} are not valid JSON"))?;
             let registry = Registry::from_inventory()?;
             registry.validate(&job_class, &args)?;
-            let client = Client::connect(client_config(g)?).await?;
+            let client = connect(g).await?;
             client.validate_queue(&g.queue)?;
             let at = match wait {
                 Some(w) => {
@@ -355,7 +403,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 json: g.log_format == LogFormat::Json,
             };
             opts.validate()?;
-            let client = Client::connect(client_config(g)?).await?;
+            let client = connect(g).await?;
             crate::spawn::run(&client, opts).await
         }
         Some(Command::Clear { yes, morgue }) => {
@@ -394,6 +442,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = Client::connect(client_config(g)?).await?;
             morgue_command(&client, cmd).await
         }
+        Some(Command::Api { bind, tokens }) => run_api(g, &bind, tokens).await,
         Some(Command::Health) => {
             let client = Client::connect(client_config(g)?).await?;
             client.validate_queue(&g.queue)?;
@@ -532,7 +581,7 @@ async fn run_worker(g: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     // Fail early on a duplicate class or a bad queue name, before connecting.
     Registry::from_inventory()?;
     crate::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
-    let client = Client::connect(client_config(g)?).await?;
+    let client = connect(g).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     Worker::new(client, config).run(shutdown).await?;

@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -15,11 +15,17 @@ use crate::retry_policy::RetryPolicy;
 pub trait ErasedJob: Send + Sync {
     /// Runs `perform`.
     fn perform_erased<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>>;
+    /// The job's queue ([`Job::queue`]).
+    fn queue_erased(&self) -> &str;
 }
 
 impl<T: Job> ErasedJob for T {
     fn perform_erased<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(self.perform(ctx))
+    }
+
+    fn queue_erased(&self) -> &str {
+        self.queue()
     }
 }
 

@@ -1,0 +1,471 @@
+//! `/v1/jobs` and `/v1/queues`: submit, poll, history, list, cancel, counts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ApiError, ApiState, ErrorBody};
+use crate::envelope::Envelope;
+use crate::store::{
+    CancelOutcome, Dedup, JobEvent, JobRecord, JobStatus, ListQuery, DEFAULT_DEDUP_WINDOW,
+};
+
+/// A job to run.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// A job class registered in the worker binary (`worker jobs` lists them).
+    pub job_class: String,
+    /// The job's arguments: its struct as JSON.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+    /// The queue; the job's own queue when absent.
+    pub queue: Option<String>,
+    /// Run no earlier than this many seconds from now.
+    pub wait_seconds: Option<f64>,
+    /// Run no earlier than this time (RFC 3339).
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// At most one job per key within the window: a second submit returns the first job.
+    pub dedup_key: Option<String>,
+    /// The dedup window in seconds (default 300).
+    pub dedup_window_seconds: Option<u64>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// Links from a job.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobLinks {
+    /// This job.
+    #[serde(rename = "self")]
+    pub self_: String,
+    /// Its history.
+    pub events: String,
+}
+
+/// A job's status and result.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobResource {
+    /// The job id.
+    pub id: Uuid,
+    /// The class.
+    pub job_class: String,
+    /// The queue.
+    pub queue: String,
+    /// The status.
+    pub status: JobStatus,
+    /// Executions started.
+    pub attempts: u32,
+    /// The arguments.
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+    /// When it was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it is due, if later.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// When the last execution started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// What the job recorded as its result.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// The dedup key it was submitted with.
+    pub dedup_key: Option<String>,
+    /// Links.
+    pub links: JobLinks,
+}
+
+impl From<JobRecord> for JobResource {
+    fn from(r: JobRecord) -> Self {
+        Self {
+            links: JobLinks {
+                self_: format!("/v1/jobs/{}", r.id),
+                events: format!("/v1/jobs/{}/events", r.id),
+            },
+            id: r.id,
+            job_class: r.job_class,
+            queue: r.queue,
+            status: r.status,
+            attempts: r.attempts,
+            arguments: r.arguments,
+            enqueued_at: r.enqueued_at,
+            scheduled_at: r.scheduled_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            last_error: r.last_error,
+            result: r.result,
+            dedup_key: r.dedup_key,
+        }
+    }
+}
+
+/// A job's history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventsResponse {
+    /// The job id.
+    pub job_id: Uuid,
+    /// Oldest first.
+    pub events: Vec<JobEvent>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobResource>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts of one queue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Jobs by status.
+    pub counts: BTreeMap<String, u64>,
+    /// All jobs.
+    pub total: u64,
+}
+
+/// Counts per queue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueuesResponse {
+    /// The queues with jobs in the store.
+    pub queues: Vec<QueueCounts>,
+}
+
+/// List filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Page size, 1-500 (default 50).
+    pub limit: Option<u32>,
+    /// From `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job {id:?}: job ids are UUIDs"),
+        )
+    })
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))
+}
+
+/// Submit a job.
+#[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest, responses(
+    (status = 202, description = "Accepted: published", body = JobResource),
+    (status = 200, description = "The dedup key is held: the existing job", body = JobResource),
+    (status = 400, description = "Malformed JSON", body = ErrorBody),
+    (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+    (status = 422, description = "Unknown class, bad arguments or options; names the field", body = ErrorBody),
+    (status = 503, description = "Pub/Sub or the store is unavailable", body = ErrorBody)))]
+pub(crate) async fn submit(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!("request body over {} bytes", super::MAX_BODY_BYTES),
+            )
+        } else {
+            ApiError::new(status, e.body_text())
+        }
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let req: SubmitRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let err = ApiError::unprocessable(format!("field `{path}`: {inner}"));
+            if path == "." {
+                err
+            } else {
+                err.field(path)
+            }
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
+        }
+    })?;
+    state
+        .registry
+        .validate(&req.job_class, &req.arguments)
+        .map_err(ApiError::from)?;
+    let queue = match &req.queue {
+        Some(q) => q.clone(),
+        None => default_queue(&state, &req)?,
+    };
+    state
+        .client
+        .validate_queue(&queue)
+        .map_err(ApiError::from)?;
+    let scheduled_at = match (req.wait_seconds, req.scheduled_at) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::unprocessable("give wait_seconds or scheduled_at, not both")
+                    .field("wait_seconds"),
+            )
+        }
+        (Some(w), None) => {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(ApiError::unprocessable(format!(
+                    "wait_seconds must be a number of seconds >= 0, not {w}"
+                ))
+                .field("wait_seconds"));
+            }
+            let wait =
+                chrono::Duration::from_std(Duration::from_secs_f64(w.min(1e9))).map_err(|_| {
+                    ApiError::unprocessable("wait_seconds is too large").field("wait_seconds")
+                })?;
+            (w > 0.0).then(|| Utc::now() + wait)
+        }
+        (None, at) => at,
+    };
+    let dedup = match (&req.dedup_key, req.dedup_window_seconds) {
+        (Some(k), w) => {
+            if k.is_empty() || k.len() > 512 {
+                return Err(
+                    ApiError::unprocessable("dedup_key must be 1-512 characters")
+                        .field("dedup_key"),
+                );
+            }
+            Some(Dedup {
+                key: k.clone(),
+                window: w.map(Duration::from_secs).unwrap_or(DEFAULT_DEDUP_WINDOW),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(
+                ApiError::unprocessable("dedup_window_seconds needs a dedup_key")
+                    .field("dedup_window_seconds"),
+            )
+        }
+        (None, None) => None,
+    };
+    let mut env = Envelope::new(&req.job_class, &queue, req.arguments);
+    env.scheduled_at = scheduled_at;
+    let submission = state.client.submit(env, dedup).await?;
+    let record = match submission.record {
+        Some(r) => *r,
+        None => state
+            .store
+            .get(submission.job_id)
+            .await?
+            .ok_or_else(|| not_found(submission.job_id))?,
+    };
+    let status = if submission.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location = format!("/v1/jobs/{}", record.id);
+    let mut resp = (status, Json(JobResource::from(record))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// The queue a job class declares: the job's `queue()` for these arguments.
+fn default_queue(state: &ApiState, req: &SubmitRequest) -> Result<String, ApiError> {
+    let reg = state
+        .registry
+        .get(&req.job_class)
+        .ok_or_else(|| ApiError::from(crate::Error::UnknownJobClass(req.job_class.clone())))?;
+    let job = reg.decode(req.arguments.clone()).map_err(|message| {
+        ApiError::from(crate::Error::InvalidArguments {
+            job_class: req.job_class.clone(),
+            message,
+        })
+    })?;
+    Ok(job.queue_erased().to_string())
+}
+
+fn etag(r: &JobRecord) -> String {
+    format!("\"{}-{}\"", r.id.simple(), r.version)
+}
+
+fn cache_control(state: &ApiState, status: JobStatus) -> HeaderValue {
+    // Finished jobs change no more (short of a morgue retry): a cache in front may keep them.
+    // Live ones are cached a second, which absorbs polling several times a second. With auth on,
+    // only private caches may keep them.
+    let scope = if state.config.tokens.is_empty() {
+        "public"
+    } else {
+        "private"
+    };
+    let age = if status.is_finished() { 3600 } else { 1 };
+    HeaderValue::from_str(&format!("{scope}, max-age={age}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"))
+}
+
+/// A job's status and result.
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = Uuid, Path, description = "The job id")), responses(
+    (status = 200, description = "The job", body = JobResource),
+    (status = 304, description = "Not modified since the ETag in If-None-Match"),
+    (status = 404, description = "No such job", body = ErrorBody)))]
+pub(crate) async fn get_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let rec = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+    let tag = etag(&rec);
+    let cache = cache_control(&state, rec.status);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(JobResource::from(rec)).into_response()
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, cache);
+    Ok(resp)
+}
+
+/// A job's history.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", params(("id" = Uuid, Path, description = "The job id")), responses(
+    (status = 200, description = "Events, oldest first", body = EventsResponse),
+    (status = 404, description = "No such job", body = ErrorBody)))]
+pub(crate) async fn events(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventsResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    if state.store.get(id).await?.is_none() {
+        return Err(not_found(id));
+    }
+    Ok(Json(EventsResponse {
+        job_id: id,
+        events: state.store.events(id).await?,
+    }))
+}
+
+/// A page of jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", params(ListParams), responses(
+    (status = 200, description = "A page", body = JobList),
+    (status = 422, description = "A bad filter", body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|m| ApiError::unprocessable(m).field("status"))?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(
+            ApiError::unprocessable(format!("limit must be 1-500, not {limit}")).field("limit"),
+        );
+    }
+    if let Some(c) = &p.cursor {
+        if c.parse::<i64>().is_err() {
+            return Err(ApiError::unprocessable(format!(
+                "cursor {c:?} is not one this API returned"
+            ))
+            .field("cursor"));
+        }
+    }
+    let page = state
+        .store
+        .list(ListQuery {
+            status,
+            queue: p.queue,
+            limit,
+            cursor: p.cursor,
+        })
+        .await?;
+    Ok(Json(JobList {
+        jobs: page.jobs.into_iter().map(JobResource::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Cancel a job that has not started.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", params(("id" = Uuid, Path, description = "The job id")), responses(
+    (status = 200, description = "Cancelled: it will not run", body = JobResource),
+    (status = 404, description = "No such job", body = ErrorBody),
+    (status = 409, description = "Running or finished", body = ErrorBody)))]
+pub(crate) async fn cancel(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobResource>, ApiError> {
+    let id = parse_id(&id)?;
+    match state.store.cancel(id).await? {
+        CancelOutcome::Cancelled(rec) => {
+            tracing::info!(event = "job.cancel_requested", job_id = %id, job_class = %rec.job_class, queue = %rec.queue, "job cancelled through the API");
+            Ok(Json(JobResource::from(*rec)))
+        }
+        CancelOutcome::TooLate(rec) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is {}: only pending, scheduled or retrying jobs can be cancelled",
+                rec.status
+            ),
+        )),
+        CancelOutcome::NotFound => Err(not_found(id)),
+    }
+}
+
+/// Jobs by status per queue.
+#[utoipa::path(get, path = "/v1/queues", responses(
+    (status = 200, description = "Counts", body = QueuesResponse)))]
+pub(crate) async fn queues(
+    State(state): State<ApiState>,
+) -> Result<Json<QueuesResponse>, ApiError> {
+    let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
+    for c in state.store.queue_counts().await? {
+        let q = by_queue
+            .entry(c.queue.clone())
+            .or_insert_with(|| QueueCounts {
+                queue: c.queue.clone(),
+                counts: JobStatus::ALL
+                    .iter()
+                    .map(|s| (s.as_str().to_string(), 0))
+                    .collect(),
+                total: 0,
+            });
+        q.counts.insert(c.status.as_str().to_string(), c.count);
+        q.total += c.count;
+    }
+    Ok(Json(QueuesResponse {
+        queues: by_queue.into_values().collect(),
+    }))
+}

@@ -1,0 +1,282 @@
+//! The HTTP API: jobs from any language. Submit (`POST /v1/jobs`), poll status and result
+//! (`GET /v1/jobs/{id}`, with ETag and Cache-Control for fast polling), history
+//! (`/v1/jobs/{id}/events`), list, cancel (`DELETE`), counts per queue, `/healthz`, `/metrics`
+//! (Prometheus) and `/openapi.json`. It publishes through a [`Client`] with a job store and reads
+//! the store; workers with the same store record what happens. Served by `worker api`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use pubsub_jobs::{api, store, Client};
+//! let store = store::connect("sqlite://jobs.db").await?;
+//! let client = Client::from_env().await?.with_store(store);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let state = api::ApiState::new(client, api::ApiConfig::from_env())?;
+//! api::serve(listener, state, tokio_util::sync::CancellationToken::new()).await?;
+//! # Ok(()) }
+//! ```
+
+mod jobs;
+mod metrics;
+mod openapi;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+use crate::store::JobStore;
+use crate::Client;
+
+pub use openapi::ApiDoc;
+
+/// The largest request body: 1 MiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// API settings.
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    /// Bearer tokens; when not empty, every request but `/healthz` must carry one.
+    pub tokens: Vec<String>,
+}
+
+impl ApiConfig {
+    /// From `PUBSUB_JOBS_API_TOKENS` (comma-separated).
+    pub fn from_env() -> Self {
+        Self {
+            tokens: parse_tokens(&std::env::var("PUBSUB_JOBS_API_TOKENS").unwrap_or_default()),
+        }
+    }
+}
+
+/// Splits a comma-separated token list, dropping blanks.
+pub fn parse_tokens(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) client: Client,
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: Arc<ApiConfig>,
+}
+
+impl ApiState {
+    /// The state for a client that has a job store.
+    pub fn new(client: Client, config: ApiConfig) -> crate::Result<Self> {
+        let store = client.store().cloned().ok_or_else(|| {
+            crate::Error::Config(
+                "the HTTP API needs a job store (--store / PUBSUB_JOBS_STORE)".into(),
+            )
+        })?;
+        Ok(Self {
+            client,
+            store,
+            registry: Arc::new(Registry::from_inventory()?),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/queues", get(jobs::queues))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/healthz", get(healthz))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown`, then finishes requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, auth = !state.config.tokens.is_empty(), "HTTP API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// An error answer: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+/// The body of an error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: bad_request, unauthorized, not_found, conflict, payload_too_large,
+    /// unprocessable, unavailable, internal.
+    pub code: String,
+    /// A message naming what is wrong.
+    pub message: String,
+    /// The field path, when one field is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        };
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub(crate) fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub(crate) fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.message, "API request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        let status = match &e {
+            E::InvalidQueueName { .. }
+            | E::PayloadTooLarge { .. }
+            | E::DelayTooLong { .. }
+            | E::UnknownJobClass { .. }
+            | E::InvalidArguments { .. }
+            | E::Serialize { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Broker { .. } | E::Timeout { .. } | E::Connect { .. } | E::Store(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let field = match &e {
+            E::InvalidQueueName { .. } => Some("queue".to_string()),
+            E::UnknownJobClass { .. } => Some("job_class".to_string()),
+            E::InvalidArguments { message, .. } => Some(
+                message
+                    .strip_prefix("field `")
+                    .and_then(|m| m.split_once('`'))
+                    .map(|(path, _)| format!("arguments.{path}"))
+                    .unwrap_or_else(|| "arguments".to_string()),
+            ),
+            _ => None,
+        };
+        let mut err = ApiError::new(status, e.to_string());
+        err.field = field;
+        err
+    }
+}
+
+/// Bearer-token check: on when tokens are configured; `/healthz` stays open for probes.
+async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if state.config.tokens.is_empty() || req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = given.is_some_and(|g| {
+        state
+            .config
+            .tokens
+            .iter()
+            .any(|t| constant_time_eq(t.as_bytes(), g.as_bytes()))
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required (Authorization: Bearer TOKEN)",
+        )
+        .into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Health: 200 when the store answers, 503 otherwise.
+#[utoipa::path(get, path = "/healthz", responses(
+    (status = 200, description = "The API and its store are up"),
+    (status = 503, description = "The store does not answer", body = ErrorBody)))]
+pub(crate) async fn healthz(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(serde_json::json!({ "status": "ok" })).into_response())
+}

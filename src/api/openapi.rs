@@ -1,0 +1,42 @@
+//! `/openapi.json`: the API's OpenAPI 3 document, generated from the handlers and types.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::jobs;
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pubsub-jobs", description = "Background jobs on Google Cloud Pub/Sub: submit, poll, cancel."),
+    paths(
+        jobs::submit, jobs::get_job, jobs::events, jobs::list, jobs::cancel, jobs::queues,
+        super::metrics::metrics, super::healthz
+    ),
+    components(schemas(
+        jobs::SubmitRequest, jobs::JobResource, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
+        jobs::QueueCounts, jobs::QueuesResponse, super::ErrorBody, super::ErrorDetail,
+        crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 JSON")))]
+pub(crate) async fn spec() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
