@@ -46,6 +46,7 @@ pub mod demo;
 pub mod emulator;
 pub mod envelope;
 pub mod error;
+pub mod http_job;
 pub mod job;
 #[cfg(feature = "mock-job")]
 pub mod mock_job;
