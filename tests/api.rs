@@ -1,0 +1,901 @@
+//! The HTTP API with a real server on a free port, the real emulator, a worker, and the job
+//! store on SQLite (a temp file) and PostgreSQL (127.0.0.1:5432, database test; set
+//! PUBSUB_JOBS_TEST_POSTGRES to use another).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pubsub_jobs::api::{ApiConfig, ApiState};
+use pubsub_jobs::{register_job, store, Client, Job, JobContext, JobError, RetryPolicy, Wait};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+fn postgres_url() -> String {
+    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+static RUNS: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+
+fn runs(key: &str) -> u32 {
+    RUNS.get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .get(key)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Nested {
+    count: u32,
+}
+
+/// Records its runs, sleeps, fails the first `fail_first` executions, and sets a result.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ApiProbe {
+    key: String,
+    #[serde(default)]
+    sleep_ms: u64,
+    #[serde(default)]
+    fail_first: u32,
+    #[serde(default)]
+    nested: Option<Nested>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("api probe fails on purpose")]
+struct ApiProbeError;
+
+impl Job for ApiProbe {
+    const NAME: &'static str = "ApiProbe";
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default().otherwise(Wait::fixed(Duration::from_secs(1)), 3)
+    }
+
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        *RUNS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .entry(self.key.clone())
+            .or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        if ctx.attempt <= self.fail_first {
+            return Err(ApiProbeError.into());
+        }
+        ctx.set_result(
+            &json!({ "greeting": format!("hello {}", self.key), "attempt": ctx.attempt }),
+        )
+    }
+}
+register_job!(ApiProbe);
+
+/// An API server, a worker on `queue`, and a store, for one test.
+struct Setup {
+    base: String,
+    http: reqwest::Client,
+    client: Client,
+    queue: String,
+    stop: CancellationToken,
+    worker: Option<RunningWorker>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Setup {
+    async fn sqlite(worker: bool, tokens: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let mut s = Self::with_store(&url, worker, tokens).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    async fn with_store(url: &str, worker: bool, tokens: &[&str]) -> Setup {
+        init_logging();
+        let store = store::connect(url).await.expect("open the store");
+        let client = support::client().await.with_store(store);
+        let queue = unique("api");
+        client.ensure_queue(&queue).await.unwrap();
+        let state = ApiState::new(
+            client.clone(),
+            ApiConfig {
+                tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            },
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        tokio::spawn(pubsub_jobs::api::serve(listener, state, stop.clone()));
+        let mut s = Setup {
+            base,
+            http: reqwest::Client::new(),
+            client,
+            queue,
+            stop,
+            worker: None,
+            _dir: None,
+        };
+        if worker {
+            s.start_worker();
+        }
+        s
+    }
+
+    fn start_worker(&mut self) {
+        let mut cfg = worker_config(&self.queue);
+        cfg.concurrency = 5;
+        self.worker = Some(start_worker(&self.client, cfg));
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn submit(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/v1/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the job until `pred` holds on its resource; returns it and every status seen.
+    async fn poll(
+        &self,
+        id: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> (Value, Vec<String>) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let (code, job) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(code, 200, "{job}");
+            let st = job["status"].as_str().unwrap_or_default().to_string();
+            if seen.last() != Some(&st) {
+                seen.push(st);
+            }
+            if pred(&job) {
+                return (job, seen);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not reach the state in {timeout:?}; statuses seen {seen:?}; last {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn stop(self) {
+        if let Some(w) = self.worker {
+            w.stop().await;
+        }
+        self.stop.cancel();
+    }
+}
+
+fn status_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |j| j["status"] == s
+}
+
+#[tokio::test]
+async fn a_job_polled_from_pending_to_succeeded_with_result_events_etag() {
+    let s = Setup::sqlite(false, &[]).await;
+    let key = unique("ok");
+    let (code, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key, "sleep_ms": 300}, "queue": s.queue}))
+        .await;
+    assert_eq!(code, 202, "{job}");
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["queue"], s.queue.as_str());
+    assert_eq!(job["attempts"], 0);
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["links"]["self"], format!("/v1/jobs/{id}"));
+    let (_, pending) = s.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        pending["status"], "pending",
+        "nothing runs without a worker"
+    );
+
+    let mut s = s;
+    s.start_worker();
+    let (done, seen) = s
+        .poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert_eq!(seen.first().map(String::as_str), Some("pending"));
+    assert!(
+        seen.contains(&"running".to_string()),
+        "a 300 ms job is seen running when polled every 25 ms: {seen:?}"
+    );
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(
+        done["result"],
+        json!({"greeting": format!("hello {key}"), "attempt": 1})
+    );
+    assert!(done["finished_at"].is_string() && done["started_at"].is_string());
+    assert_eq!(runs(&key), 1);
+
+    let (code, ev) = s.get(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(code, 200);
+    let kinds: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["enqueued", "started", "succeeded"]);
+
+    // ETag / If-None-Match, Cache-Control long for a finished job.
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age=3600"));
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn retries_show_as_retrying_then_succeeded_with_failed_events() {
+    let s = Setup::sqlite(true, &[]).await;
+    let key = unique("retry");
+    let (code, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key, "fail_first": 1}, "queue": s.queue}))
+        .await;
+    assert_eq!(code, 202);
+    let id = job["id"].as_str().unwrap().to_string();
+    let (done, seen) = s
+        .poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert!(seen.contains(&"retrying".to_string()), "{seen:?}");
+    assert_eq!(done["attempts"], 2);
+    assert!(done["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("fails on purpose"));
+    let (_, ev) = s.get(&format!("/v1/jobs/{id}/events")).await;
+    let kinds: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "enqueued",
+            "started",
+            "failed",
+            "retry_scheduled",
+            "started",
+            "succeeded"
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_submits_are_rejected_naming_what_is_wrong_and_publish_nothing() {
+    let s = Setup::sqlite(false, &[]).await;
+    let q = s.queue.clone();
+    let cases = [
+        (
+            json!({"job_class": "NoSuchJob", "arguments": {}, "queue": q}),
+            422,
+            Some("job_class"),
+            "NoSuchJob",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k", "nested": {"count": "x"}}, "queue": q}),
+            422,
+            Some("arguments.nested.count"),
+            "nested.count",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"sleep_ms": 1}, "queue": q}),
+            422,
+            Some("arguments"),
+            "key",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": "bad queue!"}),
+            422,
+            Some("queue"),
+            "bad queue!",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "wait_seconds": 5, "scheduled_at": "2030-01-01T00:00:00Z"}),
+            422,
+            Some("wait_seconds"),
+            "not both",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "wait_seconds": -1}),
+            422,
+            Some("wait_seconds"),
+            ">= 0",
+        ),
+        (json!({"job_class": 7}), 422, Some("job_class"), "job_class"),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "colour": "red"}),
+            422,
+            None,
+            "colour",
+        ),
+        (
+            json!({"job_class": "HttpRequestJob", "arguments": {"steps": [{"name": "a", "url": "ftp://example.com/x"}]}, "queue": q}),
+            422,
+            Some("arguments.steps[0].url"),
+            "only http and https",
+        ),
+    ];
+    for (body, code, field, needle) in cases {
+        let (got, err) = s.submit(body.clone()).await;
+        assert_eq!(got, code, "{body} -> {err}");
+        if let Some(f) = field {
+            assert_eq!(err["error"]["field"], f, "{body} -> {err}");
+        }
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{body} -> {err}"
+        );
+    }
+    // Malformed JSON: 400.
+    let r = s
+        .http
+        .post(s.url("/v1/jobs"))
+        .header("content-type", "application/json")
+        .body("{\"job_class\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON"),
+        "{err}"
+    );
+    // Over 1 MiB: 413.
+    let big =
+        json!({"job_class": "ApiProbe", "arguments": {"key": "x".repeat(1_100_000)}, "queue": q});
+    let (code, err) = s.submit(big).await;
+    assert_eq!(code, 413, "{err}");
+    assert_eq!(err["error"]["code"], "payload_too_large");
+
+    // Nothing recorded, nothing published.
+    let (_, page) = s.get(&format!("/v1/jobs?queue={q}")).await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 0, "{page}");
+    let broker = raw_broker().await;
+    let got = broker
+        .pull(&s.client.resource_name(&q), 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        got.is_empty(),
+        "a rejected submit published {} message(s)",
+        got.len()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_ids_list_pages_with_cursor_and_queue_counts() {
+    let s = Setup::sqlite(false, &[]).await;
+    let (code, err) = s.get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(code, 404, "{err}");
+    assert_eq!(s.get("/v1/jobs/not-a-uuid").await.0, 404);
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{}/events", uuid::Uuid::new_v4()))
+            .await
+            .0,
+        404
+    );
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (code, job) = s
+            .submit(json!({"job_class": "ApiProbe", "arguments": {"key": format!("l{i}")}, "queue": s.queue, "wait_seconds": 600}))
+            .await;
+        assert_eq!(code, 202);
+        assert_eq!(job["status"], "scheduled");
+        assert!(job["scheduled_at"].is_string());
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let (_, due) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": "due"}, "queue": s.queue}))
+        .await;
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("/v1/jobs?queue={}&status=scheduled&limit=2", s.queue);
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (code, page) = s.get(&path).await;
+        assert_eq!(code, 200, "{page}");
+        pages += 1;
+        for j in page["jobs"].as_array().unwrap() {
+            assert_eq!(j["status"], "scheduled");
+            listed.push(j["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    ids.reverse();
+    assert_eq!(listed, ids, "newest first, each once");
+    let (_, all) = s.get(&format!("/v1/jobs?queue={}", s.queue)).await;
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 6);
+    assert_eq!(all["jobs"][0]["id"], due["id"]);
+    let (code, err) = s.get("/v1/jobs?status=sleeping").await;
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (422, Some("status"))
+    );
+    assert_eq!(s.get("/v1/jobs?limit=0").await.0, 422);
+    assert_eq!(s.get("/v1/jobs?cursor=zzz").await.0, 422);
+
+    let (code, queues) = s.get("/v1/queues").await;
+    assert_eq!(code, 200);
+    let mine = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == s.queue.as_str())
+        .unwrap();
+    assert_eq!(mine["counts"]["scheduled"], 5);
+    assert_eq!(mine["counts"]["pending"], 1);
+    assert_eq!(mine["total"], 6);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_before_start_never_runs_and_late_cancels_conflict() {
+    let mut s = Setup::sqlite(false, &[]).await;
+    let key = unique("cancel");
+    let (_, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue}))
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    // Again: DELETE is idempotent, a cancelled job stays cancelled.
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        s.http
+            .delete(s.url(&format!("/v1/jobs/{}", uuid::Uuid::new_v4())))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // The worker receives it and acks it without running it.
+    let long_key = unique("running");
+    s.start_worker();
+    let stats = s.worker.as_ref().unwrap().stats.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || stats.summary().processed >= 1).await,
+        "the cancelled job was never received"
+    );
+    assert_eq!(runs(&key), 0, "a cancelled job ran");
+    let (_, ev) = s.get(&format!("/v1/jobs/{id}/events")).await;
+    let kinds: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["enqueued", "cancelled"]);
+
+    // A running job cannot be cancelled; nor a finished one.
+    let (_, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": long_key, "sleep_ms": 2000}, "queue": s.queue}))
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    s.poll(&id, status_is("running"), Duration::from_secs(20))
+        .await;
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("running"),
+        "{err}"
+    );
+    s.poll(&id, status_is("succeeded"), Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        s.http
+            .delete(s.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        409
+    );
+    assert_eq!(runs(&long_key), 1);
+    s.stop().await;
+}
+
+async fn dedup_under_concurrent_submits(s: &Setup) {
+    let key = unique("dedup");
+    let dedup_key = unique("order-42");
+    let body = json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue, "dedup_key": dedup_key});
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (http, url, body) = (s.http.clone(), s.url("/v1/jobs"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let code = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (code, v["id"].as_str().unwrap_or_default().to_string())
+        }));
+    }
+    let mut codes = HashMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (code, id) = t.await.unwrap();
+        *codes.entry(code).or_insert(0) += 1;
+        ids.insert(id);
+    }
+    assert_eq!(codes.get(&202), Some(&1), "{codes:?}");
+    assert_eq!(codes.get(&200), Some(&19), "{codes:?}");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    s.poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    let (_, page) = s.get(&format!("/v1/jobs?queue={}", s.queue)).await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(runs(&key), 1);
+
+    // From code, the same key returns the same job.
+    let job = ApiProbe {
+        key: key.clone(),
+        sleep_ms: 0,
+        fail_first: 0,
+        nested: None,
+    };
+    let again = job
+        .set()
+        .queue(&s.queue)
+        .dedup_key(&dedup_key)
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_eq!(again.to_string(), id);
+    // Another key makes another job.
+    let other = job
+        .set()
+        .queue(&s.queue)
+        .dedup_key(unique("other"))
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_ne!(other.to_string(), id);
+}
+
+#[tokio::test]
+async fn dedup_20_concurrent_submits_yield_one_job_sqlite() {
+    let s = Setup::sqlite(true, &[]).await;
+    dedup_under_concurrent_submits(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dedup_20_concurrent_submits_yield_one_job_postgres() {
+    let s = Setup::with_store(&postgres_url(), true, &[]).await;
+    dedup_under_concurrent_submits(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn postgres_store_polls_to_succeeded_and_cancels() {
+    let s = Setup::with_store(&postgres_url(), true, &[]).await;
+    let key = unique("pg");
+    let (code, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key, "fail_first": 1}, "queue": s.queue}))
+        .await;
+    assert_eq!(code, 202);
+    let id = job["id"].as_str().unwrap().to_string();
+    let (done, _) = s
+        .poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["result"]["attempt"], 2);
+    let (_, scheduled) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": unique("pgc")}, "queue": s.queue, "wait_seconds": 300}))
+        .await;
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/jobs/{}", scheduled["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_tokens_guard_everything_but_healthz() {
+    let s = Setup::sqlite(false, &["s3cret", "other"]).await;
+    assert_eq!(s.get("/healthz").await.0, 200);
+    let r = s.http.get(s.url("/v1/queues")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = s
+        .http
+        .get(s.url("/v1/queues"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = s
+        .http
+        .post(s.url("/v1/jobs"))
+        .json(&json!({"job_class": "ApiProbe", "arguments": {"key": "x"}, "queue": s.queue}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "unauthenticated submits are refused"
+    );
+    for t in ["s3cret", "other"] {
+        let r = s
+            .http
+            .get(s.url("/v1/queues"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_openapi_and_health() {
+    let s = Setup::sqlite(true, &[]).await;
+    let (_, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": unique("m"), "sleep_ms": 20}, "queue": s.queue}))
+        .await;
+    s.poll(
+        job["id"].as_str().unwrap(),
+        status_is("succeeded"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(&format!(
+            "pubsub_jobs_jobs{{queue=\"{}\",status=\"succeeded\"}} 1",
+            s.queue
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("pubsub_jobs_events_total{event=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pubsub_jobs_run_seconds_bucket{le=\"+Inf\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pubsub_jobs_queue_latency_seconds_count 1"),
+        "{text}"
+    );
+    let (code, spec) = s.get("/openapi.json").await;
+    assert_eq!(code, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/events",
+        "/v1/queues",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(
+            spec["paths"][p].is_object(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    assert!(spec["paths"]["/v1/jobs"]["post"]["responses"]["422"].is_object());
+    assert!(spec["components"]["schemas"]["JobResource"].is_object());
+    let (code, health) = s.get("/healthz").await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
+    s.stop().await;
+}
+
+/// A local server for HttpRequestJob: /a counts, /b fails (500) on its first call, /c counts.
+async fn step_server() -> (String, Arc<[AtomicU32; 3]>) {
+    use axum::routing::any;
+    let hits: Arc<[AtomicU32; 3]> = Arc::new(Default::default());
+    let (h1, h2, h3) = (hits.clone(), hits.clone(), hits.clone());
+    let app = axum::Router::new()
+        .route(
+            "/a",
+            any(move || async move {
+                h1[0].fetch_add(1, Ordering::SeqCst);
+                "a"
+            }),
+        )
+        .route(
+            "/b",
+            any(move || async move {
+                let n = h2[1].fetch_add(1, Ordering::SeqCst);
+                if n == 0 {
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "not yet")
+                } else {
+                    (axum::http::StatusCode::CREATED, "b")
+                }
+            }),
+        )
+        .route(
+            "/c",
+            any(move || async move {
+                h3[2].fetch_add(1, Ordering::SeqCst);
+                "c"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, hits)
+}
+
+#[tokio::test]
+async fn http_request_job_refuses_loopback_then_resumes_at_the_failed_step() {
+    let s = Setup::sqlite(true, &[]).await;
+    let (base, hits) = step_server().await;
+    let steps = json!([
+        {"name": "a", "url": format!("{base}/a")},
+        {"name": "b", "method": "POST", "url": format!("{base}/b"), "body": {"x": 1}, "headers": {"x-test": "1"}},
+        {"name": "c", "url": format!("{base}/c")},
+    ]);
+
+    // By default loopback is refused: straight to the morgue with the reason, nothing sent.
+    pubsub_jobs::http_job::set_policy(pubsub_jobs::http_job::HttpPolicy::default());
+    let (code, job) = s
+        .submit(
+            json!({"job_class": "HttpRequestJob", "arguments": {"steps": steps}, "queue": s.queue}),
+        )
+        .await;
+    assert_eq!(code, 202, "{job}");
+    let (refused, _) = s
+        .poll(
+            job["id"].as_str().unwrap(),
+            status_is("morgued"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("internal address 127.0.0.1"),
+        "{refused}"
+    );
+    assert_eq!(hits[0].load(Ordering::SeqCst), 0);
+
+    pubsub_jobs::http_job::set_policy(pubsub_jobs::http_job::HttpPolicy {
+        allowed_hosts: vec![],
+        allow_private: true,
+    });
+    let (code, job) = s.submit(json!({"job_class": "HttpRequestJob", "arguments": {"steps": steps, "timeout_seconds": 5}, "queue": s.queue})).await;
+    assert_eq!(code, 202);
+    let (done, seen) = s
+        .poll(
+            job["id"].as_str().unwrap(),
+            status_is("succeeded"),
+            Duration::from_secs(40),
+        )
+        .await;
+    assert!(seen.contains(&"retrying".to_string()), "{seen:?}");
+    let counts: Vec<u32> = hits.iter().map(|h| h.load(Ordering::SeqCst)).collect();
+    assert_eq!(counts, [1, 2, 1], "step a ran once: the retry resumed at b");
+    let steps = done["result"]["steps"].as_array().unwrap();
+    let summary: Vec<(String, u64, u64)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_u64().unwrap(),
+                s["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a".into(), 200, 1),
+            ("b".into(), 201, 2),
+            ("c".into(), 200, 2)
+        ]
+    );
+    assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
+    assert!(
+        done["last_error"].as_str().unwrap().contains("HTTP 500"),
+        "{done}"
+    );
+    s.stop().await;
+}
