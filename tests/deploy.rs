@@ -22,7 +22,7 @@ fn env_of(service: &Value) -> &serde_yaml::Mapping {
 fn compose_names_the_services_variables_and_healthchecks() {
     let c = compose();
     let services = c["services"].as_mapping().expect("services");
-    for name in ["pubsub-emulator", "worker", "spawner"] {
+    for name in ["pubsub-emulator", "postgres", "api", "worker", "spawner"] {
         assert!(services.contains_key(name), "service {name} missing");
     }
     let emulator = &c["services"]["pubsub-emulator"];
@@ -55,6 +55,32 @@ fn compose_names_the_services_variables_and_healthchecks() {
             "{service} must reach the emulator service"
         );
     }
+    // The API and the workers share one job store (PostgreSQL, for many containers).
+    let api = &c["services"]["api"];
+    let api_cmd: Vec<&str> = api["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(api_cmd.first(), Some(&"api"));
+    assert!(
+        api_cmd.iter().any(|a| a.starts_with("0.0.0.0:")),
+        "{api_cmd:?}"
+    );
+    let store = env_of(api)["PUBSUB_JOBS_STORE"]
+        .as_str()
+        .expect("api store");
+    assert!(
+        store.starts_with("postgres://") && store.contains("@postgres:"),
+        "{store}"
+    );
+    assert_eq!(env_of(worker)["PUBSUB_JOBS_STORE"].as_str(), Some(store));
+    assert_eq!(
+        api["depends_on"]["postgres"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    assert!(c["services"]["postgres"]["healthcheck"]["test"].is_sequence());
     let spawner = &c["services"]["spawner"];
     let cmd: Vec<&str> = spawner["command"]
         .as_sequence()
@@ -78,4 +104,17 @@ fn dockerfile_is_multi_stage_and_runs_as_non_root() {
         .expect("a USER line");
     assert_ne!(user.trim(), "USER root");
     assert!(text.contains("ENTRYPOINT [\"worker\"]"));
+    // Every workspace member is copied in, or cargo cannot load the workspace.
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let members = manifest
+        .lines()
+        .find(|l| l.starts_with("members"))
+        .expect("workspace members");
+    for member in members.split('"').skip(1).step_by(2).filter(|m| *m != ".") {
+        assert!(
+            text.contains(&format!("COPY {member} ./{member}")),
+            "the Dockerfile does not copy workspace member {member}"
+        );
+    }
 }

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use common::*;
 
 #[test]
-fn jobs_lists_mock_job() {
+fn jobs_lists_mock_job_and_the_built_in_http_job() {
     let out = worker().arg("jobs").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("MockJob\t"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let classes: Vec<&str> = text.lines().filter_map(|l| l.split('\t').next()).collect();
+    assert_eq!(classes, ["HttpRequestJob", "MockJob"], "{text}");
 }
 
 #[test]
