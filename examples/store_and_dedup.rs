@@ -40,8 +40,16 @@ async fn main() -> anyhow::Result<()> {
 
     let job = ChargeOrder { order_id: 42 };
     // Twice with one key within 5 minutes: one job.
-    let first = job.set().dedup_key("charge-42").perform_later(&client).await?;
-    let second = job.set().dedup_key("charge-42").perform_later(&client).await?;
+    let first = job
+        .set()
+        .dedup_key("charge-42")
+        .perform_later(&client)
+        .await?;
+    let second = job
+        .set()
+        .dedup_key("charge-42")
+        .perform_later(&client)
+        .await?;
     assert_eq!(first, second);
     println!("job {first}");
 
@@ -56,7 +64,12 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for event in store.events(first).await? {
-        println!("{} attempt {} at {}", event.kind.as_str(), event.attempt, event.at);
+        println!(
+            "{} attempt {} at {}",
+            event.kind.as_str(),
+            event.attempt,
+            event.at
+        );
     }
     Ok(())
 }

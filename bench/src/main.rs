@@ -68,6 +68,9 @@ struct Args {
     /// Internal: run the parked-load workload against this emulator and print its JSON figures.
     #[arg(long, hide = true)]
     child_parked: Option<String>,
+    /// Internal: the child's two queues, EMPTY,PARKED.
+    #[arg(long, hide = true, default_value = "")]
+    child_queues: String,
 }
 
 /// Epoch microseconds.
@@ -267,19 +270,6 @@ async fn process(
     streams: usize,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
-    process_then(client, queue, n, streams, concurrency, Vec::new()).await
-}
-
-/// Like [`process`]; then, with the same worker (a new worker on the same subscription would
-/// meet the emulator's dead-stream delay), enqueues `then` and waits for those too.
-async fn process_then(
-    client: &Client,
-    queue: &str,
-    n: usize,
-    streams: usize,
-    concurrency: usize,
-    then: Vec<Noop>,
-) -> anyhow::Result<f64> {
     let base = DONE.load(Ordering::Relaxed);
     let mut cfg = WorkerConfig::new(queue);
     cfg.streams = streams;
@@ -294,13 +284,6 @@ async fn process_then(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = (DONE.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
-    if !then.is_empty() {
-        let (base, more) = (DONE.load(Ordering::Relaxed), then.len());
-        client.perform_all_later_on(queue, then).await?;
-        while ((DONE.load(Ordering::Relaxed) - base) as usize) < more && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
     stop.cancel();
     worker.await??;
     Ok(rate)
@@ -338,22 +321,15 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The parked-load workload, run in a child process: `due` no-op jobs on an empty queue, then
-/// `parked` jobs scheduled 10 minutes ahead plus the same `due` jobs on another queue, each
-/// timed from worker start to the last due job done; then `concurrency` jobs of 1 s beside the
-/// parked ones, for the peak RSS. Prints one JSON line.
-async fn child_parked(host: &str, args: &Args) -> anyhow::Result<()> {
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let client = connect(host, &suffix).await?;
+/// Enqueues the parked jobs (from the parent, so that the child's memory is the worker's):
+/// `parked` jobs scheduled 10 minutes ahead on one queue. Returns (empty queue, parked queue).
+async fn prepare_parked(
+    client: &Client,
+    suffix: &str,
+    args: &Args,
+) -> anyhow::Result<(String, String)> {
     let empty = format!("empty-{suffix}");
     client.ensure_queue(&empty).await?;
-    client
-        .perform_all_later_on(&empty, noops(args.due, 0))
-        .await?;
-    let start = Instant::now();
-    process(&client, &empty, args.due, args.streams, args.concurrency).await?;
-    let empty_s = start.elapsed().as_secs_f64();
-
     let parked_q = format!("parked-{suffix}");
     client.ensure_queue(&parked_q).await?;
     let at = chrono::Utc::now() + chrono::Duration::minutes(10);
@@ -364,20 +340,66 @@ async fn child_parked(host: &str, args: &Args) -> anyhow::Result<()> {
         ahead.push(env);
     }
     client.enqueue_envelopes(ahead).await?;
+    Ok((empty, parked_q))
+}
+
+/// With a worker on `queue` that has parked at least `min_parked` scheduled jobs: enqueues `due`
+/// no-op jobs and times them from the enqueue to the last one done; then runs `concurrency`
+/// jobs of 1 s at once (for the peak RSS). Returns the seconds.
+async fn due_after_parked(
+    client: &Client,
+    queue: &str,
+    args: &Args,
+    min_parked: u64,
+) -> anyhow::Result<f64> {
+    let mut cfg = WorkerConfig::new(queue);
+    cfg.streams = args.streams;
+    cfg.concurrency = args.concurrency;
+    cfg.prefetch = args.concurrency;
+    cfg.stats_interval = Duration::from_secs(3600);
+    let stop = CancellationToken::new();
+    let worker = Worker::new(client.clone(), cfg);
+    let stats = worker.stats();
+    let worker = tokio::spawn(worker.run(stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while stats.summary().parked < min_parked {
+        anyhow::ensure!(Instant::now() < deadline, "the parked jobs never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let base = DONE.load(Ordering::Relaxed);
+    let start = Instant::now();
     client
-        .perform_all_later_on(&parked_q, noops(args.due, 0))
+        .perform_all_later_on(queue, noops(args.due, 0))
         .await?;
-    // Then `concurrency` jobs running at once beside the parked ones, for the peak RSS.
-    let rate = process_then(
-        &client,
-        &parked_q,
-        args.due,
-        args.streams,
-        args.concurrency,
-        sleepers(args.concurrency, 0, 1000),
-    )
-    .await?;
-    let parked_s = args.due as f64 / rate;
+    while ((DONE.load(Ordering::Relaxed) - base) as usize) < args.due {
+        anyhow::ensure!(Instant::now() < deadline, "the due jobs did not finish");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let base = DONE.load(Ordering::Relaxed);
+    client
+        .perform_all_later_on(queue, sleepers(args.concurrency, 0, 1000))
+        .await?;
+    while ((DONE.load(Ordering::Relaxed) - base) as usize) < args.concurrency {
+        anyhow::ensure!(Instant::now() < deadline, "the running jobs did not finish");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop.cancel();
+    worker.await??;
+    Ok(secs)
+}
+
+/// The parked-load worker, in a child process: the due jobs on an empty queue, then on the queue
+/// whose `parked` scheduled jobs the worker has all parked, then `concurrency` jobs running
+/// beside them. Prints one JSON line with both times and the process's peak RSS.
+async fn child_parked(host: &str, queues: &str, args: &Args) -> anyhow::Result<()> {
+    let (empty, parked_q) = queues
+        .split_once(',')
+        .context("--child-queues EMPTY,PARKED")?;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let client = connect(host, &suffix).await?;
+    let empty_s = due_after_parked(&client, empty, args, 0).await?;
+    let parked_s = due_after_parked(&client, parked_q, args, args.parked as u64).await?;
     println!(
         "{}",
         serde_json::json!({"empty_s": empty_s, "parked_s": parked_s, "peak_rss_mb": peak_rss_mb()})
@@ -386,12 +408,18 @@ async fn child_parked(host: &str, args: &Args) -> anyhow::Result<()> {
 }
 
 /// Runs [`child_parked`] in a child process of this binary; returns (empty s, parked s, peak MiB).
-fn run_child_parked(host: &str, args: &Args) -> anyhow::Result<(f64, f64, Option<f64>)> {
+fn run_child_parked(
+    host: &str,
+    queues: (String, String),
+    args: &Args,
+) -> anyhow::Result<(f64, f64, Option<f64>)> {
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
         .args([
             "--child-parked",
             host,
+            "--child-queues",
+            &format!("{},{}", queues.0, queues.1),
             "--streams",
             &args.streams.to_string(),
             "--concurrency",
@@ -425,7 +453,7 @@ fn run_child_parked(host: &str, args: &Args) -> anyhow::Result<(f64, f64, Option
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(host) = &args.child_parked {
-        return child_parked(host, &args).await;
+        return child_parked(host, &args.child_queues, &args).await;
     }
     let host = pubsub_jobs::emulator::shared_host()
         .context("an emulator")?
@@ -535,7 +563,8 @@ async fn main() -> anyhow::Result<()> {
         .clone();
 
     // 4. Parked load, in a child process (its peak RSS is the worker's).
-    let (empty_s, parked_s, peak_rss) = run_child_parked(&host, &args)?;
+    let queues = prepare_parked(&client, &suffix, &args).await?;
+    let (empty_s, parked_s, peak_rss) = run_child_parked(&host, queues, &args)?;
     let parked_ratio = parked_s / empty_s;
 
     // 5. Sleep workload: 100 ms each at concurrency 200.

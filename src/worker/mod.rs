@@ -181,6 +181,7 @@ impl Worker {
             queue: config.queue.clone(),
             ack_deadline: config.ack_deadline,
             max_outstanding: 0,
+            parked: shared.stats.parked.clone(),
         });
 
         tracing::info!(
@@ -332,6 +333,7 @@ fn log_summary(shared: &Shared, message: &'static str) -> WorkerSummary {
         morgued = s.morgued,
         discarded = s.discarded,
         running = shared.stats.running.load(Relaxed),
+        parked = s.parked,
         leased = shared.lease.held(),
         p50_ms = s.p50_ms,
         p99_ms = s.p99_ms,

@@ -36,6 +36,8 @@ pub(crate) struct SchedulerParams {
     pub queue: String,
     pub ack_deadline: Duration,
     pub max_outstanding: i64,
+    /// Counts parked messages.
+    pub parked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Moves due jobs from a queue's scheduled subscription to the queue.
@@ -82,6 +84,7 @@ impl Scheduler {
             open_streams: None,
         };
         let target = p.client.resource_name(&p.queue);
+        let parked = p.parked.clone();
         let client = p.client;
         let task = tokio::spawn(async move {
             let forwards = Arc::new(Semaphore::new(MAX_FORWARDS));
@@ -91,6 +94,7 @@ impl Scheduler {
                 if remaining > HOLD_WITHIN {
                     let secs = (remaining - PARK_EARLY).as_secs().clamp(1, MAX_PARK_SECS);
                     acker.set_deadline(d.ack_id, secs as i32);
+                    parked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 } else {
                     lease.hold(&d.ack_id);
                     let (client, target, acker, lease, forwards) =

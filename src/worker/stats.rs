@@ -17,6 +17,7 @@ pub(crate) struct Stats {
     pub discarded: AtomicU64,
     pub running: AtomicU64,
     pub open_streams: std::sync::Arc<AtomicU64>,
+    pub parked: std::sync::Arc<AtomicU64>,
     run_ms: Mutex<Vec<u64>>,
     seen: AtomicU64,
 }
@@ -38,6 +39,8 @@ pub struct WorkerSummary {
     pub discarded: u64,
     /// Jobs running now.
     pub running: u64,
+    /// Scheduled jobs handed back to Pub/Sub until nearer their time (each park counts).
+    pub parked: u64,
     /// Median run time of recent jobs, ms.
     pub p50_ms: u64,
     /// 99th percentile run time of recent jobs, ms.
@@ -78,6 +81,7 @@ impl Stats {
             morgued: self.morgued.load(Relaxed),
             discarded: self.discarded.load(Relaxed),
             running: self.running.load(Relaxed),
+            parked: self.parked.load(Relaxed),
             p50_ms: pct(0.5),
             p99_ms: pct(0.99),
         }
