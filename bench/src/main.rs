@@ -142,6 +142,14 @@ impl Raw {
         })
     }
 
+    /// Deletes a subscription and topic of the same name (the emulator keeps messages in memory:
+    /// left behind, unconsumed rounds would weigh on later workloads).
+    async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        self.client.subscription(name).delete(None).await?;
+        self.client.topic(name).delete(None).await?;
+        Ok(())
+    }
+
     async fn create(&self, name: &str) -> anyhow::Result<()> {
         self.client.create_topic(name, None, None).await?;
         self.client
@@ -528,6 +536,14 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency,
     )
     .await?;
+    for round in 0..args.rounds.max(1) {
+        raw.delete(&format!("{raw_topic}-same-{round}")).await?;
+        if round > 0 {
+            raw.delete(&format!("{raw_topic}-{round}")).await?;
+            raw.delete(&client.resource_name(&format!("{queue}-{round}")))
+                .await?;
+        }
+    }
 
     // 3. Latency, 20 ms apart.
     let lat_topic = format!("rawlat-{suffix}");
