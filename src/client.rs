@@ -286,8 +286,14 @@ impl Client {
 
     /// Checks an envelope against the queue-name rules and Pub/Sub's limits; returns its body.
     fn check_envelope(&self, env: &Envelope, now: DateTime<Utc>) -> Result<Vec<u8>> {
-        self.validate_queue(&env.queue_name)?;
         let data = env.to_body();
+        self.check_body(env, &data, now)?;
+        Ok(data)
+    }
+
+    /// Checks an envelope whose body is already serialized.
+    fn check_body(&self, env: &Envelope, data: &[u8], now: DateTime<Utc>) -> Result<()> {
+        self.validate_queue(&env.queue_name)?;
         if data.len() > MAX_MESSAGE_BYTES {
             return Err(Error::PayloadTooLarge {
                 job_class: env.job_class.clone(),
@@ -306,7 +312,7 @@ impl Client {
                 });
             }
         }
-        Ok(data)
+        Ok(())
     }
 
     /// Enqueues one job: checks it, records it in the store (claiming its dedup key, if any),
@@ -382,10 +388,21 @@ impl Client {
     /// in batches. Returns once every message was accepted. Records nothing in the job store
     /// (the worker uses it for retries); [`Client::submit`] is the recorded way in.
     pub async fn enqueue_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
+        let bodies = envelopes.iter().map(Envelope::to_body).collect();
+        self.publish_envelopes(envelopes, bodies).await
+    }
+
+    /// [`Client::enqueue_envelopes`] with the bodies already serialized (`bodies[i]` is
+    /// `envelopes[i]`'s; the envelopes' arguments are not looked at again).
+    async fn publish_envelopes(
+        &self,
+        envelopes: Vec<Envelope>,
+        bodies: Vec<Vec<u8>>,
+    ) -> Result<()> {
         let now = Utc::now();
         let mut by_topic: HashMap<String, Vec<(OutboundMessage, usize)>> = HashMap::new();
-        for (index, env) in envelopes.iter().enumerate() {
-            let data = self.check_envelope(env, now)?;
+        for (index, (env, data)) in envelopes.iter().zip(bodies).enumerate() {
+            self.check_body(env, &data, now)?;
             let topic = match env.scheduled_at {
                 Some(at) if at > now => self.scheduled_resource_name(&env.queue_name),
                 _ => self.resource_name(&env.queue_name),
@@ -467,13 +484,7 @@ impl Client {
         &self,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        let envelopes = jobs
-            .into_iter()
-            .map(|j| envelope_for(&j, None, None))
-            .collect::<Result<Vec<_>>>()?;
-        let ids = envelopes.iter().map(|e| e.job_id).collect();
-        self.submit_all(envelopes).await?;
-        Ok(ids)
+        self.bulk(None, jobs).await
     }
 
     /// Like [`Client::perform_all_later`], but every job goes to `queue`.
@@ -482,12 +493,41 @@ impl Client {
         queue: &str,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        let envelopes = jobs
-            .into_iter()
-            .map(|j| envelope_for(&j, Some(queue), None))
-            .collect::<Result<Vec<_>>>()?;
+        self.bulk(Some(queue), jobs).await
+    }
+
+    async fn bulk<J: Job>(
+        &self,
+        queue: Option<&str>,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        if self.store().is_some() {
+            // The store keeps the arguments: build them as JSON values.
+            let envelopes = jobs
+                .into_iter()
+                .map(|j| envelope_for(&j, queue, None))
+                .collect::<Result<Vec<_>>>()?;
+            let ids = envelopes.iter().map(|e| e.job_id).collect();
+            self.submit_all(envelopes).await?;
+            return Ok(ids);
+        }
+        // Without a store, serialize each job straight into its message body, once.
+        let (mut envelopes, mut bodies) = (Vec::new(), Vec::new());
+        for job in jobs {
+            let env = Envelope::new(
+                J::NAME,
+                queue.unwrap_or_else(|| job.queue()),
+                serde_json::Value::Null,
+            );
+            let body = env.body_with(&job).map_err(|source| Error::Serialize {
+                job_class: J::NAME.to_string(),
+                source,
+            })?;
+            envelopes.push(env);
+            bodies.push(body);
+        }
         let ids = envelopes.iter().map(|e| e.job_id).collect();
-        self.submit_all(envelopes).await?;
+        self.publish_envelopes(envelopes, bodies).await?;
         Ok(ids)
     }
 
