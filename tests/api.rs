@@ -158,6 +158,29 @@ impl Setup {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    async fn delete(&self, id: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The kinds of the job's events, oldest first.
+    async fn event_kinds(&self, id: &str) -> Vec<String> {
+        let (code, ev) = self.get(&format!("/v1/jobs/{id}/events")).await;
+        assert_eq!(code, 200, "{ev}");
+        ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Polls the job until `pred` holds on its resource; returns it and every status seen.
     async fn poll(
         &self,
@@ -234,14 +257,7 @@ async fn a_job_polled_from_pending_to_succeeded_with_result_events_etag() {
     assert!(done["finished_at"].is_string() && done["started_at"].is_string());
     assert_eq!(runs(&key), 1);
 
-    let (code, ev) = s.get(&format!("/v1/jobs/{id}/events")).await;
-    assert_eq!(code, 200);
-    let kinds: Vec<&str> = ev["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = s.event_kinds(&id).await;
     assert_eq!(kinds, ["enqueued", "started", "succeeded"]);
 
     // ETag / If-None-Match, Cache-Control long for a finished job.
@@ -293,13 +309,7 @@ async fn retries_show_as_retrying_then_succeeded_with_failed_events() {
         .as_str()
         .unwrap()
         .contains("fails on purpose"));
-    let (_, ev) = s.get(&format!("/v1/jobs/{id}/events")).await;
-    let kinds: Vec<&str> = ev["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = s.event_kinds(&id).await;
     assert_eq!(
         kinds,
         [
@@ -502,33 +512,13 @@ async fn cancel_before_start_never_runs_and_late_cancels_conflict() {
         .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue}))
         .await;
     let id = job["id"].as_str().unwrap().to_string();
-    let r = s
-        .http
-        .delete(s.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let body: Value = r.json().await.unwrap();
+    let (code, body) = s.delete(&id).await;
+    assert_eq!(code, 200, "{body}");
     assert_eq!(body["status"], "cancelled");
     // Again: DELETE is idempotent, a cancelled job stays cancelled.
-    let r = s
-        .http
-        .delete(s.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(
-        s.http
-            .delete(s.url(&format!("/v1/jobs/{}", uuid::Uuid::new_v4())))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    let (code, body) = s.delete(&id).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(s.delete(&uuid::Uuid::new_v4().to_string()).await.0, 404);
 
     // The worker receives it and acks it without running it.
     let long_key = unique("running");
@@ -539,13 +529,7 @@ async fn cancel_before_start_never_runs_and_late_cancels_conflict() {
         "the cancelled job was never received"
     );
     assert_eq!(runs(&key), 0, "a cancelled job ran");
-    let (_, ev) = s.get(&format!("/v1/jobs/{id}/events")).await;
-    let kinds: Vec<&str> = ev["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = s.event_kinds(&id).await;
     assert_eq!(kinds, ["enqueued", "cancelled"]);
 
     // A running job cannot be cancelled; nor a finished one.
@@ -555,33 +539,18 @@ async fn cancel_before_start_never_runs_and_late_cancels_conflict() {
     let id = job["id"].as_str().unwrap().to_string();
     s.poll(&id, status_is("running"), Duration::from_secs(20))
         .await;
-    let r = s
-        .http
-        .delete(s.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 409);
-    let err: Value = r.json().await.unwrap();
+    let (code, body) = s.delete(&id).await;
+    assert_eq!(code, 409, "{body}");
     assert!(
-        err["error"]["message"]
+        body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("running"),
-        "{err}"
+        "{body}"
     );
     s.poll(&id, status_is("succeeded"), Duration::from_secs(20))
         .await;
-    assert_eq!(
-        s.http
-            .delete(s.url(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        409
-    );
+    assert_eq!(s.delete(&id).await.0, 409);
     assert_eq!(runs(&long_key), 1);
     s.stop().await;
 }
@@ -674,13 +643,8 @@ async fn postgres_store_polls_to_succeeded_and_cancels() {
     let (_, scheduled) = s
         .submit(json!({"job_class": "ApiProbe", "arguments": {"key": unique("pgc")}, "queue": s.queue, "wait_seconds": 300}))
         .await;
-    let r = s
-        .http
-        .delete(s.url(&format!("/v1/jobs/{}", scheduled["id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (code, body) = s.delete(scheduled["id"].as_str().unwrap()).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("cancelled")));
     s.stop().await;
 }
 
