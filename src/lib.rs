@@ -8,6 +8,10 @@
 //! (ack, retry, or the [`morgue`]). Jobs that are not due yet wait in [`worker::schedule`].
 //! Pub/Sub sits behind the small [`broker::Broker`] trait.
 //!
+//! Beside the queue: an optional [`store`] records every job's events and status (SQLite or
+//! PostgreSQL), which the JSON HTTP [`api`] serves (submit, poll, cancel, dedup); [`http_job`] is a
+//! built-in job class of HTTP steps for any language.
+//!
 //! ```no_run
 //! use pubsub_jobs::{register_job, Client, Job, JobContext, JobError};
 //! use serde::{Deserialize, Serialize};
