@@ -85,7 +85,6 @@ pub async fn run(base: ClientConfig, opts: DemoOptions) -> anyhow::Result<()> {
         let emu = tokio::task::spawn_blocking(Emulator::start)
             .await
             .context("starting the emulator")??;
-        emu.stop_when_process_exits(std::process::id());
         println!("listening on {}", emu.host());
         config.emulator_host = Some(emu.host().to_string());
         Some(emu)

@@ -82,7 +82,8 @@ impl Emulator {
         Self::start_on(port)
     }
 
-    /// Starts an emulator on `port`.
+    /// Starts an emulator on `port`. It is stopped when this process exits, however it exits
+    /// (a watchdog polls the process), if not stopped before.
     pub fn start_on(port: u16) -> Result<Self> {
         use std::os::unix::process::CommandExt;
         let bin = find_binary()?;
@@ -105,6 +106,9 @@ impl Emulator {
             host: format!("127.0.0.1:{port}"),
             child,
         };
+        // At once, before waiting for it to listen: a process killed during the (slow) start
+        // would otherwise leave a JVM behind. It never outlives the process that started it.
+        emu.stop_when_process_exits(std::process::id());
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if answers_http(&emu.host) {
@@ -197,7 +201,6 @@ pub fn shared_host() -> Result<&'static str> {
             return Ok(h);
         }
         let emu = Emulator::start().map_err(|e| e.to_string())?;
-        emu.stop_when_process_exits(std::process::id());
         let host = emu.host().to_string();
         // Lives as long as the process; the watchdog stops it at exit.
         std::mem::forget(emu);

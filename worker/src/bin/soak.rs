@@ -131,7 +131,6 @@ async fn main() -> anyhow::Result<()> {
         Some(h) => h,
         None => {
             let emu = Emulator::start()?;
-            emu.stop_when_process_exits(std::process::id());
             let h = emu.host().to_string();
             _emulator = emu;
             h
