@@ -319,7 +319,7 @@ impl Client {
     /// then publishes it. With the dedup key held by another job within its window, publishes
     /// nothing and returns that job. A failed publish is taken back out of the store.
     pub async fn submit(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
-        self.check_envelope(&env, Utc::now())?;
+        let body = self.check_envelope(&env, Utc::now())?;
         let Some(store) = self.store() else {
             if dedup.is_some() {
                 return Err(Error::Config(format!(
@@ -328,7 +328,7 @@ impl Client {
                 )));
             }
             let job_id = env.job_id;
-            self.enqueue_envelopes(vec![env]).await?;
+            self.publish_envelopes(vec![env], vec![body]).await?;
             return Ok(Submission {
                 job_id,
                 existing: false,
@@ -347,7 +347,7 @@ impl Client {
             Submitted::Created(rec) => rec,
         };
         let job_id = env.job_id;
-        if let Err(e) = self.enqueue_envelopes(vec![env]).await {
+        if let Err(e) = self.publish_envelopes(vec![env], vec![body]).await {
             if let Err(se) = store.abandon(job_id).await {
                 tracing::warn!(job_id = %job_id, error = %se, "could not remove a job whose publish failed from the store");
             }
@@ -360,20 +360,18 @@ impl Client {
         })
     }
 
-    /// Records envelopes in the store (when there is one), then publishes them.
-    async fn submit_all(&self, envelopes: Vec<Envelope>) -> Result<()> {
-        let Some(store) = self.store() else {
-            return self.enqueue_envelopes(envelopes).await;
-        };
+    /// Checks envelopes, records them in `store`, then publishes them.
+    async fn submit_all(&self, store: &Arc<dyn JobStore>, envelopes: Vec<Envelope>) -> Result<()> {
         let now = Utc::now();
-        for env in &envelopes {
-            self.check_envelope(env, now)?;
-        }
+        let bodies = envelopes
+            .iter()
+            .map(|env| self.check_envelope(env, now))
+            .collect::<Result<Vec<_>>>()?;
         let ids: Vec<Uuid> = envelopes.iter().map(|e| e.job_id).collect();
         store
             .submit_many(envelopes.iter().map(|e| new_job(e, None)).collect())
             .await?;
-        if let Err(e) = self.enqueue_envelopes(envelopes).await {
+        if let Err(e) = self.publish_envelopes(envelopes, bodies).await {
             // Some may have been published: a job the store forgets still runs, and its worker
             // records it again when it starts.
             for id in ids {
@@ -501,14 +499,14 @@ impl Client {
         queue: Option<&str>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        if self.store().is_some() {
+        if let Some(store) = self.store() {
             // The store keeps the arguments: build them as JSON values.
             let envelopes = jobs
                 .into_iter()
                 .map(|j| envelope_for(&j, queue, None))
                 .collect::<Result<Vec<_>>>()?;
             let ids = envelopes.iter().map(|e| e.job_id).collect();
-            self.submit_all(envelopes).await?;
+            self.submit_all(store, envelopes).await?;
             return Ok(ids);
         }
         // Without a store, serialize each job straight into its message body, once.
