@@ -48,6 +48,8 @@ pub enum Error {
         job_class: String,
         /// serde's message, with the path of the field at fault.
         message: String,
+        /// The path of the field at fault (`nested.count`, `steps[0].url`), when serde names one.
+        path: Option<String>,
     },
     /// Two job types registered under one class name.
     #[error("job class name {name:?} is registered twice: by {first} and by {second}")]

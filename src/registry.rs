@@ -33,20 +33,37 @@ impl<T: Job> ErasedJob for T {
 pub struct JobRegistration {
     name: &'static str,
     type_name: fn() -> &'static str,
-    decode: fn(serde_json::Value) -> Result<Box<dyn ErasedJob>, String>,
+    decode: fn(serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError>,
     retry_policy: fn() -> RetryPolicy,
     timeout: fn() -> Duration,
 }
 
-fn decode<T: Job>(value: serde_json::Value) -> Result<Box<dyn ErasedJob>, String> {
+/// Why arguments do not deserialize into a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgumentsError {
+    /// The path of the field at fault, when serde names one.
+    pub path: Option<String>,
+    /// serde's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ArgumentsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "field `{path}`: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+fn decode<T: Job>(value: serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
     serde_path_to_error::deserialize::<_, T>(value)
         .map(|j| Box::new(j) as Box<dyn ErasedJob>)
         .map_err(|e| {
             let path = e.path().to_string();
-            if path == "." {
-                e.inner().to_string()
-            } else {
-                format!("field `{path}`: {}", e.inner())
+            ArgumentsError {
+                path: (path != ".").then_some(path),
+                message: e.inner().to_string(),
             }
         })
 }
@@ -74,7 +91,10 @@ impl JobRegistration {
     }
 
     /// Deserializes arguments into the job; the error names the field at fault.
-    pub fn decode(&self, arguments: serde_json::Value) -> Result<Box<dyn ErasedJob>, String> {
+    pub fn decode(
+        &self,
+        arguments: serde_json::Value,
+    ) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
         (self.decode)(arguments)
     }
 
@@ -148,15 +168,23 @@ impl Registry {
 
     /// Checks that `job_class` is registered and `arguments` deserialize into it.
     pub fn validate(&self, job_class: &str, arguments: &serde_json::Value) -> Result<()> {
+        self.decode(job_class, arguments.clone()).map(|_| ())
+    }
+
+    /// The job `arguments` make for class `job_class`; the error names the class or the field.
+    pub fn decode(
+        &self,
+        job_class: &str,
+        arguments: serde_json::Value,
+    ) -> Result<Box<dyn ErasedJob>> {
         let reg = self
             .get(job_class)
             .ok_or_else(|| Error::UnknownJobClass(job_class.to_string()))?;
-        reg.decode(arguments.clone())
-            .map(|_| ())
-            .map_err(|message| Error::InvalidArguments {
-                job_class: job_class.to_string(),
-                message,
-            })
+        reg.decode(arguments).map_err(|e| Error::InvalidArguments {
+            job_class: job_class.to_string(),
+            message: e.to_string(),
+            path: e.path,
+        })
     }
 }
 

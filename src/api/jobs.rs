@@ -214,13 +214,14 @@ pub(crate) async fn submit(
             ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
         }
     })?;
-    state
+    // Decoded once: checks the class and arguments, and gives the job's own queue.
+    let job = state
         .registry
-        .validate(&req.job_class, &req.arguments)
+        .decode(&req.job_class, req.arguments.clone())
         .map_err(ApiError::from)?;
     let queue = match &req.queue {
         Some(q) => q.clone(),
-        None => default_queue(&state, &req)?,
+        None => job.queue_erased().to_string(),
     };
     state
         .client
@@ -291,21 +292,6 @@ pub(crate) async fn submit(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
-}
-
-/// The queue a job class declares: the job's `queue()` for these arguments.
-fn default_queue(state: &ApiState, req: &SubmitRequest) -> Result<String, ApiError> {
-    let reg = state
-        .registry
-        .get(&req.job_class)
-        .ok_or_else(|| ApiError::from(crate::Error::UnknownJobClass(req.job_class.clone())))?;
-    let job = reg.decode(req.arguments.clone()).map_err(|message| {
-        ApiError::from(crate::Error::InvalidArguments {
-            job_class: req.job_class.clone(),
-            message,
-        })
-    })?;
-    Ok(job.queue_erased().to_string())
 }
 
 fn etag(r: &JobRecord) -> String {

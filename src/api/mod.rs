@@ -221,13 +221,10 @@ impl From<crate::Error> for ApiError {
         let field = match &e {
             E::InvalidQueueName { .. } => Some("queue".to_string()),
             E::UnknownJobClass { .. } => Some("job_class".to_string()),
-            E::InvalidArguments { message, .. } => Some(
-                message
-                    .strip_prefix("field `")
-                    .and_then(|m| m.split_once('`'))
-                    .map(|(path, _)| format!("arguments.{path}"))
-                    .unwrap_or_else(|| "arguments".to_string()),
-            ),
+            E::InvalidArguments { path, .. } => Some(match path {
+                Some(p) => format!("arguments.{p}"),
+                None => "arguments".to_string(),
+            }),
             _ => None,
         };
         let mut err = ApiError::new(status, e.to_string());
