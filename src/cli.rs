@@ -287,22 +287,23 @@ fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
 async fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
     let client = Client::connect(client_config(g)?).await?;
     Ok(match &g.store {
-        Some(url) => client.with_store(
-            crate::store::connect(url)
-                .await
-                .with_context(|| format!("opening the job store {url}"))?,
-        ),
+        Some(url) => client.with_store(open_store(url).await?),
         None => client,
     })
 }
 
+async fn open_store(url: &str) -> anyhow::Result<std::sync::Arc<dyn crate::store::JobStore>> {
+    crate::store::connect(url)
+        .await
+        .with_context(|| format!("opening the job store {url}"))
+}
+
 async fn run_api(g: &GlobalArgs, bind: &str, tokens: Option<String>) -> anyhow::Result<()> {
     Registry::from_inventory()?;
-    let url = g.store.clone().unwrap_or_else(|| "sqlite://jobs.db".into());
-    let store = crate::store::connect(&url)
-        .await
-        .with_context(|| format!("opening the job store {url}"))?;
-    let client = Client::connect(client_config(g)?).await?.with_store(store);
+    let url = g.store.as_deref().unwrap_or("sqlite://jobs.db");
+    let client = Client::connect(client_config(g)?)
+        .await?
+        .with_store(open_store(url).await?);
     let config = crate::api::ApiConfig {
         tokens: crate::api::parse_tokens(&tokens.unwrap_or_default()),
     };
