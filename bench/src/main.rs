@@ -158,11 +158,9 @@ impl Raw {
         Ok(())
     }
 
-    /// Publishes prepared messages in batches of 1,000, all at once; returns msgs/s.
-    async fn publish_prepared(&self, name: &str, msgs: Vec<PubsubMessage>) -> anyhow::Result<f64> {
+    /// Publishes messages in batches of 1,000, all at once.
+    async fn send(&self, name: &str, msgs: Vec<PubsubMessage>) -> anyhow::Result<()> {
         let publisher = self.client.topic(name).new_publisher(None);
-        let n = msgs.len();
-        let start = Instant::now();
         let mut tasks = Vec::new();
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
@@ -175,37 +173,33 @@ impl Raw {
         for t in tasks {
             t.await??;
         }
+        Ok(())
+    }
+
+    /// Publishes prepared messages (built before the clock starts); returns msgs/s.
+    async fn publish_prepared(&self, name: &str, msgs: Vec<PubsubMessage>) -> anyhow::Result<f64> {
+        let n = msgs.len();
+        let start = Instant::now();
+        self.send(name, msgs).await?;
         Ok(n as f64 / start.elapsed().as_secs_f64())
     }
 
-    /// Publishes `n` 200-byte messages in batches of 1,000; returns msgs/s.
+    /// Builds and publishes `n` 200-byte messages (`sent_us` attributes with `attrs`); returns
+    /// msgs/s, building included.
     async fn publish(&self, name: &str, n: usize, attrs: bool) -> anyhow::Result<f64> {
-        let publisher = self.client.topic(name).new_publisher(None);
         let start = Instant::now();
-        let mut sent = 0;
-        let mut tasks = Vec::new();
-        while sent < n {
-            let k = (n - sent).min(1000);
-            let batch: Vec<PubsubMessage> = (0..k)
-                .map(|_| PubsubMessage {
-                    data: vec![b'x'; 200],
-                    attributes: if attrs {
-                        [("sent_us".to_string(), now_us().to_string())].into()
-                    } else {
-                        Default::default()
-                    },
-                    ..Default::default()
-                })
-                .collect();
-            let p = publisher.clone();
-            tasks.push(tokio::spawn(async move {
-                p.publish_immediately(batch, None).await
-            }));
-            sent += k;
-        }
-        for t in tasks {
-            t.await??;
-        }
+        let msgs = (0..n)
+            .map(|_| PubsubMessage {
+                data: vec![b'x'; 200],
+                attributes: if attrs {
+                    [("sent_us".to_string(), now_us().to_string())].into()
+                } else {
+                    Default::default()
+                },
+                ..Default::default()
+            })
+            .collect();
+        self.send(name, msgs).await?;
         Ok(n as f64 / start.elapsed().as_secs_f64())
     }
 
@@ -279,22 +273,44 @@ async fn process(
     concurrency: usize,
 ) -> anyhow::Result<f64> {
     let base = DONE.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let (stop, worker, _) = spawn_worker(client, queue, streams, concurrency);
+    wait_done(base, n, Instant::now() + Duration::from_secs(600)).await;
+    let rate = (DONE.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await??;
+    Ok(rate)
+}
+
+type WorkerHandle = tokio::task::JoinHandle<pubsub_jobs::Result<pubsub_jobs::WorkerSummary>>;
+
+/// Starts a worker in this process with `prefetch = concurrency` and no stats log lines.
+fn spawn_worker(
+    client: &Client,
+    queue: &str,
+    streams: usize,
+    concurrency: usize,
+) -> (CancellationToken, WorkerHandle, pubsub_jobs::WorkerStats) {
     let mut cfg = WorkerConfig::new(queue);
     cfg.streams = streams;
     cfg.concurrency = concurrency;
     cfg.prefetch = concurrency;
     cfg.stats_interval = Duration::from_secs(3600);
     let stop = CancellationToken::new();
-    let start = Instant::now();
-    let worker = tokio::spawn(Worker::new(client.clone(), cfg).run(stop.clone()));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while ((DONE.load(Ordering::Relaxed) - base) as usize) < n && Instant::now() < deadline {
+    let worker = Worker::new(client.clone(), cfg);
+    let stats = worker.stats();
+    (stop.clone(), tokio::spawn(worker.run(stop)), stats)
+}
+
+/// Waits until `n` jobs are done since `base` (or the deadline); returns whether they were.
+async fn wait_done(base: u64, n: usize, deadline: Instant) -> bool {
+    while ((DONE.load(Ordering::Relaxed) - base) as usize) < n {
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let rate = (DONE.load(Ordering::Relaxed) - base) as f64 / start.elapsed().as_secs_f64();
-    stop.cancel();
-    worker.await??;
-    Ok(rate)
+    true
 }
 
 fn noops(n: usize, sent_us: u64) -> Vec<Noop> {
@@ -361,15 +377,7 @@ async fn due_after_parked(
     args: &Args,
     min_parked: u64,
 ) -> anyhow::Result<f64> {
-    let mut cfg = WorkerConfig::new(queue);
-    cfg.streams = args.streams;
-    cfg.concurrency = args.concurrency;
-    cfg.prefetch = args.concurrency;
-    cfg.stats_interval = Duration::from_secs(3600);
-    let stop = CancellationToken::new();
-    let worker = Worker::new(client.clone(), cfg);
-    let stats = worker.stats();
-    let worker = tokio::spawn(worker.run(stop.clone()));
+    let (stop, worker, stats) = spawn_worker(client, queue, args.streams, args.concurrency);
     let deadline = Instant::now() + Duration::from_secs(600);
     while stats.summary().parked < min_parked || stats.open_streams() < args.streams as u64 {
         anyhow::ensure!(Instant::now() < deadline, "the parked jobs never arrived");
@@ -383,10 +391,10 @@ async fn due_after_parked(
         client
             .perform_all_later_on(queue, noops(args.due, 0))
             .await?;
-        while ((DONE.load(Ordering::Relaxed) - base) as usize) < args.due {
-            anyhow::ensure!(Instant::now() < deadline, "the due jobs did not finish");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        anyhow::ensure!(
+            wait_done(base, args.due, deadline).await,
+            "the due jobs did not finish"
+        );
         rounds.push(start.elapsed().as_secs_f64());
     }
     let secs = median(&mut rounds);
@@ -394,10 +402,10 @@ async fn due_after_parked(
     client
         .perform_all_later_on(queue, sleepers(args.concurrency, 0, 1000))
         .await?;
-    while ((DONE.load(Ordering::Relaxed) - base) as usize) < args.concurrency {
-        anyhow::ensure!(Instant::now() < deadline, "the running jobs did not finish");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    anyhow::ensure!(
+        wait_done(base, args.concurrency, deadline).await,
+        "the running jobs did not finish"
+    );
     stop.cancel();
     worker.await??;
     Ok(secs)
