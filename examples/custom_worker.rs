@@ -61,5 +61,5 @@ register_job!(SendInvoice);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    pubsub_jobs::cli::main().await
+    worker::cli::main().await
 }

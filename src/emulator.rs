@@ -44,7 +44,7 @@ pub fn find_binary() -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::Config(
+    Err(Error::Emulator(
         "the Pub/Sub emulator was not found (looked at PUBSUB_EMULATOR_BIN, PATH and the Google Cloud SDK folders). \
          Install it with `apt-get install google-cloud-cli-pubsub-emulator` (Google Cloud's apt repository) or \
          `gcloud components install pubsub-emulator`; it needs Java 11+. Or set PUBSUB_EMULATOR_HOST to a running one."
@@ -52,12 +52,34 @@ pub fn find_binary() -> Result<PathBuf> {
     ))
 }
 
+/// Finds the emulator ([`find_binary`]) and checks that Java, which it runs on, is installed.
+pub fn check_installed() -> Result<PathBuf> {
+    let bin = find_binary()?;
+    let java_home = std::env::var_os("JAVA_HOME").map(|h| PathBuf::from(h).join("bin/java"));
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("java").is_file()));
+    if on_path || java_home.is_some_and(|j| j.is_file()) {
+        Ok(bin)
+    } else {
+        Err(Error::Emulator(format!(
+            "the Pub/Sub emulator at {} needs Java 11+, and Java is not installed \
+             (apt-get install default-jre-headless, or set JAVA_HOME)",
+            bin.display()
+        )))
+    }
+}
+
 fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Config(format!("no free port: {e}")))?;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Io {
+        context: "finding a free port".into(),
+        source,
+    })?;
     l.local_addr()
         .map(|a| a.port())
-        .map_err(|e| Error::Config(format!("no free port: {e}")))
+        .map_err(|source| Error::Io {
+            context: "finding a free port".into(),
+            source,
+        })
 }
 
 /// Whether something on `host` answers an HTTP request (the emulator accepts TCP connections a
@@ -86,13 +108,16 @@ impl Emulator {
     /// (a watchdog polls the process), if not stopped before.
     pub fn start_on(port: u16) -> Result<Self> {
         use std::os::unix::process::CommandExt;
-        let bin = find_binary()?;
+        let bin = check_installed()?;
         let log = std::env::temp_dir().join(format!("pubsub-emulator-{port}.log"));
-        let out = std::fs::File::create(&log)
-            .map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| Error::Config(format!("{}: {e}", log.display())))?;
+        let out = std::fs::File::create(&log).map_err(|source| Error::Io {
+            context: format!("creating {}", log.display()),
+            source,
+        })?;
+        let err = out.try_clone().map_err(|source| Error::Io {
+            context: format!("creating {}", log.display()),
+            source,
+        })?;
         let child = Command::new(&bin)
             .arg("--host=127.0.0.1")
             .arg(format!("--port={port}"))
@@ -101,7 +126,10 @@ impl Emulator {
             .stderr(err)
             .process_group(0)
             .spawn()
-            .map_err(|e| Error::Config(format!("starting {}: {e}", bin.display())))?;
+            .map_err(|source| Error::Io {
+                context: format!("starting {}", bin.display()),
+                source,
+            })?;
         let mut emu = Self {
             host: format!("127.0.0.1:{port}"),
             child,
@@ -115,14 +143,14 @@ impl Emulator {
                 return Ok(emu);
             }
             if let Ok(Some(status)) = emu.child.try_wait() {
-                return Err(Error::Config(format!(
+                return Err(Error::Emulator(format!(
                     "the emulator exited at start ({status}); see {}",
                     log.display()
                 )));
             }
             if Instant::now() > deadline {
                 emu.stop();
-                return Err(Error::Config(format!(
+                return Err(Error::Emulator(format!(
                     "the emulator did not listen on {} within 90 s; see {}",
                     emu.host,
                     log.display()
@@ -207,5 +235,5 @@ pub fn shared_host() -> Result<&'static str> {
         Ok(host)
     });
     host.as_deref()
-        .map_err(|e| Error::Config(format!("starting the shared emulator: {e}")))
+        .map_err(|e| Error::Emulator(format!("starting the shared emulator: {e}")))
 }

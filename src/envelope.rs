@@ -58,8 +58,19 @@ pub struct Envelope {
     pub checkpoint: Option<serde_json::Value>,
 }
 
+/// When a job delayed by `wait` from now is due: the one conversion of a wait into a
+/// `scheduled_at` (the client's `set().wait()`, the CLI's `--wait`, the API's `wait_seconds`). A
+/// wait too long for a date saturates; publishing refuses anything beyond Pub/Sub's retention.
+pub fn due_after(wait: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|w| Utc::now().checked_add_signed(w))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Why a message is not a job this worker can run.
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The body is not JSON, or not a JSON object.
     #[error("broken envelope: {0}")]

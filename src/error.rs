@@ -7,6 +7,7 @@ use std::time::Duration;
 
 /// Errors returned by the client, the worker and the broker layer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A queue name that Pub/Sub would refuse, caught before any network call.
     #[error("invalid queue name {name:?}: {reason}")]
@@ -71,17 +72,47 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A call to Pub/Sub (or the in-memory broker) failed.
-    #[error("pub/sub {operation} on {resource:?} failed: {message}")]
+    #[error("pub/sub {operation} on {resource:?} failed: {code:?}: {message}")]
     Broker {
         /// What was being done: publish, create topic, ack, ...
         operation: &'static str,
         /// The topic or subscription.
         resource: String,
+        /// The gRPC status code (or the in-memory broker's equivalent).
+        code: BrokerCode,
         /// The broker's message.
         message: String,
-        /// Whether the resource did not exist.
-        not_found: bool,
     },
+    /// A queue (or the morgue) that does not exist where it must: nothing was created.
+    #[error("{what} {queue:?} does not exist (no subscription {subscription:?} in project {project:?}); nothing was created")]
+    QueueNotFound {
+        /// `queue` or `the morgue`.
+        what: &'static str,
+        /// The queue's name.
+        queue: String,
+        /// The subscription looked for.
+        subscription: String,
+        /// The Google Cloud project.
+        project: String,
+    },
+    /// Google Cloud credentials could not be loaded (real Pub/Sub, no emulator).
+    #[error("Google Cloud credentials (Application Default Credentials): {0}")]
+    Credentials(String),
+    /// A local I/O operation failed (a file, a port, a child process).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Pub/Sub emulator could not be found or started (tests, the demo, benchmarks).
+    #[error("{0}")]
+    Emulator(String),
+    /// A worker task panicked or was aborted.
+    #[error("worker task failed: {0}")]
+    WorkerTask(String),
     /// A broker call did not finish in time.
     #[error("pub/sub {operation} on {resource:?} timed out after {after:?} (is the emulator or the network up?)")]
     Timeout {
@@ -111,14 +142,40 @@ pub enum Error {
 impl Error {
     /// True when the broker said the topic or subscription does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Error::Broker {
-                not_found: true,
-                ..
-            }
-        )
+        self.broker_code() == Some(BrokerCode::NotFound)
     }
+
+    /// The broker's status code, for a [`Error::Broker`].
+    pub fn broker_code(&self) -> Option<BrokerCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A broker call's status: the gRPC status codes Pub/Sub answers with, kept as a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BrokerCode {
+    /// The topic or subscription does not exist.
+    NotFound,
+    /// The topic or subscription exists already.
+    AlreadyExists,
+    /// The request was refused as malformed.
+    InvalidArgument,
+    /// The caller may not do this.
+    PermissionDenied,
+    /// A precondition failed (for example a detached subscription).
+    FailedPrecondition,
+    /// The service is unavailable for now.
+    Unavailable,
+    /// The call ran out of time on the server.
+    DeadlineExceeded,
+    /// A quota or limit is exhausted.
+    ResourceExhausted,
+    /// Any other code, by its gRPC number.
+    Other(i32),
 }
 
 /// Shorthand for results of this crate.

@@ -8,6 +8,16 @@
 //! connected to, so a DNS answer cannot change between check and request. A refused step goes
 //! to the morgue at once, with the reason.
 //!
+//! Opt-in: the library never registers it. The `worker` binary does; an application that wants
+//! it registers it by hand:
+//!
+//! ```no_run
+//! # fn demo() -> pubsub_jobs::Result<()> {
+//! use pubsub_jobs::{http_job::HttpRequestJob, Registry};
+//! let registry = Registry::from_inventory()?.register::<HttpRequestJob>();
+//! # Ok(()) }
+//! ```
+//!
 //! ```json
 //! {"job_class": "HttpRequestJob", "arguments": {"steps": [
 //!   {"name": "create", "method": "POST", "url": "https://api.example.com/things", "body": {"a": 1}},
@@ -21,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{register_job, Job, JobContext, JobError, RetryPolicy, Wait};
+use crate::{Job, JobContext, JobError, RetryPolicy, Wait};
 
 /// Which hosts HttpRequestJob may reach.
 #[derive(Clone, Debug, Default)]
@@ -38,9 +48,13 @@ impl HttpPolicy {
     /// `PUBSUB_JOBS_HTTP_ALLOW_PRIVATE` (`true` / `1`).
     pub fn from_env() -> Self {
         Self {
-            allowed_hosts: crate::api::parse_tokens(
-                &std::env::var("PUBSUB_JOBS_HTTP_ALLOWED_HOSTS").unwrap_or_default(),
-            ),
+            allowed_hosts: std::env::var("PUBSUB_JOBS_HTTP_ALLOWED_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect(),
             allow_private: matches!(
                 std::env::var("PUBSUB_JOBS_HTTP_ALLOW_PRIVATE").as_deref(),
                 Ok("1") | Ok("true")
@@ -377,8 +391,6 @@ impl Job for HttpRequestJob {
         Ok(())
     }
 }
-
-register_job!(HttpRequestJob);
 
 #[cfg(test)]
 mod tests {

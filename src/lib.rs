@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! # pubsub-jobs
 //!
 //! Background jobs for Rust on Google Cloud Pub/Sub: ActiveJob's ease, Sidekiq's operability,
@@ -9,8 +10,23 @@
 //! Pub/Sub sits behind the small [`broker::Broker`] trait.
 //!
 //! Beside the queue: an optional [`store`] records every job's events and status (SQLite or
-//! PostgreSQL), which the JSON HTTP [`api`] serves (submit, poll, cancel, dedup); [`http_job`] is a
-//! built-in job class of HTTP steps for any language.
+//! PostgreSQL), which the JSON HTTP `api` serves (submit, poll, cancel, dedup); `http_job` is a
+//! built-in job class of HTTP steps for any language. The command line (`worker`: run a queue,
+//! `clear`, `morgue`, `enqueue`, `spawn`, `demo`, `api`) is the separate `worker` crate.
+//!
+//! # Cargo features
+//!
+//! The core needs no feature: jobs, the client, the worker, the Pub/Sub broker and the in-memory
+//! one, the morgue, the [`testing`] helpers and the [`store::JobStore`] trait. The rest is opt-in:
+//!
+//! | feature | what it adds | pulls in |
+//! |---|---|---|
+//! | `sqlite` | [`store::connect`] / `SqlStore` for `sqlite://PATH` | sqlx, SQLite (C, bundled) |
+//! | `postgres` | [`store::connect`] / `SqlStore` for `postgres://...` | sqlx |
+//! | `api` | `api`: the JSON HTTP API (serve it with a store) | axum, utoipa |
+//! | `http-job` | `http_job::HttpRequestJob`, registered only when you ask | reqwest |
+//! | `emulator` | `emulator`: the Pub/Sub emulator as a child process, for tests and demos | - |
+//! | `full` | all of the above | |
 //!
 //! ```no_run
 //! use pubsub_jobs::{register_job, Client, Job, JobContext, JobError};
@@ -41,25 +57,25 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api")))]
 pub mod api;
 pub mod broker;
-pub mod cli;
 pub mod client;
-#[cfg(feature = "mock-job")]
-pub mod demo;
+#[cfg(feature = "emulator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "http-job")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-job")))]
 pub mod http_job;
 pub mod job;
-#[cfg(feature = "mock-job")]
-pub mod mock_job;
+pub mod job_error;
 pub mod morgue;
 pub mod queue;
 pub mod registry;
 pub mod retry_policy;
-#[cfg(feature = "mock-job")]
-pub mod spawn;
 pub mod store;
 pub mod testing;
 pub mod worker;

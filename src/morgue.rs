@@ -142,7 +142,7 @@ pub mod tools {
     use crate::broker::Delivery;
     use crate::client::Client;
     use crate::envelope::Envelope;
-    use crate::error::{Error, Result};
+    use crate::error::Result;
 
     /// How long a pull waits for one more message before it decides the morgue is drained.
     pub const IDLE: Duration = Duration::from_secs(2);
@@ -158,17 +158,6 @@ pub mod tools {
 
     fn morgue_subscription(client: &Client) -> String {
         client.resource_name(client.morgue_queue())
-    }
-
-    async fn ensure_exists(client: &Client, subscription: &str, what: &str) -> Result<()> {
-        if client.broker().subscription_exists(subscription).await? {
-            Ok(())
-        } else {
-            Err(Error::Config(format!(
-                "{what} does not exist (no subscription {subscription:?} in project {:?}); nothing was created",
-                client.config().project_id
-            )))
-        }
     }
 
     /// Pulls up to `limit` messages (unary pulls, so nothing is buffered out of sight), until
@@ -230,13 +219,14 @@ pub mod tools {
 
     /// Empties the morgue (Seek to now).
     pub async fn purge(client: &Client) -> Result<()> {
-        let subscription = morgue_subscription(client);
-        ensure_exists(client, &subscription, "the morgue").await?;
+        let subscription =
+            crate::queue::require_subscription(client, "the morgue", client.morgue_queue()).await?;
         client.broker().seek_to_now(&subscription).await
     }
 
     /// Which dead jobs to retry.
     #[derive(Clone, Debug)]
+    #[non_exhaustive]
     pub enum Select {
         /// One job by id.
         JobId(String),
@@ -258,8 +248,8 @@ pub mod tools {
     /// them from the morgue. A job is acked from the morgue only after its republish succeeded;
     /// everything else pulled is released.
     pub async fn retry(client: &Client, select: Select) -> Result<RetryReport> {
-        let subscription = morgue_subscription(client);
-        ensure_exists(client, &subscription, "the morgue").await?;
+        let subscription =
+            crate::queue::require_subscription(client, "the morgue", client.morgue_queue()).await?;
         let broker = client.broker().clone();
         let mut report = RetryReport::default();
         let mut release = Vec::new();

@@ -55,14 +55,8 @@ pub fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {
 /// nothing is created. Returns the time it cleared up to.
 pub async fn clear(client: &crate::Client, queue: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     client.validate_queue(queue)?;
-    let main = client.resource_name(queue);
+    let main = require_subscription(client, "queue", queue).await?;
     let broker = client.broker();
-    if !broker.subscription_exists(&main).await? {
-        return Err(Error::Config(format!(
-            "queue {queue:?} does not exist (no subscription {main:?} in project {:?}); nothing was created",
-            client.config().project_id
-        )));
-    }
     let now = chrono::Utc::now();
     broker.seek_to_now(&main).await?;
     let scheduled = client.scheduled_resource_name(queue);
@@ -70,6 +64,26 @@ pub async fn clear(client: &crate::Client, queue: &str) -> Result<chrono::DateTi
         broker.seek_to_now(&scheduled).await?;
     }
     Ok(now)
+}
+
+/// The subscription of `queue` if it exists, else [`Error::QueueNotFound`] (`what`: `queue` or
+/// `the morgue`). Creates nothing: the operator tools never make a queue by accident.
+pub(crate) async fn require_subscription(
+    client: &crate::Client,
+    what: &'static str,
+    queue: &str,
+) -> Result<String> {
+    let subscription = client.resource_name(queue);
+    if client.broker().subscription_exists(&subscription).await? {
+        Ok(subscription)
+    } else {
+        Err(Error::QueueNotFound {
+            what,
+            queue: queue.to_string(),
+            subscription,
+            project: client.config().project_id.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

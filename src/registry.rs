@@ -1,6 +1,21 @@
-//! The job registry: class name -> how to deserialize and perform. Job types add themselves at
-//! link time with [`register_job!`](crate::register_job) (through `inventory`); the worker
-//! dispatches each message by its `job_class`.
+//! The job registry: class name -> how to deserialize and perform. Step 3 of a job's life: the
+//! worker's dispatch looks each message's `job_class` up here.
+//!
+//! By default job types add themselves at link time with [`register_job!`](crate::register_job)
+//! (through `inventory`) and [`Registry::from_inventory`] collects them. A registry can also be
+//! built by hand, and given to a worker ([`Worker::with_registry`](crate::Worker::with_registry))
+//! or the HTTP API:
+//!
+//! ```
+//! # use pubsub_jobs::{Job, JobContext, JobError, Registry};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Resize;
+//! # impl Job for Resize {
+//! #     const NAME: &'static str = "Resize";
+//! #     async fn perform(&self, _: &JobContext) -> Result<(), JobError> { Ok(()) }
+//! # }
+//! let registry = Registry::new().register::<Resize>();
+//! assert!(registry.get("Resize").is_some());
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,7 +44,9 @@ impl<T: Job> ErasedJob for T {
     }
 }
 
-/// One registered job class. Built by [`register_job!`](crate::register_job).
+/// One registered job class. Built by [`register_job!`](crate::register_job) or
+/// [`Registry::register`].
+#[derive(Clone, Copy)]
 pub struct JobRegistration {
     name: &'static str,
     type_name: fn() -> &'static str,
@@ -125,45 +142,89 @@ macro_rules! register_job {
     };
 }
 
-/// Every job class linked into this binary.
+/// The job classes a worker (or the HTTP API) can run.
+#[derive(Clone, Default)]
 pub struct Registry {
-    jobs: BTreeMap<&'static str, &'static JobRegistration>,
+    jobs: BTreeMap<&'static str, JobRegistration>,
+    /// The first class name registered twice by two types, reported by [`Registry::check`].
+    conflict: Option<(&'static str, &'static str, &'static str)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.jobs.keys()).finish()
+    }
 }
 
 impl Registry {
-    /// Collects the registered job classes; a class name registered twice is an error naming both.
+    /// An empty registry, to fill with [`Registry::register`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Collects the job classes registered with [`register_job!`](crate::register_job); a class
+    /// name registered by two types is an error naming both.
     pub fn from_inventory() -> Result<Self> {
         Self::from_registrations(inventory::iter::<JobRegistration>)
     }
 
     /// Builds a registry from explicit registrations; a class name registered by two different
     /// types is an error naming both.
-    pub fn from_registrations(
-        regs: impl IntoIterator<Item = &'static JobRegistration>,
+    pub fn from_registrations<'a>(
+        regs: impl IntoIterator<Item = &'a JobRegistration>,
     ) -> Result<Self> {
-        let mut jobs: BTreeMap<&'static str, &'static JobRegistration> = BTreeMap::new();
-        for r in regs {
-            if let Some(first) = jobs.insert(r.name, r) {
-                if first.type_name() != r.type_name() {
-                    return Err(Error::DuplicateJobClass {
-                        name: r.name,
-                        first: first.type_name(),
-                        second: r.type_name(),
-                    });
-                }
+        regs.into_iter()
+            .fold(Self::new(), |r, reg| r.add(*reg))
+            .check()
+    }
+
+    /// Adds job type `J`. A class name already taken by another type is reported by
+    /// [`Registry::check`], which workers and the API call before they start.
+    pub fn register<J: Job>(self) -> Self {
+        self.add(JobRegistration::of::<J>())
+    }
+
+    fn add(mut self, reg: JobRegistration) -> Self {
+        if let Some(first) = self.jobs.get(reg.name) {
+            if first.type_name() != reg.type_name() && self.conflict.is_none() {
+                self.conflict = Some((reg.name, first.type_name(), reg.type_name()));
             }
+            return self;
         }
-        Ok(Self { jobs })
+        self.jobs.insert(reg.name, reg);
+        self
+    }
+
+    /// `Ok(self)` unless two types were registered under one class name (the error names both).
+    pub fn check(self) -> Result<Self> {
+        match self.conflict {
+            Some((name, first, second)) => Err(Error::DuplicateJobClass {
+                name,
+                first,
+                second,
+            }),
+            None => Ok(self),
+        }
     }
 
     /// The registration for a class name.
-    pub fn get(&self, job_class: &str) -> Option<&'static JobRegistration> {
-        self.jobs.get(job_class).copied()
+    pub fn get(&self, job_class: &str) -> Option<&JobRegistration> {
+        self.jobs.get(job_class)
     }
 
     /// All registrations, sorted by class name.
-    pub fn iter(&self) -> impl Iterator<Item = &'static JobRegistration> + '_ {
-        self.jobs.values().copied()
+    pub fn iter(&self) -> impl Iterator<Item = &JobRegistration> + '_ {
+        self.jobs.values()
+    }
+
+    /// How many classes.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// True when no class is registered.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
     }
 
     /// Checks that `job_class` is registered and `arguments` deserialize into it.
@@ -216,15 +277,28 @@ mod tests {
 
     #[test]
     fn a_duplicate_class_name_names_both_types() {
-        let err = Registry::from_registrations([&REG_A, &REG_B])
-            .err()
-            .expect("duplicate refused");
+        let err = Registry::from_registrations([&REG_A, &REG_B]).expect_err("duplicate refused");
         let msg = err.to_string();
         assert!(msg.contains("\"Same\""), "{msg}");
         assert!(
             msg.contains("registry::tests::A") && msg.contains("registry::tests::B"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn built_by_hand_and_a_duplicate_is_reported_by_check() {
+        let r = Registry::new().register::<A>();
+        assert_eq!(r.len(), 1);
+        assert!(r.get("Same").is_some() && r.get("Other").is_none());
+        let err = r.register::<B>().check().expect_err("duplicate refused");
+        assert!(err.to_string().contains("registry::tests::B"), "{err}");
+        // The same type twice is fine.
+        assert!(Registry::new()
+            .register::<A>()
+            .register::<A>()
+            .check()
+            .is_ok());
     }
 
     #[test]

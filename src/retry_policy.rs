@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::job::JobError;
+use crate::job_error::JobError;
 
 /// The key under which failures that no rule matches are counted in `exception_executions`.
 pub const DEFAULT_RULE_KEY: &str = "default";
@@ -152,6 +152,7 @@ struct Rule {
 
 /// What the worker does with a failed job.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Publish the job again to run after `wait`.
     Retry {

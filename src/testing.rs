@@ -88,7 +88,5 @@ pub async fn perform_enqueued_jobs(client: &Client, queue: &str) -> Result<Worke
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.cancel();
-    worker
-        .await
-        .map_err(|e| Error::Config(format!("worker task failed: {e}")))?
+    worker.await.map_err(|e| Error::WorkerTask(e.to_string()))?
 }

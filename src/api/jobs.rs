@@ -22,7 +22,7 @@ use crate::store::{
 /// A job to run.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
+pub(super) struct SubmitRequest {
     /// A job class registered in the worker binary (`worker jobs` lists them).
     pub job_class: String,
     /// The job's arguments: its struct as JSON.
@@ -47,7 +47,7 @@ fn empty_object() -> serde_json::Value {
 
 /// Links from a job.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobLinks {
+pub(super) struct JobLinks {
     /// This job.
     #[serde(rename = "self")]
     pub self_: String,
@@ -57,7 +57,7 @@ pub struct JobLinks {
 
 /// A job's status and result.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobResource {
+pub(super) struct JobResource {
     /// The job id.
     pub id: Uuid,
     /// The class.
@@ -116,7 +116,7 @@ impl From<JobRecord> for JobResource {
 
 /// A job's history.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventsResponse {
+pub(super) struct EventsResponse {
     /// The job id.
     pub job_id: Uuid,
     /// Oldest first.
@@ -125,7 +125,7 @@ pub struct EventsResponse {
 
 /// A page of jobs.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobList {
+pub(super) struct JobList {
     /// Newest first.
     pub jobs: Vec<JobResource>,
     /// Pass as `cursor` for the next page; null on the last.
@@ -134,7 +134,7 @@ pub struct JobList {
 
 /// Counts of one queue.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QueueCounts {
+pub(super) struct QueueCounts {
     /// The queue.
     pub queue: String,
     /// Jobs by status.
@@ -145,14 +145,14 @@ pub struct QueueCounts {
 
 /// Counts per queue.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QueuesResponse {
+pub(super) struct QueuesResponse {
     /// The queues with jobs in the store.
     pub queues: Vec<QueueCounts>,
 }
 
 /// List filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct ListParams {
+pub(super) struct ListParams {
     /// Only this status.
     pub status: Option<String>,
     /// Only this queue.
@@ -241,11 +241,7 @@ pub(crate) async fn submit(
                 ))
                 .field("wait_seconds"));
             }
-            let wait =
-                chrono::Duration::from_std(Duration::from_secs_f64(w.min(1e9))).map_err(|_| {
-                    ApiError::unprocessable("wait_seconds is too large").field("wait_seconds")
-                })?;
-            (w > 0.0).then(|| Utc::now() + wait)
+            (w > 0.0).then(|| crate::envelope::due_after(Duration::from_secs_f64(w.min(1e12))))
         }
         (None, at) => at,
     };

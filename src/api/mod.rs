@@ -88,6 +88,13 @@ impl ApiState {
             config: Arc::new(config),
         })
     }
+
+    /// Accepts the job classes of `registry` instead of those registered with
+    /// [`register_job!`](crate::register_job) (the default).
+    pub fn with_registry(mut self, registry: Registry) -> crate::Result<Self> {
+        self.registry = Arc::new(registry.check()?);
+        Ok(self)
+    }
 }
 
 /// The API's routes.

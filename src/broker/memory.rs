@@ -95,8 +95,8 @@ impl MemoryBroker {
         Error::Broker {
             operation,
             resource: resource.to_string(),
-            message: "NotFound".into(),
-            not_found: true,
+            code: crate::error::BrokerCode::NotFound,
+            message: format!("{resource:?} not found"),
         }
     }
 }

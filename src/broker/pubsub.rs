@@ -18,7 +18,7 @@ use gcloud_pubsub::subscriber::SubscriberConfig;
 use gcloud_pubsub::subscription::{MessageStream, SeekTo, SubscribeConfig, SubscriptionConfig};
 
 use super::{Broker, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
-use crate::error::{Error, Result};
+use crate::error::{BrokerCode, Error, Result};
 
 /// How long unacked messages are kept: Pub/Sub's maximum, 7 days.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -44,12 +44,26 @@ fn is_transient(code: Code) -> bool {
     )
 }
 
+fn broker_code(code: Code) -> BrokerCode {
+    match code {
+        Code::NotFound => BrokerCode::NotFound,
+        Code::AlreadyExists => BrokerCode::AlreadyExists,
+        Code::InvalidArgument => BrokerCode::InvalidArgument,
+        Code::PermissionDenied => BrokerCode::PermissionDenied,
+        Code::FailedPrecondition => BrokerCode::FailedPrecondition,
+        Code::Unavailable => BrokerCode::Unavailable,
+        Code::DeadlineExceeded => BrokerCode::DeadlineExceeded,
+        Code::ResourceExhausted => BrokerCode::ResourceExhausted,
+        other => BrokerCode::Other(other as i32),
+    }
+}
+
 fn broker_error(operation: &'static str, resource: &str, status: Status) -> Error {
     Error::Broker {
         operation,
         resource: resource.to_string(),
-        message: format!("{:?}: {}", status.code(), status.message()),
-        not_found: status.code() == Code::NotFound,
+        code: broker_code(status.code()),
+        message: status.message().to_string(),
     }
 }
 
@@ -65,11 +79,10 @@ impl PubSubBroker {
         if let Some(host) = emulator_host {
             config.environment = Environment::Emulator(host.to_string());
         } else {
-            config = config.with_auth().await.map_err(|e| {
-                Error::Config(format!(
-                    "Google Cloud credentials (Application Default Credentials): {e}"
-                ))
-            })?;
+            config = config
+                .with_auth()
+                .await
+                .map_err(|e| Error::Credentials(e.to_string()))?;
         }
         config.project_id = Some(project_id.to_string());
         let client = GClient::new(config).await.map_err(|e| Error::Connect {
@@ -136,9 +149,7 @@ impl Broker for PubSubBroker {
             .bounded("create topic", topic, || t.create(None, None))
             .await
         {
-            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
-                Ok(())
-            }
+            Err(e) if e.broker_code() == Some(BrokerCode::AlreadyExists) => Ok(()),
             other => other,
         }
     }
@@ -162,7 +173,7 @@ impl Broker for PubSubBroker {
             .await
         {
             Ok(_) => Ok(()),
-            Err(Error::Broker { ref message, .. }) if message.starts_with("AlreadyExists") => {
+            Err(e) if e.broker_code() == Some(BrokerCode::AlreadyExists) => {
                 // A subscription whose topic was deleted is detached: a topic created again under
                 // the same name would not feed it, and what is published there would be dropped.
                 let sub = self.client.subscription(subscription);
@@ -177,7 +188,7 @@ impl Broker for PubSubBroker {
                             "subscription {subscription:?} is detached: its topic was deleted. Messages published to a \
                              new {topic:?} would be dropped, so nothing is published. Drain or delete the subscription, then retry"
                         ),
-                        not_found: false,
+                        code: BrokerCode::FailedPrecondition,
                     });
                 }
                 Ok(())

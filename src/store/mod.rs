@@ -18,11 +18,11 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "sql")]
 mod sql;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,14 +30,27 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::SqlStore;
 
 /// A store error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The URL names no supported database.
     #[error("job store URL {0:?} is not supported: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// The URL names a database whose driver this build leaves out.
+    #[error(
+        "job store URL {url:?} needs pubsub-jobs' `{feature}` feature, which this build leaves out"
+    )]
+    FeatureDisabled {
+        /// The URL as given.
+        url: String,
+        /// The cargo feature to turn on.
+        feature: &'static str,
+    },
     /// The database said no.
     #[error("job store ({operation}): {source}")]
     Database {
@@ -45,7 +58,7 @@ pub enum StoreError {
         operation: &'static str,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A stored value could not be read back.
     #[error("job store: corrupt {what}: {detail}")]
@@ -58,8 +71,10 @@ pub enum StoreError {
 }
 
 /// A job's status, the state row's summary of its events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum JobStatus {
     /// Enqueued, due, not started.
     Pending,
@@ -146,8 +161,10 @@ impl FromStr for JobStatus {
 }
 
 /// What happened to a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// Published, due now.
     Enqueued,
@@ -170,7 +187,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const ALL: [EventKind; 9] = [
+    /// Every kind.
+    pub const ALL: [EventKind; 9] = [
         Self::Enqueued,
         Self::Scheduled,
         Self::Started,
@@ -197,7 +215,8 @@ impl EventKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The kind named `s` (snake_case), if any.
+    pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -238,7 +257,8 @@ pub struct JobRecord {
 }
 
 /// One entry of a job's history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct JobEvent {
     /// What happened.
     pub kind: EventKind,
@@ -285,6 +305,7 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 
 /// What [`JobStore::submit`] did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Submitted {
     /// A new job was recorded: publish it.
     Created(Box<JobRecord>),
@@ -294,6 +315,7 @@ pub enum Submitted {
 
 /// What [`JobStore::cancel`] did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum CancelOutcome {
     /// Cancelled; the worker will ack it without running it.
     Cancelled(Box<JobRecord>),
@@ -305,6 +327,7 @@ pub enum CancelOutcome {
 
 /// What [`JobStore::start`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartOutcome {
     /// Run it.
     Run,
@@ -333,6 +356,7 @@ pub struct Start {
 
 /// The end of an execution, or of the job.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Transition {
     /// Succeeded, with the job's result.
     Succeeded {
@@ -461,14 +485,8 @@ pub trait JobStore: Send + Sync + 'static {
 }
 
 /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`) and migrates its schema.
-pub async fn connect(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
-    Ok(Arc::new(SqlStore::connect(url).await?))
-}
-
-pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(v).unwrap_or_default()
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn JobStore>, StoreError> {
+    Ok(std::sync::Arc::new(SqlStore::connect(url).await?))
 }

@@ -31,7 +31,7 @@ pub(crate) struct AckBatcher {
 }
 
 impl AckBatcher {
-    pub fn start(p: AckBatcherParams) -> Self {
+    pub(crate) fn start(p: AckBatcherParams) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
         let task = tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1000);
@@ -61,17 +61,17 @@ impl AckBatcher {
     }
 
     /// Acks a message (after its outcome is durable).
-    pub fn ack(&self, ack_id: String) {
+    pub(crate) fn ack(&self, ack_id: String) {
         let _ = self.tx.send(Op::Ack(ack_id));
     }
 
     /// Sets a message's lease to `seconds` from now (0 releases it).
-    pub fn set_deadline(&self, ack_id: String, seconds: i32) {
+    pub(crate) fn set_deadline(&self, ack_id: String, seconds: i32) {
         let _ = self.tx.send(Op::Deadline(ack_id, seconds));
     }
 
     /// Sends what is pending and stops.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         let _ = self.tx.send(Op::Stop);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {

@@ -30,7 +30,7 @@ pub(crate) struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    pub fn start(p: LeaseKeeperParams) -> Arc<Self> {
+    pub(crate) fn start(p: LeaseKeeperParams) -> Arc<Self> {
         let keeper = Arc::new(Self {
             leases: Arc::default(),
             stop: CancellationToken::new(),
@@ -60,18 +60,18 @@ impl LeaseKeeper {
     }
 
     /// Starts holding a message just received.
-    pub fn hold(&self, ack_id: &str) {
+    pub(crate) fn hold(&self, ack_id: &str) {
         self.lock()
             .insert(ack_id.to_string(), Instant::now() + self.ack_deadline);
     }
 
     /// Stops extending a message (its outcome is about to be acked, or it is released).
-    pub fn forget(&self, ack_id: &str) {
+    pub(crate) fn forget(&self, ack_id: &str) {
         self.lock().remove(ack_id);
     }
 
     /// How many messages are held.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.lock().len()
     }
 
@@ -112,7 +112,7 @@ impl LeaseKeeper {
     }
 
     /// Releases every held message for immediate redelivery and stops extending.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.stop.cancel();
         let handle = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {

@@ -109,6 +109,7 @@ pub(crate) struct Shared {
 pub struct Worker {
     client: Client,
     config: WorkerConfig,
+    registry: Option<Registry>,
     stats: Arc<Stats>,
 }
 
@@ -134,8 +135,16 @@ impl Worker {
         Self {
             client,
             config,
+            registry: None,
             stats: Arc::default(),
         }
+    }
+
+    /// Runs the job classes of `registry` instead of those registered with
+    /// [`register_job!`](crate::register_job) ([`Registry::from_inventory`], the default).
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// A live view of this worker's counts.
@@ -149,10 +158,14 @@ impl Worker {
         let Worker {
             client,
             config,
+            registry,
             stats,
         } = self;
         config.validate()?;
-        let registry = Registry::from_inventory()?;
+        let registry = match registry {
+            Some(r) => r.check()?,
+            None => Registry::from_inventory()?,
+        };
         client.ensure_queue(&config.queue).await?;
         client.ensure_morgue().await?;
         let subscription = client.resource_name(&config.queue);

@@ -58,7 +58,7 @@ fn due_at(d: &Delivery) -> DateTime<Utc> {
 }
 
 impl Scheduler {
-    pub fn start(p: SchedulerParams) -> Self {
+    pub(crate) fn start(p: SchedulerParams) -> Self {
         let stop = CancellationToken::new();
         let subscription = p.client.scheduled_resource_name(&p.queue);
         let broker = p.client.broker().clone();
@@ -133,7 +133,7 @@ impl Scheduler {
     }
 
     /// Stops consuming; jobs held in memory are released to Pub/Sub.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }

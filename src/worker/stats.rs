@@ -48,7 +48,7 @@ pub struct WorkerSummary {
 }
 
 impl Stats {
-    pub fn record_run(&self, d: Duration) {
+    pub(crate) fn record_run(&self, d: Duration) {
         let ms = d.as_millis() as u64;
         let n = self.seen.fetch_add(1, Relaxed) as usize;
         let mut v = self.run_ms.lock().unwrap_or_else(|p| p.into_inner());
@@ -59,7 +59,7 @@ impl Stats {
         }
     }
 
-    pub fn summary(&self) -> WorkerSummary {
+    pub(crate) fn summary(&self) -> WorkerSummary {
         let mut v = self
             .run_ms
             .lock()

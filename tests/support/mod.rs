@@ -17,12 +17,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary.
-pub fn emulator_host() -> &'static str {
+pub(crate) fn emulator_host() -> &'static str {
     pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
 }
 
 /// Logs to the test's captured output (RUST_LOG, default warn).
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -32,7 +32,7 @@ pub fn init_logging() {
 }
 
 /// A name unique to this test run.
-pub fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!(
         "t-{name}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
@@ -40,7 +40,7 @@ pub fn unique(name: &str) -> String {
 }
 
 /// A client on the emulator with its own morgue queue.
-pub async fn client_with_morgue(morgue: &str) -> Client {
+pub(crate) async fn client_with_morgue(morgue: &str) -> Client {
     let config = ClientConfig {
         project_id: "test-project".into(),
         morgue_queue: morgue.to_string(),
@@ -53,12 +53,12 @@ pub async fn client_with_morgue(morgue: &str) -> Client {
 }
 
 /// A client with a unique morgue.
-pub async fn client() -> Client {
+pub(crate) async fn client() -> Client {
     client_with_morgue(&unique("morgue")).await
 }
 
 /// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -72,14 +72,14 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 }
 
 /// A running in-process worker.
-pub struct RunningWorker {
+pub(crate) struct RunningWorker {
     pub stop: CancellationToken,
     pub stats: pubsub_jobs::WorkerStats,
     pub handle: JoinHandle<pubsub_jobs::Result<WorkerSummary>>,
 }
 
 impl RunningWorker {
-    pub async fn stop(self) -> WorkerSummary {
+    pub(crate) async fn stop(self) -> WorkerSummary {
         self.stop.cancel();
         self.handle
             .await
@@ -88,7 +88,7 @@ impl RunningWorker {
     }
 }
 
-pub fn start_worker(client: &Client, config: WorkerConfig) -> RunningWorker {
+pub(crate) fn start_worker(client: &Client, config: WorkerConfig) -> RunningWorker {
     let stop = CancellationToken::new();
     let worker = Worker::new(client.clone(), config);
     let stats = worker.stats();
@@ -100,14 +100,18 @@ pub fn start_worker(client: &Client, config: WorkerConfig) -> RunningWorker {
     }
 }
 
-pub fn worker_config(queue: &str) -> WorkerConfig {
+pub(crate) fn worker_config(queue: &str) -> WorkerConfig {
     let mut c = WorkerConfig::new(queue);
     c.shutdown_timeout = Duration::from_secs(5);
     c
 }
 
 /// Pulls `n` records from the client's morgue (or what arrives before `timeout`), acking them.
-pub async fn morgue_records(client: &Client, n: usize, timeout: Duration) -> Vec<MorgueRecord> {
+pub(crate) async fn morgue_records(
+    client: &Client,
+    n: usize,
+    timeout: Duration,
+) -> Vec<MorgueRecord> {
     let sub = client.resource_name(client.morgue_queue());
     // The worker creates the morgue at start; do not race it.
     client.ensure_morgue().await.expect("create the morgue");
@@ -142,7 +146,7 @@ pub async fn morgue_records(client: &Client, n: usize, timeout: Duration) -> Vec
 
 /// A raw broker on the emulator, for test inspection. One per test: gRPC connections belong to
 /// the runtime of the test that opened them.
-pub async fn raw_broker() -> std::sync::Arc<dyn pubsub_jobs::broker::Broker> {
+pub(crate) async fn raw_broker() -> std::sync::Arc<dyn pubsub_jobs::broker::Broker> {
     init_logging();
     let b = pubsub_jobs::broker::PubSubBroker::connect(
         "test-project",
@@ -175,22 +179,22 @@ fn record_start(key: &str, attempt: u32) {
 }
 
 /// How many times the job with `key` started.
-pub fn run_count(key: &str) -> usize {
+pub(crate) fn run_count(key: &str) -> usize {
     runs().get(key).map(|v| v.len()).unwrap_or(0)
 }
 
 /// The (attempt, start time) of every execution of `key`.
-pub fn run_log(key: &str) -> Vec<(u32, Instant)> {
+pub(crate) fn run_log(key: &str) -> Vec<(u32, Instant)> {
     runs().get(key).cloned().unwrap_or_default()
 }
 
 /// Number of keys with `prefix` that ran at least once.
-pub fn keys_run(prefix: &str) -> usize {
+pub(crate) fn keys_run(prefix: &str) -> usize {
     runs().keys().filter(|k| k.starts_with(prefix)).count()
 }
 
 /// Keys with `prefix` that ran more than once.
-pub fn keys_run_twice(prefix: &str) -> Vec<String> {
+pub(crate) fn keys_run_twice(prefix: &str) -> Vec<String> {
     runs()
         .iter()
         .filter(|(k, v)| k.starts_with(prefix) && v.len() > 1)
@@ -200,15 +204,15 @@ pub fn keys_run_twice(prefix: &str) -> Vec<String> {
 
 #[derive(Debug, thiserror::Error)]
 #[error("probe failed on purpose")]
-pub struct ProbeError;
+pub(crate) struct ProbeError;
 
 #[derive(Debug, thiserror::Error)]
 #[error("probe asks to be discarded")]
-pub struct ProbeDiscard;
+pub(crate) struct ProbeDiscard;
 
 /// What a probe does.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Ok,
     /// Fail (ProbeError) on the first N executions.
     FailFirst(u32),
@@ -221,14 +225,14 @@ pub enum Mode {
 /// A job that records its executions: retry_on ProbeError (1 s, 3 executions), discard_on
 /// ProbeDiscard, anything else 2 executions 1 s apart; timeout 3 s.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub key: String,
     pub sleep_ms: u64,
     pub mode: Mode,
 }
 
 impl Probe {
-    pub fn new(key: &str, mode: Mode) -> Self {
+    pub(crate) fn new(key: &str, mode: Mode) -> Self {
         Self {
             key: key.to_string(),
             sleep_ms: 0,
@@ -272,7 +276,7 @@ register_job!(Probe);
 
 /// A job with the default 30-minute timeout, for long runs under short ack deadlines.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LongProbe {
+pub(crate) struct LongProbe {
     pub key: String,
     pub sleep_ms: u64,
 }
@@ -296,7 +300,7 @@ register_job!(LongProbe);
 static FINISHED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
 
 /// Whether a LongProbe with `key` finished a run.
-pub fn finished(key: &str) -> bool {
+pub(crate) fn finished(key: &str) -> bool {
     FINISHED
         .get_or_init(Default::default)
         .lock()

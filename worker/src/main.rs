@@ -1,11 +1,23 @@
-//! The `worker` binary: pubsub-jobs' command line with `MockJob` linked in.
+//! The `worker` binary: pubsub-jobs' command line with `MockJob` and the built-in
+//! `HttpRequestJob` registered beside any job registered with `register_job!`.
 //! Build your own around your jobs the same way: see `examples/custom_worker.rs`.
 
 use std::process::ExitCode;
 
-// MockJob is linked in through the library's `mock-job` feature (see Cargo.toml).
+use pubsub_jobs::http_job::HttpRequestJob;
+use pubsub_jobs::Registry;
+use worker::mock_job::MockJob;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    pubsub_jobs::cli::main().await
+    match Registry::from_inventory() {
+        Ok(registry) => {
+            let registry = registry.register::<MockJob>().register::<HttpRequestJob>();
+            worker::cli::main_with(registry).await
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use pubsub_jobs::emulator::Emulator;
-use pubsub_jobs::mock_job::MockJob;
 use pubsub_jobs::{Client, ClientConfig};
 use rand::SeedableRng;
+use worker::mock_job::MockJob;
 
 #[derive(Parser, Debug)]
 #[command(about = "Soak pubsub-jobs workers with load, failures and SIGKILLs")]

@@ -8,18 +8,18 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 /// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary.
-pub fn emulator_host() -> &'static str {
+pub(crate) fn emulator_host() -> &'static str {
     pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
 }
 
-pub fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!(
         "t-{name}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     )
 }
 
-pub fn worker() -> Command {
+pub(crate) fn worker() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_worker"));
     c.env("PUBSUB_EMULATOR_HOST", emulator_host())
         .env("PUBSUB_PROJECT_ID", "cli-tests")
@@ -30,7 +30,7 @@ pub fn worker() -> Command {
 }
 
 /// Runs a command to completion; returns (exit code, stdout, stderr).
-pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = worker();
     for (k, v) in env {
         cmd.env(k, v);
@@ -43,7 +43,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
-pub fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
+pub(crate) fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
     let out = worker()
         .args(["enqueue", "MockJob", args, "--queue", queue])
         .args(extra)
@@ -58,14 +58,14 @@ pub fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
 }
 
 /// A worker process whose JSON log lines arrive on a channel.
-pub struct Running {
+pub(crate) struct Running {
     pub child: Child,
     lines: Receiver<serde_json::Value>,
     pub seen: Vec<serde_json::Value>,
 }
 
 impl Running {
-    pub fn start(queue: &str, env: &[(&str, &str)], extra: &[&str]) -> Self {
+    pub(crate) fn start(queue: &str, env: &[(&str, &str)], extra: &[&str]) -> Self {
         let mut cmd = worker();
         for (k, v) in env {
             cmd.env(k, v);
@@ -96,7 +96,7 @@ impl Running {
     }
 
     /// Waits for a log line matching `pred`.
-    pub fn wait_for(
+    pub(crate) fn wait_for(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -124,7 +124,7 @@ impl Running {
     }
 
     /// Reads log lines until `cond` holds over everything seen so far.
-    pub fn wait_until(
+    pub(crate) fn wait_until(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -141,7 +141,7 @@ impl Running {
     }
 
     /// Reads whatever log lines arrive within `d`.
-    pub fn read_for(&mut self, d: Duration) {
+    pub(crate) fn read_for(&mut self, d: Duration) {
         let deadline = Instant::now() + d;
         while let Ok(v) = self
             .lines
@@ -152,7 +152,7 @@ impl Running {
     }
 
     /// Ids of the jobs with a `name` event so far.
-    pub fn job_ids(&self, name: &str) -> std::collections::HashSet<String> {
+    pub(crate) fn job_ids(&self, name: &str) -> std::collections::HashSet<String> {
         self.seen
             .iter()
             .filter(|v| v["event"] == name)
@@ -160,7 +160,7 @@ impl Running {
             .collect()
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -169,7 +169,7 @@ impl Running {
         assert!(ok, "kill {sig} failed");
     }
 
-    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> i32 {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -205,6 +205,9 @@ impl Drop for Running {
     }
 }
 
-pub fn event<'a>(name: &'a str, job_id: &'a str) -> impl Fn(&serde_json::Value) -> bool + 'a {
+pub(crate) fn event<'a>(
+    name: &'a str,
+    job_id: &'a str,
+) -> impl Fn(&serde_json::Value) -> bool + 'a {
     move |v| v["event"] == name && v["job_id"] == job_id
 }

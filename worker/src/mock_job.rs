@@ -1,4 +1,5 @@
-//! `MockJob`: the job the `worker` binary links for demos, load and tests. It sleeps, and fails
+//! `MockJob`: the job the `worker` binary registers for demos, load and tests (not registered
+//! through `register_job!`, so an application's own worker built on [`crate::cli`] lacks it). It sleeps, and fails
 //! on request: always (`raise_error`) or on its first `fail_attempts` executions.
 //!
 //! It retries on [`MockJobError`] for 3 executions in all, waiting 5 minutes between them, or
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{register_job, Job, JobContext, JobError, RetryPolicy, Wait};
+use pubsub_jobs::{Job, JobContext, JobError, RetryPolicy, Wait};
 
 /// A job that sleeps `sleep_duration` seconds and fails as asked.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -65,8 +66,6 @@ impl Job for MockJob {
         Ok(())
     }
 }
-
-register_job!(MockJob);
 
 impl MockJob {
     /// A random MockJob for load: sleeps uniformly in `[0, max_sleep]` seconds and fails every

@@ -1,5 +1,7 @@
 //! `worker demo`: the one-command tour. Starts a private emulator (unless `PUBSUB_EMULATOR_HOST`
-//! or `PUBSUB_PROJECT_ID` points elsewhere), runs two workers on a fresh queue, enqueues MockJobs
+//! or `PUBSUB_PROJECT_ID` points elsewhere; on a machine without the emulator or Java it says so
+//! in one line and runs on the in-memory broker instead, labelled as such), runs two workers on a
+//! fresh queue, enqueues MockJobs
 //! at a steady rate (some fail once and retry, some always fail and end in the morgue), shows live
 //! progress, prints a table per worker, and stops everything it started, also on Ctrl-C.
 
@@ -10,11 +12,12 @@ use anyhow::{bail, Context};
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, ClientConfig};
-use crate::emulator::Emulator;
 use crate::mock_job::MockJob;
-use crate::worker::{Worker, WorkerConfig, WorkerSummary};
-use crate::Job;
+use pubsub_jobs::broker::MemoryBroker;
+use pubsub_jobs::emulator::Emulator;
+use pubsub_jobs::Job;
+use pubsub_jobs::{Client, ClientConfig};
+use pubsub_jobs::{Registry, Worker, WorkerConfig, WorkerStats, WorkerSummary};
 
 /// Demo settings.
 #[derive(Clone, Debug)]
@@ -67,6 +70,7 @@ pub async fn run(base: ClientConfig, opts: DemoOptions) -> anyhow::Result<()> {
     std::env::set_var("MOCK_JOB_RETRY_WAIT", opts.retry_wait.to_string());
 
     let mut config = base;
+    let mut in_memory = false;
     let _emulator = if config.emulator_host.is_some() {
         println!(
             "Using the emulator at {}",
@@ -80,21 +84,35 @@ pub async fn run(base: ClientConfig, opts: DemoOptions) -> anyhow::Result<()> {
         );
         None
     } else {
-        print!("Starting a private Pub/Sub emulator... ");
-        std::io::stdout().flush().ok();
-        let emu = tokio::task::spawn_blocking(Emulator::start)
-            .await
-            .context("starting the emulator")??;
-        println!("listening on {}", emu.host());
-        config.emulator_host = Some(emu.host().to_string());
-        Some(emu)
+        match pubsub_jobs::emulator::check_installed() {
+            Err(e) => {
+                println!("{}", no_emulator_line(&e));
+                in_memory = true;
+                None
+            }
+            Ok(_) => {
+                print!("Starting a private Pub/Sub emulator... ");
+                std::io::stdout().flush().ok();
+                let emu = tokio::task::spawn_blocking(Emulator::start)
+                    .await
+                    .context("starting the emulator")??;
+                println!("listening on {}", emu.host());
+                config.emulator_host = Some(emu.host().to_string());
+                Some(emu)
+            }
+        }
     };
 
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let queue = format!("demo-{suffix}");
     config.morgue_queue = format!("demo-morgue-{suffix}");
-    let client = Client::connect(config).await?;
+    let client = if in_memory {
+        Client::with_memory_broker(MemoryBroker::new(), config)
+    } else {
+        Client::connect(config).await?
+    };
     client.ensure_queue(&queue).await?;
+    let registry = Registry::new().register::<MockJob>();
 
     let stop = CancellationToken::new();
     let ctrl_c = stop.clone();
@@ -112,7 +130,7 @@ pub async fn run(base: ClientConfig, opts: DemoOptions) -> anyhow::Result<()> {
         wc.prefetch = 5;
         wc.shutdown_timeout = Duration::from_secs(10);
         wc.stats_interval = Duration::from_secs(3600);
-        let w = Worker::new(client.clone(), wc);
+        let w = Worker::new(client.clone(), wc).with_registry(registry.clone());
         stats.push(w.stats());
         workers.push(tokio::spawn(w.run(stop.clone())));
     }
@@ -203,15 +221,33 @@ pub async fn run(base: ClientConfig, opts: DemoOptions) -> anyhow::Result<()> {
         "total", t.succeeded, t.failed, t.retried, t.morgued
     );
     println!(
-        "\n{} jobs in {:.1} s: every one succeeded or is in the morgue ({}).",
+        "\n{} jobs in {:.1} s: every one succeeded or is in the morgue ({}{}).",
         opts.count,
         started.elapsed().as_secs_f64(),
-        client.resource_name(client.morgue_queue())
+        client.resource_name(client.morgue_queue()),
+        if in_memory {
+            ", in memory: nothing went through Pub/Sub"
+        } else {
+            ""
+        }
     );
     result
 }
 
-fn total(stats: &[crate::worker::WorkerStats]) -> WorkerSummary {
+/// The one line printed when no emulator can run here: why, and how to install it.
+fn no_emulator_line(e: &pubsub_jobs::Error) -> String {
+    let why = if e.to_string().contains("Java") {
+        "Java is not installed"
+    } else {
+        "the Pub/Sub emulator is not installed"
+    };
+    format!(
+        "IN-MEMORY BROKER: {why}, so this demo runs on pubsub-jobs' in-memory broker, not Pub/Sub \
+         (install: apt-get install google-cloud-cli-pubsub-emulator default-jre-headless)."
+    )
+}
+
+fn total(stats: &[WorkerStats]) -> WorkerSummary {
     sum(&stats.iter().map(|s| s.summary()).collect::<Vec<_>>())
 }
 

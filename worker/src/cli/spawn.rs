@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use rand::SeedableRng;
 
-use crate::client::Client;
 use crate::mock_job::MockJob;
+use pubsub_jobs::Client;
 
 /// Spawner settings.
 #[derive(Clone, Debug)]

@@ -7,14 +7,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use uuid::Uuid;
 
+mod row;
+
+use row::{event_from_row, job_from_row, json_text, ms, JOB_COLUMNS};
+
 use super::{
-    from_ms, ms, CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore,
-    ListQuery, MetricsSnapshot, NewJob, Page, QueueCount, Start, StartOutcome, StoreError,
-    Submitted, Transition, HISTOGRAM_BOUNDS,
+    CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore, ListQuery,
+    MetricsSnapshot, NewJob, Page, QueueCount, Start, StartOutcome, StoreError, Submitted,
+    Transition, HISTOGRAM_BOUNDS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,56 +27,25 @@ enum Dialect {
     Postgres,
 }
 
-/// The schema, version by version. Each entry runs once, in order, recorded in pj_schema.
-fn migrations(d: Dialect) -> Vec<Vec<String>> {
-    let serial = match d {
-        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
-    };
-    vec![vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS pj_jobs (
-                seq {serial},
-                id TEXT NOT NULL UNIQUE,
-                job_class TEXT NOT NULL,
-                queue TEXT NOT NULL,
-                status TEXT NOT NULL,
-                attempts BIGINT NOT NULL DEFAULT 0,
-                arguments TEXT NOT NULL,
-                enqueued_at BIGINT NOT NULL,
-                scheduled_at BIGINT,
-                started_at BIGINT,
-                finished_at BIGINT,
-                updated_at BIGINT NOT NULL,
-                last_error TEXT,
-                result TEXT,
-                dedup_key TEXT,
-                run_ms BIGINT,
-                queue_ms BIGINT,
-                version BIGINT NOT NULL DEFAULT 1
-            )"
-        ),
-        "CREATE INDEX IF NOT EXISTS pj_jobs_status ON pj_jobs (status, seq)".into(),
-        "CREATE INDEX IF NOT EXISTS pj_jobs_queue ON pj_jobs (queue, seq)".into(),
-        format!(
-            "CREATE TABLE IF NOT EXISTS pj_events (
-                seq {serial},
-                job_id TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                attempt BIGINT NOT NULL,
-                at BIGINT NOT NULL,
-                error TEXT,
-                detail TEXT
-            )"
-        ),
-        "CREATE INDEX IF NOT EXISTS pj_events_job ON pj_events (job_id, seq)".into(),
-        "CREATE TABLE IF NOT EXISTS pj_dedup (
-            key TEXT PRIMARY KEY,
-            job_id TEXT NOT NULL,
-            expires_at BIGINT NOT NULL
-        )"
-        .into(),
-    ]]
+/// The schema, version by version, one `.sql` file per version and dialect under
+/// `migrations/`. Each runs once, in order, recorded in `pj_schema`.
+fn migrations(d: Dialect) -> &'static [&'static str] {
+    match d {
+        Dialect::Sqlite => &[include_str!("migrations/sqlite/0001_jobs.sql")],
+        Dialect::Postgres => &[include_str!("migrations/postgres/0001_jobs.sql")],
+    }
+}
+
+/// The statements of one migration file: split on `;`, comments and blanks dropped.
+fn statements(sql: &str) -> impl Iterator<Item = String> + '_ {
+    sql.split(';').filter_map(|stmt| {
+        let text: Vec<&str> = stmt
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect();
+        let text = text.join("\n");
+        (!text.trim().is_empty()).then(|| text.trim().to_string())
+    })
 }
 
 /// The job store on SQLite or PostgreSQL.
@@ -81,63 +54,10 @@ pub struct SqlStore {
 }
 
 fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Database { operation, source }
-}
-
-const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq";
-
-fn json_text(v: &serde_json::Value) -> String {
-    v.to_string()
-}
-
-fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-        what,
-        detail: e.to_string(),
-    })
-}
-
-fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
-    let get_err = |e: sqlx::Error| StoreError::Database {
-        operation: "read job",
-        source: e,
-    };
-    let id: String = row.try_get("id").map_err(get_err)?;
-    let status: String = row.try_get("status").map_err(get_err)?;
-    let arguments: String = row.try_get("arguments").map_err(get_err)?;
-    let result: Option<String> = row.try_get("result").map_err(get_err)?;
-    Ok(JobRecord {
-        id: id.parse().map_err(|e: uuid::Error| StoreError::Corrupt {
-            what: "job id",
-            detail: e.to_string(),
-        })?,
-        job_class: row.try_get("job_class").map_err(get_err)?,
-        queue: row.try_get("queue").map_err(get_err)?,
-        status: status.parse().map_err(|detail| StoreError::Corrupt {
-            what: "status",
-            detail,
-        })?,
-        attempts: row.try_get::<i64, _>("attempts").map_err(get_err)? as u32,
-        arguments: parse_json("arguments", &arguments)?,
-        enqueued_at: from_ms(row.try_get("enqueued_at").map_err(get_err)?),
-        scheduled_at: row
-            .try_get::<Option<i64>, _>("scheduled_at")
-            .map_err(get_err)?
-            .map(from_ms),
-        started_at: row
-            .try_get::<Option<i64>, _>("started_at")
-            .map_err(get_err)?
-            .map(from_ms),
-        finished_at: row
-            .try_get::<Option<i64>, _>("finished_at")
-            .map_err(get_err)?
-            .map(from_ms),
-        updated_at: from_ms(row.try_get("updated_at").map_err(get_err)?),
-        last_error: row.try_get("last_error").map_err(get_err)?,
-        result: result.map(|r| parse_json("result", &r)).transpose()?,
-        dedup_key: row.try_get("dedup_key").map_err(get_err)?,
-        version: row.try_get("version").map_err(get_err)?,
-    })
+    move |source| StoreError::Database {
+        operation,
+        source: Box::new(source),
+    }
 }
 
 async fn append_event(
@@ -219,6 +139,18 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
+        if dialect == Dialect::Sqlite && !cfg!(feature = "sqlite") {
+            return Err(StoreError::FeatureDisabled {
+                url: url.to_string(),
+                feature: "sqlite",
+            });
+        }
+        if dialect == Dialect::Postgres && !cfg!(feature = "postgres") {
+            return Err(StoreError::FeatureDisabled {
+                url: url.to_string(),
+                feature: "postgres",
+            });
+        }
         let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         if dialect == Dialect::Sqlite {
             opts = opts.max_connections(8).after_connect(|conn, _| {
@@ -255,11 +187,11 @@ impl SqlStore {
                 .await
                 .map_err(db("migrate"))?;
             let done: i64 = row.try_get("n").map_err(db("migrate"))?;
-            for (i, steps) in migrations(dialect).into_iter().enumerate() {
+            for (i, file) in migrations(dialect).iter().enumerate() {
                 if (i as i64) < done {
                     continue;
                 }
-                for step in steps {
+                for step in statements(file) {
                     conn.execute(step.as_str()).await.map_err(db("migrate"))?;
                 }
                 sqlx::query("INSERT INTO pj_schema (version) VALUES ($1)")
@@ -416,22 +348,7 @@ impl JobStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("get events"))?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind").map_err(db("get events"))?;
-                let detail: Option<String> = r.try_get("detail").map_err(db("get events"))?;
-                Ok(JobEvent {
-                    kind: EventKind::parse(&kind).ok_or(StoreError::Corrupt {
-                        what: "event kind",
-                        detail: kind.clone(),
-                    })?,
-                    attempt: r.try_get::<i64, _>("attempt").map_err(db("get events"))? as u32,
-                    at: from_ms(r.try_get("at").map_err(db("get events"))?),
-                    error: r.try_get("error").map_err(db("get events"))?,
-                    detail: detail.map(|d| parse_json("detail", &d)).transpose()?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 
     async fn list(&self, q: ListQuery) -> Result<Page, StoreError> {

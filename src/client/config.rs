@@ -1,0 +1,70 @@
+//! Client settings: the project, the topic prefix, the morgue, timeouts, the emulator. Read from
+//! the environment by [`ClientConfig::from_env`], or built by hand.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Client settings. [`ClientConfig::from_env`] reads them from the environment.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The Google Cloud project (`PUBSUB_PROJECT_ID`, default `job-queue`).
+    pub project_id: String,
+    /// A prefix for every topic and subscription, so that apps can share a project
+    /// (`PUBSUB_TOPIC_PREFIX`, default empty).
+    pub topic_prefix: String,
+    /// The queue that receives dead jobs (`PUBSUB_MORGUE_QUEUE`, default `morgue`).
+    pub morgue_queue: String,
+    /// How long any one Pub/Sub call may take (`PUBSUB_TIMEOUT_SECONDS`, default 30).
+    pub timeout: Duration,
+    /// The ack deadline of subscriptions this client creates (default 60 s).
+    pub ack_deadline: Duration,
+    /// The emulator's `host:port` (`PUBSUB_EMULATOR_HOST`); `None` means Google Cloud with
+    /// Application Default Credentials.
+    pub emulator_host: Option<String>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            project_id: "job-queue".into(),
+            topic_prefix: String::new(),
+            morgue_queue: "morgue".into(),
+            timeout: Duration::from_secs(30),
+            ack_deadline: Duration::from_secs(60),
+            emulator_host: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Reads `PUBSUB_PROJECT_ID`, `PUBSUB_TOPIC_PREFIX`, `PUBSUB_MORGUE_QUEUE`,
+    /// `PUBSUB_TIMEOUT_SECONDS` and `PUBSUB_EMULATOR_HOST`, with the defaults above.
+    pub fn from_env() -> Result<Self> {
+        let mut c = Self::default();
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("PUBSUB_PROJECT_ID") {
+            c.project_id = v;
+        }
+        if let Some(v) = var("PUBSUB_TOPIC_PREFIX") {
+            c.topic_prefix = v;
+        }
+        c.emulator_host = var("PUBSUB_EMULATOR_HOST");
+        if let Some(v) = var("PUBSUB_MORGUE_QUEUE") {
+            c.morgue_queue = v;
+        }
+        if let Some(v) = var("PUBSUB_TIMEOUT_SECONDS") {
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "PUBSUB_TIMEOUT_SECONDS={v:?} is not a positive number"
+                    ))
+                })?;
+            c.timeout = Duration::from_secs_f64(secs);
+        }
+        Ok(c)
+    }
+}

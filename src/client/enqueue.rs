@@ -1,0 +1,261 @@
+//! Enqueueing: the start of a job's life. `perform_later` (and `set()`, `perform_all_later`,
+//! enqueue by class name) turn jobs into [`Envelope`]s, record them in the job store when the
+//! client has one (claiming a dedup key), and hand them to publishing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Client;
+use crate::envelope::{due_after, Envelope};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::registry::Registry;
+use crate::store::{Dedup, JobRecord, JobStore, NewJob, Submitted, DEFAULT_DEDUP_WINDOW};
+
+/// What [`Client::submit`] did.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// The job's id: the new job's, or the one holding the dedup key.
+    pub job_id: Uuid,
+    /// True when the dedup key was taken within its window and nothing was published.
+    pub existing: bool,
+    /// The job's stored state, when the client has a store.
+    pub record: Option<Box<JobRecord>>,
+}
+
+impl Client {
+    /// Enqueues one job: checks it, records it in the store (claiming its dedup key, if any),
+    /// then publishes it. With the dedup key held by another job within its window, publishes
+    /// nothing and returns that job. A failed publish is taken back out of the store.
+    pub async fn submit(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
+        let body = self.check_envelope(&env, Utc::now())?;
+        let Some(store) = self.store() else {
+            if dedup.is_some() {
+                return Err(Error::Config(format!(
+                    "job class {}: a dedup key needs a job store (Client::with_store, --store)",
+                    env.job_class
+                )));
+            }
+            let job_id = env.job_id;
+            self.publish_envelopes(vec![env], vec![body]).await?;
+            return Ok(Submission {
+                job_id,
+                existing: false,
+                record: None,
+            });
+        };
+        let record = match store.submit(new_job(&env, dedup)).await? {
+            Submitted::Existing(rec) => {
+                tracing::info!(event = "job.deduplicated", job_id = %rec.id, job_class = %rec.job_class, queue = %rec.queue, "dedup key held: returning the existing job");
+                return Ok(Submission {
+                    job_id: rec.id,
+                    existing: true,
+                    record: Some(rec),
+                });
+            }
+            Submitted::Created(rec) => rec,
+        };
+        let job_id = env.job_id;
+        if let Err(e) = self.publish_envelopes(vec![env], vec![body]).await {
+            if let Err(se) = store.abandon(job_id).await {
+                tracing::warn!(job_id = %job_id, error = %se, "could not remove a job whose publish failed from the store");
+            }
+            return Err(e);
+        }
+        Ok(Submission {
+            job_id,
+            existing: false,
+            record: Some(record),
+        })
+    }
+
+    /// Checks envelopes, records them in `store`, then publishes them.
+    async fn submit_all(&self, store: &Arc<dyn JobStore>, envelopes: Vec<Envelope>) -> Result<()> {
+        let now = Utc::now();
+        let bodies = envelopes
+            .iter()
+            .map(|env| self.check_envelope(env, now))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.job_id).collect();
+        store
+            .submit_many(envelopes.iter().map(|e| new_job(e, None)).collect())
+            .await?;
+        if let Err(e) = self.publish_envelopes(envelopes, bodies).await {
+            // Some may have been published: a job the store forgets still runs, and its worker
+            // records it again when it starts.
+            for id in ids {
+                let _ = store.abandon(id).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Enqueues many jobs in batched publishes (ActiveJob's `perform_all_later`); returns their
+    /// ids in order once all were accepted.
+    pub async fn perform_all_later<J: Job>(
+        &self,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk(None, jobs).await
+    }
+
+    /// Like [`Client::perform_all_later`], but every job goes to `queue`.
+    pub async fn perform_all_later_on<J: Job>(
+        &self,
+        queue: &str,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk(Some(queue), jobs).await
+    }
+
+    async fn bulk<J: Job>(
+        &self,
+        queue: Option<&str>,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        if let Some(store) = self.store() {
+            // The store keeps the arguments: build them as JSON values.
+            let envelopes = jobs
+                .into_iter()
+                .map(|j| envelope_for(&j, queue, None))
+                .collect::<Result<Vec<_>>>()?;
+            let ids = envelopes.iter().map(|e| e.job_id).collect();
+            self.submit_all(store, envelopes).await?;
+            return Ok(ids);
+        }
+        // Without a store, serialize each job straight into its message body, once.
+        let (mut envelopes, mut bodies) = (Vec::new(), Vec::new());
+        for job in jobs {
+            let env = Envelope::new(
+                J::NAME,
+                queue.unwrap_or_else(|| job.queue()),
+                serde_json::Value::Null,
+            );
+            let body = env.body_with(&job).map_err(|source| Error::Serialize {
+                job_class: J::NAME.to_string(),
+                source,
+            })?;
+            envelopes.push(env);
+            bodies.push(body);
+        }
+        let ids = envelopes.iter().map(|e| e.job_id).collect();
+        self.publish_envelopes(envelopes, bodies).await?;
+        Ok(ids)
+    }
+
+    /// Enqueues a job given by class name and JSON arguments, as the CLI does. The class must
+    /// be in `registry` and the arguments must deserialize into it (checked once, here); the job
+    /// goes to `queue`, or to its own queue ([`Job::queue`]) when `None`.
+    pub async fn enqueue_by_name(
+        &self,
+        registry: &Registry,
+        job_class: &str,
+        arguments: serde_json::Value,
+        queue: Option<&str>,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Envelope> {
+        let job = registry.decode(job_class, arguments.clone())?;
+        let queue = queue.unwrap_or_else(|| job.queue_erased());
+        let mut env = Envelope::new(job_class, queue, arguments);
+        env.scheduled_at = scheduled_at;
+        self.submit(env.clone(), None).await?;
+        Ok(env)
+    }
+}
+
+fn new_job(env: &Envelope, dedup: Option<Dedup>) -> NewJob {
+    NewJob {
+        id: env.job_id,
+        job_class: env.job_class.clone(),
+        queue: env.queue_name.clone(),
+        arguments: env.arguments.clone(),
+        enqueued_at: env.enqueued_at,
+        scheduled_at: env.scheduled_at,
+        dedup,
+    }
+}
+
+fn envelope_for<J: Job>(
+    job: &J,
+    queue: Option<&str>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Envelope> {
+    let arguments = serde_json::to_value(job).map_err(|source| Error::Serialize {
+        job_class: J::NAME.to_string(),
+        source,
+    })?;
+    let mut env = Envelope::new(J::NAME, queue.unwrap_or_else(|| job.queue()), arguments);
+    env.scheduled_at = at;
+    Ok(env)
+}
+
+/// A job with options for one enqueue, from [`Job::set`].
+pub struct ConfiguredJob<'a, J: Job> {
+    job: &'a J,
+    queue: Option<String>,
+    at: Option<DateTime<Utc>>,
+    wait: Option<Duration>,
+    dedup: Option<Dedup>,
+}
+
+impl<'a, J: Job> ConfiguredJob<'a, J> {
+    pub(crate) fn new(job: &'a J) -> Self {
+        Self {
+            job,
+            queue: None,
+            at: None,
+            wait: None,
+            dedup: None,
+        }
+    }
+
+    /// Runs the job no earlier than `wait` from now.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self.at = None;
+        self
+    }
+
+    /// Runs the job no earlier than `at`.
+    pub fn wait_until(mut self, at: DateTime<Utc>) -> Self {
+        self.at = Some(at);
+        self.wait = None;
+        self
+    }
+
+    /// At most one job with this key within 5 minutes: a second enqueue returns the first
+    /// job's id and publishes nothing. Needs a job store ([`Client::with_store`]).
+    pub fn dedup_key(self, key: impl Into<String>) -> Self {
+        self.dedup_key_within(key, DEFAULT_DEDUP_WINDOW)
+    }
+
+    /// Like [`ConfiguredJob::dedup_key`] with another window.
+    pub fn dedup_key_within(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.dedup = Some(Dedup {
+            key: key.into(),
+            window,
+        });
+        self
+    }
+
+    /// Publishes to another queue than [`Job::queue`].
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Publishes the job; returns its id once Pub/Sub has accepted the message.
+    pub async fn perform_later(self, client: &Client) -> Result<Uuid> {
+        let at = match (self.at, self.wait) {
+            (Some(at), _) => Some(at),
+            (None, Some(w)) => Some(due_after(w)),
+            (None, None) => None,
+        };
+        let env = envelope_for(self.job, self.queue.as_deref(), at)?;
+        Ok(client.submit(env, self.dedup).await?.job_id)
+    }
+}

@@ -1,0 +1,201 @@
+//! The client: the start of a job's life. `perform_later` turns a job into an
+//! [`Envelope`](crate::Envelope), makes sure its queue exists, publishes it, and returns once
+//! Pub/Sub has accepted it.
+//!
+//! Jobs due now go to the queue's topic; jobs with a delay go to the queue's `.scheduled` topic,
+//! whose consumer (in every worker) republishes them when due (see the README).
+//!
+//! One file per step: [`config`] (settings), `enqueue` (jobs -> envelopes, the store, dedup),
+//! `publish` (limits, routing, batched publishes); this file holds the client itself and its
+//! queues.
+
+pub mod config;
+mod enqueue;
+mod publish;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::broker::{Broker, PubSubBroker};
+use crate::error::Result;
+use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
+use crate::store::JobStore;
+
+pub use config::ClientConfig;
+pub use enqueue::{ConfiguredJob, Submission};
+pub use publish::MAX_MESSAGE_BYTES;
+
+struct Inner {
+    broker: Arc<dyn Broker>,
+    memory: Option<crate::broker::MemoryBroker>,
+    config: ClientConfig,
+    ensured: Mutex<HashSet<String>>,
+    store: Option<Arc<dyn JobStore>>,
+}
+
+/// Publishes jobs and manages queues. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client on Pub/Sub configured from the environment (see [`ClientConfig::from_env`];
+    /// `PUBSUB_EMULATOR_HOST` selects the emulator, otherwise Application Default Credentials).
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(ClientConfig::from_env()?).await
+    }
+
+    /// A client on Pub/Sub with explicit settings.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        validate_queue_name(&config.topic_prefix, &config.morgue_queue)?;
+        let broker = PubSubBroker::connect(
+            &config.project_id,
+            config.emulator_host.as_deref(),
+            config.timeout,
+        )
+        .await?;
+        Ok(Self::with_broker(Arc::new(broker), config))
+    }
+
+    /// A client on any broker, for instance [`MemoryBroker`](crate::broker::MemoryBroker).
+    pub fn with_broker(broker: Arc<dyn Broker>, config: ClientConfig) -> Self {
+        Self::build(broker, None, config)
+    }
+
+    /// A client on an in-memory broker; [`testing`](crate::testing) helpers can inspect it.
+    pub fn with_memory_broker(broker: crate::broker::MemoryBroker, config: ClientConfig) -> Self {
+        Self::build(Arc::new(broker.clone()), Some(broker), config)
+    }
+
+    pub(crate) fn memory_broker(&self) -> Option<crate::broker::MemoryBroker> {
+        self.inner.memory.clone()
+    }
+
+    fn build(
+        broker: Arc<dyn Broker>,
+        memory: Option<crate::broker::MemoryBroker>,
+        config: ClientConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                broker,
+                memory,
+                config,
+                ensured: Mutex::new(HashSet::new()),
+                store: None,
+            }),
+        }
+    }
+
+    /// This client with a job store: every enqueue is recorded there before it is published,
+    /// and workers built on it record every transition. See [`store`](crate::store).
+    pub fn with_store(self, store: Arc<dyn JobStore>) -> Self {
+        let ensured = self
+            .inner
+            .ensured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Self {
+            inner: Arc::new(Inner {
+                broker: self.inner.broker.clone(),
+                memory: self.inner.memory.clone(),
+                config: self.inner.config.clone(),
+                ensured: Mutex::new(ensured),
+                store: Some(store),
+            }),
+        }
+    }
+
+    /// The job store, if the client has one.
+    pub fn store(&self) -> Option<&Arc<dyn JobStore>> {
+        self.inner.store.as_ref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// The topic and subscription name of a queue (prefix included).
+    pub fn resource_name(&self, queue: &str) -> String {
+        format!("{}{}", self.inner.config.topic_prefix, queue)
+    }
+
+    /// The topic and subscription name holding a queue's jobs that are not due yet.
+    pub fn scheduled_resource_name(&self, queue: &str) -> String {
+        format!(
+            "{}{}{}",
+            self.inner.config.topic_prefix, queue, SCHEDULED_SUFFIX
+        )
+    }
+
+    /// The morgue queue's name (without prefix).
+    pub fn morgue_queue(&self) -> &str {
+        &self.inner.config.morgue_queue
+    }
+
+    /// Checks a queue name against Pub/Sub's rules (with this client's prefix).
+    pub fn validate_queue(&self, queue: &str) -> Result<()> {
+        validate_queue_name(&self.inner.config.topic_prefix, queue)
+    }
+
+    async fn ensure_resource(&self, name: &str) -> Result<()> {
+        if self.lock_ensured().contains(name) {
+            return Ok(());
+        }
+        let broker = &self.inner.broker;
+        broker.create_topic(name).await?;
+        broker
+            .create_subscription(name, name, self.inner.config.ack_deadline)
+            .await?;
+        self.lock_ensured().insert(name.to_string());
+        Ok(())
+    }
+
+    fn lock_ensured(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.ensured.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets that a resource exists, so that the next use creates it again (after a NotFound).
+    pub(crate) fn forget_resource(&self, name: &str) {
+        self.lock_ensured().remove(name);
+    }
+
+    /// Creates the queue's topic and subscription, and its scheduled pair, if missing. Idempotent,
+    /// safe when many processes race, and cached per process.
+    pub async fn ensure_queue(&self, queue: &str) -> Result<()> {
+        self.validate_queue(queue)?;
+        self.ensure_resource(&self.resource_name(queue)).await?;
+        self.ensure_resource(&self.scheduled_resource_name(queue))
+            .await
+    }
+
+    /// True when the queue's subscription exists (creates nothing).
+    pub async fn queue_exists(&self, queue: &str) -> Result<bool> {
+        self.validate_queue(queue)?;
+        self.inner
+            .broker
+            .subscription_exists(&self.resource_name(queue))
+            .await
+    }
+
+    /// Creates the morgue's topic and subscription if missing.
+    pub async fn ensure_morgue(&self) -> Result<()> {
+        self.ensure_resource(&self.resource_name(&self.inner.config.morgue_queue))
+            .await
+    }
+}

@@ -1,0 +1,94 @@
+//! Row decoding: the one place a database row becomes a [`JobRecord`] and a value becomes a
+//! column (times as epoch milliseconds, JSON as text).
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::store::{EventKind, JobEvent, JobRecord, StoreError};
+
+/// The columns [`job_from_row`] reads, in `SELECT` order.
+pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq";
+
+pub(super) fn json_text(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+pub(super) fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Database {
+        operation: "read job",
+        source: Box::new(e),
+    };
+    let id: String = row.try_get("id").map_err(get_err)?;
+    let status: String = row.try_get("status").map_err(get_err)?;
+    let arguments: String = row.try_get("arguments").map_err(get_err)?;
+    let result: Option<String> = row.try_get("result").map_err(get_err)?;
+    Ok(JobRecord {
+        id: id.parse().map_err(|e: uuid::Error| StoreError::Corrupt {
+            what: "job id",
+            detail: e.to_string(),
+        })?,
+        job_class: row.try_get("job_class").map_err(get_err)?,
+        queue: row.try_get("queue").map_err(get_err)?,
+        status: status.parse().map_err(|detail| StoreError::Corrupt {
+            what: "status",
+            detail,
+        })?,
+        attempts: row.try_get::<i64, _>("attempts").map_err(get_err)? as u32,
+        arguments: parse_json("arguments", &arguments)?,
+        enqueued_at: from_ms(row.try_get("enqueued_at").map_err(get_err)?),
+        scheduled_at: row
+            .try_get::<Option<i64>, _>("scheduled_at")
+            .map_err(get_err)?
+            .map(from_ms),
+        started_at: row
+            .try_get::<Option<i64>, _>("started_at")
+            .map_err(get_err)?
+            .map(from_ms),
+        finished_at: row
+            .try_get::<Option<i64>, _>("finished_at")
+            .map_err(get_err)?
+            .map(from_ms),
+        updated_at: from_ms(row.try_get("updated_at").map_err(get_err)?),
+        last_error: row.try_get("last_error").map_err(get_err)?,
+        result: result.map(|r| parse_json("result", &r)).transpose()?,
+        dedup_key: row.try_get("dedup_key").map_err(get_err)?,
+        version: row.try_get("version").map_err(get_err)?,
+    })
+}
+
+/// An event row (`kind, attempt, at, error, detail`).
+pub(super) fn event_from_row(r: &AnyRow) -> Result<JobEvent, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Database {
+        operation: "read event",
+        source: Box::new(e),
+    };
+    let kind: String = r.try_get("kind").map_err(get_err)?;
+    let detail: Option<String> = r.try_get("detail").map_err(get_err)?;
+    Ok(JobEvent {
+        kind: EventKind::parse(&kind).ok_or(StoreError::Corrupt {
+            what: "event kind",
+            detail: kind.clone(),
+        })?,
+        attempt: r.try_get::<i64, _>("attempt").map_err(get_err)? as u32,
+        at: from_ms(r.try_get("at").map_err(get_err)?),
+        error: r.try_get("error").map_err(get_err)?,
+        detail: detail.map(|d| parse_json("detail", &d)).transpose()?,
+    })
+}
+
+/// A time as stored: epoch milliseconds.
+pub(super) fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time back from epoch milliseconds.
+pub(super) fn from_ms(v: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
+}

@@ -1,0 +1,336 @@
+//! The `worker` command line, as a library so that an application builds its own worker binary
+//! around its own jobs in a few lines:
+//!
+//! ```no_run
+//! // src/main.rs of your worker: your jobs are registered with register_job! somewhere in the crate.
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     worker::cli::main().await
+//! }
+//! ```
+//!
+//! Every option has an environment fallback (`QUEUE_NAME`, `PUBSUB_PROJECT_ID`, ...). One file
+//! per command: [`run`](self::run) (the worker itself), `jobs`, `enqueue`, `clear`, `morgue`,
+//! `health`, `api`, `demo`, `spawn`; `common` holds what they share (connecting, confirmations,
+//! signals).
+
+mod api;
+mod clear;
+mod common;
+pub mod demo;
+mod enqueue;
+mod health;
+mod jobs;
+mod morgue;
+mod run_worker;
+pub mod spawn;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pubsub_jobs::Registry;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with a timestamp.
+    Json,
+}
+
+/// `worker`: run a queue (no command), or manage jobs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "worker",
+    version,
+    about = "pubsub-jobs worker: runs background jobs from a Pub/Sub queue"
+)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Options of the worker (when no command is given).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// What to do (default: run the worker).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The queue.
+    #[arg(long, env = "QUEUE_NAME", default_value = "default", global = true)]
+    pub queue: String,
+    /// The Google Cloud project.
+    #[arg(
+        long,
+        env = "PUBSUB_PROJECT_ID",
+        default_value = "job-queue",
+        global = true
+    )]
+    pub project: String,
+    /// A prefix for every topic and subscription, so that apps can share a project.
+    #[arg(long, env = "PUBSUB_TOPIC_PREFIX", default_value = "", global = true)]
+    pub topic_prefix: String,
+    /// The queue for dead jobs.
+    #[arg(
+        long,
+        env = "PUBSUB_MORGUE_QUEUE",
+        default_value = "morgue",
+        global = true
+    )]
+    pub morgue_queue: String,
+    /// How long one Pub/Sub call may take, in seconds, before it fails.
+    #[arg(
+        long,
+        env = "PUBSUB_TIMEOUT_SECONDS",
+        default_value_t = 30.0,
+        global = true
+    )]
+    pub pubsub_timeout: f64,
+    /// A job store that records every job's events and status: sqlite://PATH or
+    /// postgres://USER@HOST/DB. Without one, jobs run as before (pure Pub/Sub). `worker api`
+    /// defaults to sqlite://jobs.db.
+    #[arg(long, env = "PUBSUB_JOBS_STORE", global = true)]
+    pub store: Option<String>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Options of the worker itself.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Jobs running at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 10)]
+    pub concurrency: usize,
+    /// Streaming pulls.
+    #[arg(long, env = "WORKER_STREAMS", default_value_t = 2)]
+    pub streams: usize,
+    /// Messages leased but not yet running, at most (default: the concurrency).
+    #[arg(long, env = "WORKER_PREFETCH")]
+    pub prefetch: Option<usize>,
+    /// Lease of a pulled message in seconds, extended while its job runs (10-600).
+    #[arg(long, env = "WORKER_ACK_DEADLINE", default_value_t = 30)]
+    pub ack_deadline: u64,
+    /// Seconds running jobs get to finish after SIGTERM / SIGINT.
+    #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT", default_value_t = 25.0)]
+    pub shutdown_timeout: f64,
+    /// Seconds between stats lines.
+    #[arg(long, env = "WORKER_STATS_INTERVAL", default_value_t = 30.0)]
+    pub stats_interval: f64,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the job classes registered in this binary.
+    Jobs,
+    /// Run a demo: a private emulator (or the in-memory broker without one), two workers,
+    /// MockJobs that run, retry and die.
+    Demo {
+        /// MockJobs to enqueue.
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        /// Jobs per second.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        /// Workers to run.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Seconds between a failed job's retries.
+        #[arg(long, default_value_t = 3.0)]
+        retry_wait: f64,
+    },
+    /// Enqueue N random MockJobs at a steady rate, as load.
+    Spawn {
+        /// How many jobs.
+        #[arg(long)]
+        count: u64,
+        /// Jobs per second.
+        #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+        rate: f64,
+        /// Probability that a job always fails (0-1).
+        #[arg(long, default_value_t = 0.2)]
+        fail_ratio: f64,
+        /// Longest sleep of a job, seconds; each sleeps a random time in [0, max].
+        #[arg(long, default_value_t = 5.0)]
+        max_sleep: f64,
+    },
+    /// Empty a queue: backlog, leased and scheduled jobs (Pub/Sub Seek to now).
+    Clear {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Clear the morgue instead of --queue.
+        #[arg(long)]
+        morgue: bool,
+    },
+    /// Inspect and act on dead jobs.
+    #[command(subcommand)]
+    Morgue(MorgueCommand),
+    /// Check that Pub/Sub is reachable and the queue exists (for container healthchecks).
+    Health,
+    /// Serve the JSON HTTP API: submit, poll, cancel jobs (needs a job store, default
+    /// sqlite://jobs.db; workers should use the same store).
+    Api {
+        /// The address to listen on.
+        #[arg(long, env = "PUBSUB_JOBS_API_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Bearer tokens, comma-separated; when set, requests without one get 401.
+        #[arg(long, env = "PUBSUB_JOBS_API_TOKENS", hide_env_values = true)]
+        tokens: Option<String>,
+    },
+    /// Enqueue one job by class name with JSON arguments; prints its id.
+    Enqueue {
+        /// The registered job class, for instance MockJob.
+        job_class: String,
+        /// The job's arguments as a JSON object, for instance '{"sleep_duration":1,"raise_error":false}'.
+        arguments: String,
+        /// Run no earlier than this many seconds from now.
+        #[arg(long)]
+        wait: Option<f64>,
+    },
+}
+
+/// `worker morgue ...`
+#[derive(Debug, Subcommand)]
+pub enum MorgueCommand {
+    /// List dead jobs without removing them.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish dead jobs to their source queue with executions reset.
+    Retry {
+        /// The job to retry.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        job_id: Option<String>,
+        /// Every dead job.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete every dead job.
+    Purge {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// Parses the command line, runs it with the job classes registered with `register_job!`, and
+/// returns the exit code (errors are printed).
+pub async fn main() -> ExitCode {
+    match Registry::from_inventory() {
+        Ok(registry) => main_with(registry).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Like [`main`], with an explicit registry: the job classes this binary runs, lists, enqueues
+/// and accepts through the API.
+pub async fn main_with(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    // The worker logs every job at info; the tools print their own results and log only problems.
+    let level = match cli.command {
+        None | Some(Command::Api { .. }) => "info",
+        Some(Command::Demo { .. }) => "error",
+        Some(_) => "warn",
+    };
+    init_logging(cli.global.log_format, level);
+    match run(cli, registry).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (else `default_level`).
+/// JSON lines carry the job's span fields (`job_id`, `job_class`, `queue`, `attempt`) at the top
+/// level, beside `timestamp` and `event`.
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// Runs a parsed command line with the job classes of `registry`.
+pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Some(Command::Jobs) => jobs::run(&registry),
+        Some(Command::Enqueue {
+            job_class,
+            arguments,
+            wait,
+        }) => enqueue::run(g, &registry, &job_class, &arguments, wait).await,
+        Some(Command::Demo {
+            count,
+            rate,
+            workers,
+            retry_wait,
+        }) => {
+            let opts = demo::DemoOptions {
+                count,
+                rate,
+                workers,
+                retry_wait: common::seconds("--retry-wait", retry_wait)?.as_secs_f64(),
+                ..Default::default()
+            };
+            demo::run(common::client_config(g)?, opts).await
+        }
+        Some(Command::Spawn {
+            count,
+            rate,
+            fail_ratio,
+            max_sleep,
+        }) => {
+            let opts = spawn::SpawnOptions {
+                count,
+                rate,
+                fail_ratio,
+                max_sleep,
+                queue: g.queue.clone(),
+                json: g.log_format == LogFormat::Json,
+            };
+            opts.validate()?;
+            let client = common::connect(g).await?;
+            spawn::run(&client, opts).await
+        }
+        Some(Command::Clear { yes, morgue }) => clear::run(g, yes, morgue).await,
+        Some(Command::Morgue(cmd)) => morgue::run(g, cmd).await,
+        Some(Command::Api { bind, tokens }) => api::run(g, registry, &bind, tokens).await,
+        Some(Command::Health) => health::run(g).await,
+        None => run_worker::run(g, cli.run, registry).await,
+    }
+}
