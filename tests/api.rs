@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pubsub_jobs::api::{ApiConfig, ApiState};
-use pubsub_jobs::{register_job, store, Client, Job, JobContext, JobError, RetryPolicy, Wait};
+use pubsub_jobs::{
+    register_job, store, Client, Job, JobContext, JobError, Registry, RetryPolicy, Wait,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use support::*;
@@ -89,6 +91,13 @@ struct Setup {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// The test's jobs plus the opt-in HttpRequestJob, for the API and its worker alike.
+fn registry() -> Registry {
+    Registry::from_inventory()
+        .expect("registry")
+        .register::<pubsub_jobs::http_job::HttpRequestJob>()
+}
+
 impl Setup {
     async fn sqlite(worker: bool, tokens: &[&str]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
@@ -110,6 +119,8 @@ impl Setup {
                 tokens: tokens.iter().map(|t| t.to_string()).collect(),
             },
         )
+        .unwrap()
+        .with_registry(registry())
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -133,7 +144,7 @@ impl Setup {
     fn start_worker(&mut self) {
         let mut cfg = worker_config(&self.queue);
         cfg.concurrency = 5;
-        self.worker = Some(start_worker(&self.client, cfg));
+        self.worker = Some(start_worker_with(&self.client, cfg, Some(registry())));
     }
 
     fn url(&self, path: &str) -> String {

@@ -89,8 +89,20 @@ impl RunningWorker {
 }
 
 pub(crate) fn start_worker(client: &Client, config: WorkerConfig) -> RunningWorker {
+    start_worker_with(client, config, None)
+}
+
+/// [`start_worker`] with an explicit registry (`None`: the inventory's).
+pub(crate) fn start_worker_with(
+    client: &Client,
+    config: WorkerConfig,
+    registry: Option<pubsub_jobs::Registry>,
+) -> RunningWorker {
     let stop = CancellationToken::new();
-    let worker = Worker::new(client.clone(), config);
+    let mut worker = Worker::new(client.clone(), config);
+    if let Some(r) = registry {
+        worker = worker.with_registry(r);
+    }
     let stats = worker.stats();
     let handle = tokio::spawn(worker.run(stop.clone()));
     RunningWorker {

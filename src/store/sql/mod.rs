@@ -36,16 +36,18 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
     }
 }
 
-/// The statements of one migration file: split on `;`, comments and blanks dropped.
-fn statements(sql: &str) -> impl Iterator<Item = String> + '_ {
-    sql.split(';').filter_map(|stmt| {
-        let text: Vec<&str> = stmt
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect();
-        let text = text.join("\n");
-        (!text.trim().is_empty()).then(|| text.trim().to_string())
-    })
+/// The statements of one migration file: `--` comment lines dropped, then split on `;`.
+fn statements(sql: &str) -> Vec<String> {
+    let code: Vec<&str> = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The job store on SQLite or PostgreSQL.
@@ -613,5 +615,19 @@ impl JobStore for SqlStore {
             .await
             .map_err(db("ping"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn migration_files_split_into_statements_ignoring_comments() {
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let stmts = statements(migrations(d)[0]);
+            assert_eq!(stmts.len(), 6, "{d:?}: {stmts:#?}");
+            assert!(stmts.iter().all(|s| s.starts_with("CREATE")), "{stmts:#?}");
+        }
     }
 }
