@@ -18,11 +18,6 @@ use serde_json::{json, Value};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
-fn postgres_url() -> String {
-    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 static RUNS: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
 
 fn runs(key: &str) -> u32 {

@@ -333,3 +333,13 @@ mod tests {
         assert_eq!(b.outstanding("s"), 0);
     }
 }
+
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use super::MemoryBroker;
+    use crate::broker::Broker;
+
+    crate::broker_conformance_tests!(|| async { Arc::new(MemoryBroker::new()) as Arc<dyn Broker> });
+}

@@ -12,6 +12,9 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+#[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod memory;
 mod pubsub;
 

@@ -18,6 +18,9 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 #[cfg(feature = "sql")]
 mod sql;
 

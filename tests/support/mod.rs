@@ -21,6 +21,12 @@ pub(crate) fn emulator_host() -> &'static str {
     pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
 }
 
+/// The PostgreSQL the store tests use: `PUBSUB_JOBS_TEST_POSTGRES`, default the local `test`.
+pub(crate) fn postgres_url() -> String {
+    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 /// Logs to the test's captured output (RUST_LOG, default warn).
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -128,7 +128,7 @@ impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if url.starts_with("sqlite:") {
-            let url = if url.contains("mode=") {
+            let url = if url.contains("mode=") || url.contains(":memory:") {
                 url.to_string()
             } else if url.contains('?') {
                 format!("{url}&mode=rwc")
@@ -154,8 +154,20 @@ impl SqlStore {
             });
         }
         let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        if dialect == Dialect::Sqlite && url.contains(":memory:") {
+            // An in-memory database lives and dies with its one connection: keep exactly one.
+            opts = opts
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else if dialect == Dialect::Sqlite {
+            opts = opts.max_connections(8);
+        } else {
+            opts = opts.max_connections(16);
+        }
         if dialect == Dialect::Sqlite {
-            opts = opts.max_connections(8).after_connect(|conn, _| {
+            opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
@@ -163,8 +175,6 @@ impl SqlStore {
                     Ok(())
                 })
             });
-        } else {
-            opts = opts.max_connections(16);
         }
         let pool = opts.connect(&url).await.map_err(db("connect"))?;
         let store = Self { pool };
@@ -630,4 +640,19 @@ mod migration_tests {
             assert!(stmts.iter().all(|s| s.starts_with("CREATE")), "{stmts:#?}");
         }
     }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod conformance_sqlite_memory {
+    use std::sync::Arc;
+
+    use crate::store::JobStore;
+
+    crate::store_conformance_tests!(|| async {
+        Arc::new(
+            super::SqlStore::connect("sqlite::memory:")
+                .await
+                .expect("SQLite in memory"),
+        ) as Arc<dyn JobStore>
+    });
 }

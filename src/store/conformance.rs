@@ -1,0 +1,406 @@
+//! The store conformance suite: the contract of every [`JobStore`] method, checked the same way
+//! against every implementation. The crate runs it against SQLite in memory in its unit tests and
+//! against PostgreSQL in `tests/conformance.rs`; a new [`JobStore`] runs it with
+//! [`store_conformance_tests!`](crate::store_conformance_tests).
+//!
+//! Checks may share one database: each works in a queue of its own (the `queue` argument) and
+//! with fresh job ids and dedup keys, and counts only what it made.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{
+    CancelOutcome, Dedup, EventKind, JobStatus, JobStore, ListQuery, NewJob, Start, StartOutcome,
+    Submitted, Transition,
+};
+
+/// A fresh queue name for one check.
+pub fn unique(check: &str) -> String {
+    let short: String = check.split('_').filter_map(|w| w.chars().next()).collect();
+    format!("sc-{short}-{}", &Uuid::new_v4().simple().to_string()[..10])
+}
+
+fn new_job(queue: &str, n: u32) -> NewJob {
+    NewJob {
+        id: Uuid::new_v4(),
+        job_class: "Probe".into(),
+        queue: queue.into(),
+        arguments: serde_json::json!({ "n": n }),
+        enqueued_at: Utc::now(),
+        scheduled_at: None,
+        dedup: None,
+    }
+}
+
+fn start_of(job: &NewJob, attempt: u32) -> Start {
+    Start {
+        id: job.id,
+        job_class: job.job_class.clone(),
+        queue: job.queue.clone(),
+        arguments: job.arguments.clone(),
+        attempt,
+        enqueued_at: job.enqueued_at,
+        due_at: job.enqueued_at,
+    }
+}
+
+async fn status(s: &dyn JobStore, id: Uuid) -> JobStatus {
+    s.get(id)
+        .await
+        .expect("get")
+        .expect("the job exists")
+        .status
+}
+
+async fn kinds(s: &dyn JobStore, id: Uuid) -> Vec<EventKind> {
+    s.events(id)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// A submitted job reads back as pending (or scheduled when due later), with its arguments and
+/// one `enqueued` (or `scheduled`) event.
+pub async fn submitted_jobs_read_back(s: &dyn JobStore, queue: &str) {
+    let now_job = new_job(queue, 1);
+    let rec = match s.submit(now_job.clone()).await.expect("submit") {
+        Submitted::Created(r) => r,
+        other => panic!("expected Created, got {other:?}"),
+    };
+    assert_eq!(rec.id, now_job.id);
+    assert_eq!(rec.status, JobStatus::Pending);
+    let got = s.get(now_job.id).await.expect("get").expect("exists");
+    assert_eq!(got.arguments, serde_json::json!({"n": 1}));
+    assert_eq!(
+        (got.queue.as_str(), got.job_class.as_str()),
+        (queue, "Probe")
+    );
+    assert_eq!(got.attempts, 0);
+    assert_eq!(kinds(s, now_job.id).await, vec![EventKind::Enqueued]);
+
+    let mut later = new_job(queue, 2);
+    later.scheduled_at = Some(Utc::now() + chrono::Duration::seconds(60));
+    s.submit(later.clone()).await.expect("submit");
+    assert_eq!(status(s, later.id).await, JobStatus::Scheduled);
+    assert_eq!(kinds(s, later.id).await, vec![EventKind::Scheduled]);
+    assert!(s.get(Uuid::new_v4()).await.expect("get").is_none());
+}
+
+/// A dedup key held within its window returns the holder and records nothing; abandoning the
+/// holder frees the key.
+pub async fn dedup_returns_the_holder(s: &dyn JobStore, queue: &str) {
+    let key = format!("key-{}", Uuid::new_v4());
+    let dedup = || {
+        Some(Dedup {
+            key: key.clone(),
+            window: Duration::from_secs(60),
+        })
+    };
+    let mut first = new_job(queue, 1);
+    first.dedup = dedup();
+    assert!(matches!(
+        s.submit(first.clone()).await.expect("submit"),
+        Submitted::Created(_)
+    ));
+    let mut second = new_job(queue, 2);
+    second.dedup = dedup();
+    match s.submit(second.clone()).await.expect("submit") {
+        Submitted::Existing(r) => assert_eq!(r.id, first.id),
+        other => panic!("expected Existing, got {other:?}"),
+    }
+    assert!(
+        s.get(second.id).await.expect("get").is_none(),
+        "nothing recorded"
+    );
+    s.abandon(first.id).await.expect("abandon");
+    assert!(s.get(first.id).await.expect("get").is_none(), "abandoned");
+    let mut third = new_job(queue, 3);
+    third.dedup = dedup();
+    assert!(matches!(
+        s.submit(third).await.expect("submit"),
+        Submitted::Created(_)
+    ));
+}
+
+/// Concurrent submits with one dedup key create exactly one job.
+pub async fn concurrent_dedup_creates_one_job(s: Arc<dyn JobStore>, queue: &str) {
+    let key = format!("race-{}", Uuid::new_v4());
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            let mut job = new_job(queue, i);
+            job.dedup = Some(Dedup {
+                key: key.clone(),
+                window: Duration::from_secs(60),
+            });
+            tokio::spawn(async move { s.submit(job).await })
+        })
+        .collect();
+    let mut created = 0;
+    let mut holders = HashSet::new();
+    for t in tasks {
+        match t.await.expect("task").expect("submit") {
+            Submitted::Created(r) => {
+                created += 1;
+                holders.insert(r.id);
+            }
+            Submitted::Existing(r) => {
+                holders.insert(r.id);
+            }
+        }
+    }
+    assert_eq!(created, 1, "exactly one submit creates the job");
+    assert_eq!(holders.len(), 1, "every answer names that job");
+}
+
+/// Start, fail, retry, start again, succeed: the state row and the history follow.
+pub async fn a_job_life_is_recorded(s: &dyn JobStore, queue: &str) {
+    let job = new_job(queue, 1);
+    s.submit(job.clone()).await.expect("submit");
+    assert_eq!(
+        s.start(start_of(&job, 1)).await.expect("start"),
+        StartOutcome::Run
+    );
+    let rec = s.get(job.id).await.expect("get").expect("exists");
+    assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+    assert!(rec.started_at.is_some());
+    let failed = Transition::Failed {
+        error: "boom".into(),
+        run: Duration::from_millis(30),
+        result: None,
+    };
+    s.finish(job.id, 1, failed).await.expect("finish");
+    assert_eq!(status(s, job.id).await, JobStatus::Failed);
+    let retry = Transition::RetryScheduled {
+        at: Utc::now() + chrono::Duration::seconds(5),
+    };
+    s.finish(job.id, 1, retry).await.expect("finish");
+    let rec = s.get(job.id).await.expect("get").expect("exists");
+    assert_eq!(rec.status, JobStatus::Retrying);
+    assert_eq!(rec.last_error.as_deref(), Some("boom"));
+    assert_eq!(
+        s.start(start_of(&job, 2)).await.expect("start"),
+        StartOutcome::Run
+    );
+    let done = Transition::Succeeded {
+        result: Some(serde_json::json!({"ok": true})),
+        run: Duration::from_millis(10),
+    };
+    s.finish(job.id, 2, done).await.expect("finish");
+    let rec = s.get(job.id).await.expect("get").expect("exists");
+    assert_eq!((rec.status, rec.attempts), (JobStatus::Succeeded, 2));
+    assert_eq!(rec.result, Some(serde_json::json!({"ok": true})));
+    assert!(rec.finished_at.is_some());
+    assert!(rec.version > 1, "the version grows with every change");
+    use EventKind::*;
+    assert_eq!(
+        kinds(s, job.id).await,
+        vec![
+            Enqueued,
+            Started,
+            Failed,
+            RetryScheduled,
+            Started,
+            Succeeded
+        ]
+    );
+    let events = s.events(job.id).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+        vec![0, 1, 1, 1, 2, 2]
+    );
+    assert_eq!(events[2].error.as_deref(), Some("boom"));
+}
+
+/// The morgue and discard end a job with their error.
+pub async fn morgued_and_discarded_are_final(s: &dyn JobStore, queue: &str) {
+    for (transition, want) in [
+        (
+            Transition::Morgued {
+                error: "retries spent".into(),
+            },
+            JobStatus::Morgued,
+        ),
+        (
+            Transition::Discarded {
+                error: "gone".into(),
+            },
+            JobStatus::Discarded,
+        ),
+    ] {
+        let job = new_job(queue, 1);
+        s.submit(job.clone()).await.expect("submit");
+        s.start(start_of(&job, 1)).await.expect("start");
+        s.finish(job.id, 1, transition).await.expect("finish");
+        let rec = s.get(job.id).await.expect("get").expect("exists");
+        assert_eq!(rec.status, want);
+        assert!(rec.status.is_finished() && rec.finished_at.is_some());
+    }
+}
+
+/// Cancel before start wins (the start then says Cancelled, and repeating the cancel is
+/// harmless); cancel of a running job is too late; an unknown id is not found.
+pub async fn cancel_and_start_exclude_each_other(s: &dyn JobStore, queue: &str) {
+    let job = new_job(queue, 1);
+    s.submit(job.clone()).await.expect("submit");
+    assert!(matches!(
+        s.cancel(job.id).await.expect("cancel"),
+        CancelOutcome::Cancelled(_)
+    ));
+    assert_eq!(
+        s.start(start_of(&job, 1)).await.expect("start"),
+        StartOutcome::Cancelled
+    );
+    assert_eq!(status(s, job.id).await, JobStatus::Cancelled);
+    assert!(matches!(
+        s.cancel(job.id).await.expect("cancel"),
+        CancelOutcome::Cancelled(_)
+    ));
+
+    let running = new_job(queue, 2);
+    s.submit(running.clone()).await.expect("submit");
+    s.start(start_of(&running, 1)).await.expect("start");
+    assert!(matches!(
+        s.cancel(running.id).await.expect("cancel"),
+        CancelOutcome::TooLate(_)
+    ));
+    assert_eq!(status(s, running.id).await, JobStatus::Running);
+
+    assert!(matches!(
+        s.cancel(Uuid::new_v4()).await.expect("cancel"),
+        CancelOutcome::NotFound
+    ));
+    // Finishing an unknown job is ignored.
+    s.finish(
+        Uuid::new_v4(),
+        1,
+        Transition::Succeeded {
+            result: None,
+            run: Duration::ZERO,
+        },
+    )
+    .await
+    .expect("finish of an unknown job is ignored");
+}
+
+/// A job enqueued without a store gets its row when it starts.
+pub async fn start_records_an_unrecorded_job(s: &dyn JobStore, queue: &str) {
+    let job = new_job(queue, 7);
+    assert_eq!(
+        s.start(start_of(&job, 1)).await.expect("start"),
+        StartOutcome::Run
+    );
+    let rec = s.get(job.id).await.expect("get").expect("row created");
+    assert_eq!(rec.status, JobStatus::Running);
+    assert_eq!(rec.arguments, serde_json::json!({"n": 7}));
+    assert_eq!(rec.queue, queue);
+}
+
+/// Pages are newest first, each job once, filtered by queue and status.
+pub async fn list_pages_newest_first(s: &dyn JobStore, queue: &str) {
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let job = new_job(queue, n);
+        s.submit(job.clone()).await.expect("submit");
+        ids.push(job.id);
+    }
+    s.start(start_of(&new_job(queue, 99), 1))
+        .await
+        .expect("start");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list(ListQuery {
+                status: Some(JobStatus::Pending),
+                queue: Some(queue.into()),
+                limit: 2,
+                cursor: cursor.take(),
+            })
+            .await
+            .expect("list");
+        assert!(page.jobs.len() <= 2);
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "every pending job once, newest first");
+}
+
+/// Counts per queue and status are exact.
+pub async fn queue_counts_are_exact(s: &dyn JobStore, queue: &str) {
+    for n in 0..3 {
+        s.submit(new_job(queue, n)).await.expect("submit");
+    }
+    let run = new_job(queue, 10);
+    s.submit(run.clone()).await.expect("submit");
+    s.start(start_of(&run, 1)).await.expect("start");
+    let cancelled = new_job(queue, 11);
+    s.submit(cancelled.clone()).await.expect("submit");
+    s.cancel(cancelled.id).await.expect("cancel");
+    let mut counts: Vec<(JobStatus, u64)> = s
+        .queue_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .filter(|c| c.queue == queue)
+        .map(|c| (c.status, c.count))
+        .collect();
+    counts.sort_by_key(|(st, _)| st.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (JobStatus::Cancelled, 1),
+            (JobStatus::Pending, 3),
+            (JobStatus::Running, 1)
+        ]
+    );
+    s.ping().await.expect("ping");
+}
+
+/// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
+/// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
+///
+/// ```ignore
+/// pubsub_jobs::store_conformance_tests!(|| async { my_store().await });
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@each $make;
+            submitted_jobs_read_back,
+            dedup_returns_the_holder,
+            a_job_life_is_recorded,
+            morgued_and_discarded_are_final,
+            cancel_and_start_exclude_each_other,
+            start_records_an_unrecorded_job,
+            list_pages_newest_first,
+            queue_counts_are_exact
+        );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_dedup_creates_one_job() {
+            let store = ($make)().await;
+            let queue = $crate::store::conformance::unique("concurrent_dedup");
+            $crate::store::conformance::concurrent_dedup_creates_one_job(store, &queue).await;
+        }
+    };
+    (@each $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store = ($make)().await;
+                let queue = $crate::store::conformance::unique(stringify!($check));
+                $crate::store::conformance::$check(&*store, &queue).await;
+            }
+        )*
+    };
+}
