@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::broker::{Delivery, OutboundMessage};
-use crate::envelope::{ATTR_JOB_CLASS, ATTR_JOB_ID};
+use crate::envelope::{Envelope, ATTR_JOB_CLASS, ATTR_JOB_ID};
 
 /// Attribute: why the job is in the morgue.
 pub const ATTR_ERROR: &str = "morgue_error";
@@ -54,6 +54,48 @@ pub fn truncate(s: &str, max: usize) -> String {
 }
 
 impl MorgueRecord {
+    /// The record of a message dying now. The job's id, class and executions come from its
+    /// envelope when it has one; otherwise from the message's routing attributes, or from the
+    /// body's `job_id` / `job_class` keys when it is JSON at all, so a broken message still says
+    /// whose it was.
+    pub fn new(
+        body: Vec<u8>,
+        error: String,
+        source_queue: &str,
+        env: Option<&Envelope>,
+        attributes: &HashMap<String, String>,
+    ) -> Self {
+        let json: Option<serde_json::Value> = if env.is_none() {
+            serde_json::from_slice(&body).ok()
+        } else {
+            None
+        };
+        let from_body = |key: &str| {
+            json.as_ref()
+                .and_then(|v| v.get(key))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let job_class = env
+            .map(|e| e.job_class.clone())
+            .or_else(|| attributes.get(ATTR_JOB_CLASS).cloned())
+            .or_else(|| from_body("job_class"));
+        let job_id = env
+            .map(|e| e.job_id.to_string())
+            .or_else(|| attributes.get(ATTR_JOB_ID).cloned())
+            .or_else(|| from_body("job_id"));
+        Self {
+            body,
+            error,
+            source_queue: source_queue.to_string(),
+            failed_at: Utc::now(),
+            job_class,
+            job_id,
+            executions: env.map(|e| e.executions),
+        }
+    }
+
     /// The message to publish to the morgue topic.
     pub fn to_message(&self) -> OutboundMessage {
         let mut a = HashMap::new();

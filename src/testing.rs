@@ -62,13 +62,13 @@ pub fn enqueued_jobs(client: &Client, queue: &str) -> Vec<Envelope> {
         .collect()
 }
 
-/// The jobs waiting in a queue's scheduled subscription (not due yet).
+/// The jobs waiting in a queue's scheduled subscription (not due yet), parked by a worker or not.
 pub fn scheduled_jobs(client: &Client, queue: &str) -> Vec<Envelope> {
     let Ok(broker) = memory(client) else {
         return Vec::new();
     };
     broker
-        .pending(&client.scheduled_resource_name(queue))
+        .unacked(&client.scheduled_resource_name(queue))
         .into_iter()
         .filter_map(|(data, attrs)| Envelope::decode(&data, &attrs).ok())
         .collect()

@@ -82,6 +82,25 @@ impl MemoryBroker {
             .unwrap_or_default()
     }
 
+    /// Every message of a subscription not acked yet, waiting or leased (a job parked by a
+    /// worker's scheduler is leased), in message-id order.
+    pub fn unacked(&self, subscription: &str) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+        let mut st = self.lock();
+        st.expire(Instant::now());
+        let Some(sub) = st.subs.get(subscription) else {
+            return Vec::new();
+        };
+        let mut all: Vec<&Stored> = sub
+            .ready
+            .iter()
+            .chain(sub.leased.values().map(|(m, _)| m))
+            .collect();
+        all.sort_by_key(|m| m.id.parse::<u64>().unwrap_or(u64::MAX));
+        all.into_iter()
+            .map(|m| (m.data.clone(), m.attributes.clone()))
+            .collect()
+    }
+
     /// Messages waiting or leased in a subscription.
     pub fn outstanding(&self, subscription: &str) -> usize {
         let st = self.lock();

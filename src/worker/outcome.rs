@@ -107,19 +107,7 @@ pub(crate) async fn morgue_unrunnable(
     reason: String,
 ) {
     shared.stats.processed.fetch_add(1, Relaxed);
-    let record = MorgueRecord {
-        body: d.data.clone(),
-        error: reason,
-        source_queue: shared.queue.clone(),
-        failed_at: Utc::now(),
-        job_class: env
-            .map(|e| e.job_class.clone())
-            .or_else(|| d.attributes.get(crate::envelope::ATTR_JOB_CLASS).cloned()),
-        job_id: env
-            .map(|e| e.job_id.to_string())
-            .or_else(|| d.attributes.get(crate::envelope::ATTR_JOB_ID).cloned()),
-        executions: env.map(|e| e.executions),
-    };
+    let record = MorgueRecord::new(d.data.clone(), reason, &shared.queue, env, &d.attributes);
     let error = record.error.clone();
     if morgue(shared, d, record).await {
         if let Some(env) = env {
@@ -243,22 +231,184 @@ pub(crate) async fn finish(
             ack(shared, d);
         }
         Decision::Morgue { rule, failures } => {
-            let record = MorgueRecord {
-                body: next.to_body(),
-                error: format!(
-                    "retries spent ({failures} failures under rule {rule}): {}: {error}",
-                    error.type_name()
-                ),
-                source_queue: shared.queue.clone(),
-                failed_at: Utc::now(),
-                job_class: Some(next.job_class.clone()),
-                job_id: Some(next.job_id.to_string()),
-                executions: Some(next.executions),
-            };
+            let error = format!(
+                "retries spent ({failures} failures under rule {rule}): {}: {error}",
+                error.type_name()
+            );
+            let record = MorgueRecord::new(
+                next.to_body(),
+                error,
+                &shared.queue,
+                Some(&next),
+                &d.attributes,
+            );
             let error = record.error.clone();
             if morgue(shared, d, record).await {
                 self::record(shared, env.job_id, attempt, Transition::Morgued { error }).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Retry decisions and outcomes, end to end on the in-memory broker (fast; the same paths
+    //! run against the emulator in tests/worker.rs).
+
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use serde::{Deserialize, Serialize};
+
+    use crate::broker::{Broker, OutboundMessage};
+    use crate::morgue::MorgueRecord;
+    use crate::testing::{memory_client, perform_enqueued_jobs, scheduled_jobs};
+    use crate::{register_job, Client, Job, JobContext, JobError, RetryPolicy, Wait};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("flaky")]
+    struct Flaky;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("gone")]
+    struct Gone;
+
+    #[derive(Serialize, Deserialize)]
+    struct Outcome {
+        fail: String,
+    }
+
+    impl Job for Outcome {
+        const NAME: &'static str = "OutcomeProbe";
+        fn retry_policy() -> RetryPolicy {
+            RetryPolicy::default()
+                .retry_on::<Flaky>(Wait::fixed(Duration::from_secs(600)), 3)
+                .discard_on::<Gone>()
+        }
+        async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+            match self.fail.as_str() {
+                "flaky" => Err(Flaky.into()),
+                "gone" => Err(Gone.into()),
+                _ => Ok(()),
+            }
+        }
+    }
+    register_job!(Outcome);
+
+    fn morgue(client: &Client, broker: &crate::broker::MemoryBroker) -> Vec<MorgueRecord> {
+        broker
+            .pending(&client.resource_name(client.morgue_queue()))
+            .into_iter()
+            .map(|(data, attributes)| {
+                MorgueRecord::from_delivery(&crate::broker::Delivery {
+                    ack_id: String::new(),
+                    message_id: String::new(),
+                    data,
+                    attributes,
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_schedules_the_next_execution_after_its_wait() {
+        let (client, broker) = memory_client();
+        let before = Utc::now();
+        Outcome {
+            fail: "flaky".into(),
+        }
+        .perform_later(&client)
+        .await
+        .unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!((summary.failed, summary.retried), (1, 1));
+        let retries = scheduled_jobs(&client, "default");
+        assert_eq!(retries.len(), 1, "one retry waiting");
+        let r = &retries[0];
+        assert_eq!(r.executions, 1);
+        assert_eq!(r.attempt(), 2);
+        assert_eq!(r.exception_executions.values().sum::<u32>(), 1);
+        assert!(r.last_error.as_deref().unwrap_or("").contains("flaky"));
+        let due = r.scheduled_at.expect("a due time");
+        let wait = (due - before).num_seconds();
+        assert!(
+            (599..=601).contains(&wait),
+            "due {wait} s later, wait is 600 s"
+        );
+        assert_eq!(broker.outstanding("default"), 0, "the original is acked");
+        assert!(morgue(&client, &broker).is_empty());
+    }
+
+    #[tokio::test]
+    async fn spent_retries_go_to_the_morgue_with_the_job_and_the_rule() {
+        let (client, broker) = memory_client();
+        // The third execution: two failures already counted under the rule.
+        let mut env = crate::Envelope::new(
+            "OutcomeProbe",
+            "default",
+            serde_json::json!({"fail": "flaky"}),
+        );
+        env.executions = 2;
+        env.exception_executions
+            .insert(std::any::type_name::<Flaky>().to_string(), 2);
+        client.enqueue_envelopes(vec![env.clone()]).await.unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!(summary.morgued, 1);
+        assert!(scheduled_jobs(&client, "default").is_empty());
+        let dead = morgue(&client, &broker);
+        assert_eq!(dead.len(), 1);
+        let d = &dead[0];
+        assert_eq!(d.job_id.as_deref(), Some(env.job_id.to_string().as_str()));
+        assert_eq!(d.job_class.as_deref(), Some("OutcomeProbe"));
+        assert_eq!(d.executions, Some(3));
+        assert!(d.error.contains("retries spent (3 failures"), "{}", d.error);
+        assert_eq!(d.source_queue, "default");
+    }
+
+    #[tokio::test]
+    async fn a_discarded_failure_is_acked_with_nothing_left_behind() {
+        let (client, broker) = memory_client();
+        Outcome {
+            fail: "gone".into(),
+        }
+        .perform_later(&client)
+        .await
+        .unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!(summary.discarded, 1);
+        assert!(scheduled_jobs(&client, "default").is_empty());
+        assert!(morgue(&client, &broker).is_empty());
+        assert_eq!(broker.outstanding("default"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unrunnable_message_is_morgued_keeping_the_id_and_class_its_body_names() {
+        let (client, broker) = memory_client();
+        client.ensure_queue("default").await.unwrap();
+        // Not our envelope (no format_version), but its body names the job.
+        let body = br#"{"job_class":"Billing::SendInvoiceJob","job_id":"e7ce1f84-41de-4653-aaa2-b92d76f975ce","arguments":[]}"#;
+        broker
+            .publish(
+                "default",
+                vec![OutboundMessage {
+                    data: body.to_vec(),
+                    attributes: Default::default(),
+                }],
+            )
+            .await
+            .unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!(summary.morgued, 1);
+        let dead = morgue(&client, &broker);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            dead[0].job_id.as_deref(),
+            Some("e7ce1f84-41de-4653-aaa2-b92d76f975ce")
+        );
+        assert_eq!(
+            dead[0].job_class.as_deref(),
+            Some("Billing::SendInvoiceJob")
+        );
+        assert_eq!(dead[0].body, body.to_vec(), "the original bytes are kept");
     }
 }
