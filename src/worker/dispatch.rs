@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use tracing::{field, Instrument};
 
 use super::outcome;
 use super::Shared;
@@ -15,9 +16,28 @@ use crate::envelope::Envelope;
 use crate::job::JobContext;
 use crate::store::{Start, StartOutcome};
 
+/// Processes one delivery inside the job's span (`job_id`, `job_class`, `queue`, `attempt`):
+/// every log line of the job's life carries those fields from it.
 pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
+    let span = tracing::info_span!(
+        "job",
+        job_id = field::Empty,
+        job_class = field::Empty,
+        queue = %shared.queue,
+        attempt = field::Empty,
+    );
+    process_in_span(shared, d).instrument(span).await
+}
+
+async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
     let env = match Envelope::decode(&d.data, &d.attributes) {
-        Ok(env) => env,
+        Ok(env) => {
+            let span = tracing::Span::current();
+            span.record("job_id", field::display(env.job_id));
+            span.record("job_class", env.job_class.as_str());
+            span.record("attempt", env.attempt());
+            env
+        }
         Err(e) => return outcome::morgue_unrunnable(&shared, d, None, e.to_string()).await,
     };
     if let Some(at) = env.scheduled_at {
@@ -71,23 +91,15 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
         };
         match store.start(start).await {
             Ok(StartOutcome::Run) => {}
-            Ok(StartOutcome::Cancelled) => return outcome::cancelled(&shared, d, &env),
+            Ok(StartOutcome::Cancelled) => return outcome::cancelled(&shared, d),
             Err(e) => tracing::warn!(
-                job_id = %env.job_id,
                 error = %e,
                 "job store: could not record the start (or check for a cancel); running the job anyway"
             ),
         }
     }
     let outputs = ctx.outputs.clone();
-    tracing::info!(
-        event = "job.started",
-        job_id = %env.job_id,
-        job_class = %env.job_class,
-        queue = %shared.queue,
-        attempt = env.attempt(),
-        "job started"
-    );
+    tracing::info!(event = "job.started", "job started");
     shared
         .stats
         .running

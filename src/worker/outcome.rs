@@ -27,7 +27,6 @@ fn ack(shared: &Shared, d: Delivery) {
 
 fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error) {
     tracing::error!(
-        queue = %shared.queue,
         message_id = %d.message_id,
         error = %error,
         "could not publish the {what}; the message is not acked and will be delivered again in {REDELIVER_AFTER_FAILED_OUTCOME_SECS} s"
@@ -43,20 +42,16 @@ fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error
 async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, t: Transition) {
     if let Some(store) = shared.client.store() {
         if let Err(e) = store.finish(id, attempt, t).await {
-            tracing::warn!(job_id = %id, error = %e, "job store: could not record a transition");
+            tracing::warn!(error = %e, "job store: could not record a transition");
         }
     }
 }
 
 /// A job cancelled before it started: acked without running (its cancel event is recorded).
-pub(crate) fn cancelled(shared: &Shared, d: Delivery, env: &Envelope) {
+pub(crate) fn cancelled(shared: &Shared, d: Delivery) {
     shared.stats.processed.fetch_add(1, Relaxed);
     tracing::info!(
         event = "job.cancelled",
-        job_id = %env.job_id,
-        job_class = %env.job_class,
-        queue = %shared.queue,
-        attempt = env.attempt(),
         "job cancelled: acked without running"
     );
     ack(shared, d);
@@ -80,12 +75,14 @@ async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) -> bool {
     {
         Ok(_) => {
             shared.stats.morgued.fetch_add(1, Relaxed);
+            // What the morgue record says of the job (for a message that did not decode, all
+            // the span knows), with its executions as the attempt.
+            let span = tracing::Span::current();
+            span.record("job_id", record.job_id.as_deref().unwrap_or(""));
+            span.record("job_class", record.job_class.as_deref().unwrap_or(""));
+            span.record("attempt", record.executions.unwrap_or(0));
             tracing::warn!(
                 event = "job.morgued",
-                job_id = record.job_id.as_deref().unwrap_or(""),
-                job_class = record.job_class.as_deref().unwrap_or(""),
-                queue = %shared.queue,
-                attempt = record.executions.unwrap_or(0),
                 error = %record.error,
                 "job sent to the morgue"
             );
@@ -138,15 +135,7 @@ pub(crate) async fn finish(
             };
             record(shared, env.job_id, attempt, t).await;
             shared.stats.succeeded.fetch_add(1, Relaxed);
-            tracing::info!(
-                event = "job.succeeded",
-                job_id = %env.job_id,
-                job_class = %env.job_class,
-                queue = %shared.queue,
-                attempt = env.attempt(),
-                duration_ms,
-                "job succeeded"
-            );
+            tracing::info!(event = "job.succeeded", duration_ms, "job succeeded");
             return ack(shared, d);
         }
         Err(e) => e,
@@ -154,10 +143,6 @@ pub(crate) async fn finish(
     shared.stats.failed.fetch_add(1, Relaxed);
     tracing::warn!(
         event = "job.failed",
-        job_id = %env.job_id,
-        job_class = %env.job_class,
-        queue = %shared.queue,
-        attempt = env.attempt(),
         duration_ms,
         error = %error,
         error_type = error.type_name(),
@@ -192,10 +177,6 @@ pub(crate) async fn finish(
                     shared.stats.retried.fetch_add(1, Relaxed);
                     tracing::info!(
                         event = "job.retry_scheduled",
-                        job_id = %env.job_id,
-                        job_class = %env.job_class,
-                        queue = %shared.queue,
-                        attempt = env.attempt(),
                         scheduled_at = %at.to_rfc3339(),
                         wait_ms = wait.as_millis() as u64,
                         error = %error,
@@ -217,10 +198,6 @@ pub(crate) async fn finish(
             shared.stats.discarded.fetch_add(1, Relaxed);
             tracing::info!(
                 event = "job.discarded",
-                job_id = %env.job_id,
-                job_class = %env.job_class,
-                queue = %shared.queue,
-                attempt = env.attempt(),
                 error = %error,
                 "job discarded"
             );

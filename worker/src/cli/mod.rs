@@ -21,6 +21,7 @@ pub mod demo;
 mod enqueue;
 mod health;
 mod jobs;
+mod logging;
 mod morgue;
 mod run_worker;
 pub mod spawn;
@@ -29,6 +30,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pubsub_jobs::Registry;
+
+pub use logging::init_logging;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -262,26 +265,6 @@ pub async fn main_with(registry: Registry) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (else `default_level`).
-/// JSON lines carry the job's span fields (`job_id`, `job_class`, `queue`, `attempt`) at the top
-/// level, beside `timestamp` and `event`.
-pub fn init_logging(format: LogFormat, default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-    };
 }
 
 /// Runs a parsed command line with the job classes of `registry`.
