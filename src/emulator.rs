@@ -27,7 +27,15 @@ pub struct Emulator {
 /// Cloud SDK's usual install folders.
 pub fn find_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("PUBSUB_EMULATOR_BIN") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(Error::Emulator(format!(
+            "the Pub/Sub emulator is not installed at PUBSUB_EMULATOR_BIN={} (no such file); \
+             install it with `apt-get install google-cloud-cli-pubsub-emulator`, or unset the variable",
+            p.display()
+        )));
     }
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {

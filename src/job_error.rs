@@ -80,7 +80,7 @@ impl fmt::Display for MessageError {
 
 impl StdError for MessageError {}
 
-/// The failure of a job that ran longer than its [`Job::timeout`].
+/// The failure of a job that ran longer than its [`Job::timeout`](crate::Job::timeout).
 #[derive(Debug, thiserror::Error)]
 #[error("job timed out after {after:?}")]
 pub struct JobTimeout {

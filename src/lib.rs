@@ -4,10 +4,10 @@
 //! Background jobs for Rust on Google Cloud Pub/Sub: ActiveJob's ease, Sidekiq's operability,
 //! Pub/Sub's scale, and no Redis to run.
 //!
-//! A job's life, one module each: [`client`] (enqueue, publish) -> [`worker::pull`] ->
-//! [`worker::lease`] -> [`worker::dispatch`] -> [`worker::perform`] -> [`worker::outcome`]
-//! (ack, retry, or the [`morgue`]). Jobs that are not due yet wait in [`worker::schedule`].
-//! Pub/Sub sits behind the small [`broker::Broker`] trait.
+//! A job's life, one file each (`docs/ARCHITECTURE.md` follows it): [`client`] (enqueue,
+//! publish) -> `worker/pull.rs` -> `worker/lease.rs` -> `worker/dispatch.rs` ->
+//! `worker/perform.rs` -> `worker/outcome.rs` (ack, retry, or the [`morgue`]). Jobs that are not
+//! due yet wait in `worker/schedule.rs`. Pub/Sub sits behind the small [`broker::Broker`] trait.
 //!
 //! Beside the queue: an optional [`store`] records every job's events and status (SQLite or
 //! PostgreSQL), which the JSON HTTP `api` serves (submit, poll, cancel, dedup); `http_job` is a

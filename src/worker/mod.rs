@@ -1,7 +1,8 @@
 //! The worker: runs one queue. The launcher ([`Worker::run`]) starts the long-running parts,
-//! each a small struct with `start` / `shutdown`: the pull streams ([`pull`]), the lease keeper
-//! ([`lease`]), the ack batcher ([`ack`]) and the scheduler ([`schedule`]); it then hands each
-//! pulled message to [`dispatch`], which performs ([`perform`]) and settles it ([`outcome`]).
+//! each a small struct with `start` / `shutdown`: the pull streams (`pull.rs`), the lease keeper
+//! (`lease.rs`), the ack batcher (`ack.rs`) and the scheduler (`schedule.rs`); it then hands each
+//! pulled message to `dispatch.rs`, which performs it (`perform.rs`) and settles it
+//! (`outcome.rs`).
 //!
 //! ```no_run
 //! # async fn demo() -> pubsub_jobs::Result<()> {

@@ -180,6 +180,59 @@ fn the_demo_runs_end_to_end_on_a_private_emulator() {
 }
 
 #[test]
+fn without_the_emulator_the_demo_says_so_and_runs_in_memory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args([
+            "demo",
+            "--count",
+            "8",
+            "--rate",
+            "40",
+            "--retry-wait",
+            "0.2",
+        ])
+        .env_remove("PUBSUB_EMULATOR_HOST")
+        .env_remove("PUBSUB_PROJECT_ID")
+        .env_remove("RUST_LOG")
+        // No emulator to be found here.
+        .env("PUBSUB_EMULATOR_BIN", "/nonexistent/cloud-pubsub-emulator")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = stdout.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("IN-MEMORY BROKER:")
+            && first.contains("not installed")
+            && first.contains("apt-get install google-cloud-cli-pubsub-emulator"),
+        "one line saying so, with the install command: {first}"
+    );
+    assert!(
+        !stdout.contains("Starting a private Pub/Sub emulator"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("in memory: nothing went through Pub/Sub"),
+        "{stdout}"
+    );
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .expect("a total row");
+    let n: Vec<u64> = total
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(n[0] + n[3], 8, "succeeded + morgued is every job: {total}");
+}
+
+#[test]
 fn spawn_enqueues_n_jobs_that_a_worker_runs() {
     let q = unique("spawn");
     let (code, stdout, stderr) = run(

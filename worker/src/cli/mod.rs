@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Every option has an environment fallback (`QUEUE_NAME`, `PUBSUB_PROJECT_ID`, ...). One file
-//! per command: [`run`](self::run) (the worker itself), `jobs`, `enqueue`, `clear`, `morgue`,
+//! per command: `run_worker` (the worker itself), `jobs`, `enqueue`, `clear`, `morgue`,
 //! `health`, `api`, `demo`, `spawn`; `common` holds what they share (connecting, confirmations,
 //! signals).
 
