@@ -15,10 +15,7 @@ use super::{Broker, Delivery, OutboundMessage, StreamOptions};
 /// A fresh topic / subscription name for one check.
 pub fn unique(check: &str) -> String {
     let short: String = check.split('_').filter_map(|w| w.chars().next()).collect();
-    format!(
-        "conf-{short}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
+    crate::testing::unique_queue(&short)
 }
 
 fn msg(body: &str, attrs: &[(&str, &str)]) -> OutboundMessage {

@@ -21,7 +21,7 @@ use super::{
 /// A fresh queue name for one check.
 pub fn unique(check: &str) -> String {
     let short: String = check.split('_').filter_map(|w| w.chars().next()).collect();
-    format!("sc-{short}-{}", &Uuid::new_v4().simple().to_string()[..10])
+    crate::testing::unique_queue(&short)
 }
 
 fn new_job(queue: &str, n: u32) -> NewJob {

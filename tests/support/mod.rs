@@ -38,12 +38,7 @@ pub(crate) fn init_logging() {
 }
 
 /// A name unique to this test run.
-pub(crate) fn unique(name: &str) -> String {
-    format!(
-        "t-{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
+pub(crate) use pubsub_jobs::testing::unique_queue as unique;
 
 /// A client on the emulator with its own morgue queue.
 pub(crate) async fn client_with_morgue(morgue: &str) -> Client {

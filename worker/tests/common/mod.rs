@@ -12,12 +12,7 @@ pub(crate) fn emulator_host() -> &'static str {
     pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
 }
 
-pub(crate) fn unique(name: &str) -> String {
-    format!(
-        "t-{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
+pub(crate) use pubsub_jobs::testing::unique_queue as unique;
 
 pub(crate) fn worker() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_worker"));
