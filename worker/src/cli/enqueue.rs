@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use pubsub_jobs::envelope::due_after;
-use pubsub_jobs::Registry;
+use pubsub_jobs::{Envelope, Registry};
 
 use super::common::{connect, seconds};
 use super::{GlobalArgs, LogFormat};
@@ -17,16 +17,15 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let args: serde_json::Value = serde_json::from_str(arguments)
         .with_context(|| format!("the arguments for {job_class} are not valid JSON"))?;
-    // Checked before connecting: a bad class or field fails at once.
+    // Checked once, before connecting: a bad class, field or queue fails at once.
     registry.validate(job_class, &args)?;
     pubsub_jobs::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
-    let at = wait
+    let mut env = Envelope::new(job_class, &g.queue, args);
+    env.scheduled_at = wait
         .map(|w| seconds("--wait", w).map(due_after))
         .transpose()?;
     let client = connect(g).await?;
-    let env = client
-        .enqueue_by_name(registry, job_class, args, Some(&g.queue), at)
-        .await?;
+    client.submit(env.clone(), None).await?;
     if g.log_format == LogFormat::Json {
         let line = serde_json::json!({
             "timestamp": chrono::Utc::now().to_rfc3339(),
