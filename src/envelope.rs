@@ -191,6 +191,9 @@ impl Envelope {
             }
             Some(Some(_)) => {}
             Some(None) => return Err(DecodeError::Broken("format_version is not a number".into())),
+            None if crate::activejob::looks_like_activejob(obj) => {
+                return crate::activejob::to_envelope(obj, attributes)
+            }
             None => return Err(DecodeError::Broken("missing field `format_version`".into())),
         }
         let env: Envelope = serde_path_to_error::deserialize(value)

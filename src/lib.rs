@@ -57,6 +57,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod activejob;
 #[cfg(feature = "api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
 pub mod api;

@@ -163,20 +163,7 @@ fn the_demo_runs_end_to_end_on_a_private_emulator() {
         "{stdout}"
     );
     assert!(stdout.contains("8 jobs in"), "{stdout}");
-    let total = stdout
-        .lines()
-        .find(|l| l.starts_with("total"))
-        .expect("a total row");
-    let n: Vec<u64> = total
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
-    assert_eq!(
-        n[0] + n[3],
-        8,
-        "succeeded + morgued should be every job: {total}"
-    );
+    assert_every_demo_job_finished(&stdout, 8);
 }
 
 #[test]
@@ -220,6 +207,11 @@ fn without_the_emulator_the_demo_says_so_and_runs_in_memory() {
         stdout.contains("in memory: nothing went through Pub/Sub"),
         "{stdout}"
     );
+    assert_every_demo_job_finished(&stdout, 8);
+}
+
+/// The demo's `total` row: succeeded + morgued is every job.
+fn assert_every_demo_job_finished(stdout: &str, jobs: u64) {
     let total = stdout
         .lines()
         .find(|l| l.starts_with("total"))
@@ -227,9 +219,13 @@ fn without_the_emulator_the_demo_says_so_and_runs_in_memory() {
     let n: Vec<u64> = total
         .split_whitespace()
         .skip(1)
-        .map(|x| x.parse().unwrap())
+        .map(|x| x.parse().expect("a count"))
         .collect();
-    assert_eq!(n[0] + n[3], 8, "succeeded + morgued is every job: {total}");
+    assert_eq!(
+        n[0] + n[3],
+        jobs,
+        "succeeded + morgued is every job: {total}"
+    );
 }
 
 #[test]
