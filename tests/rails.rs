@@ -1,0 +1,198 @@
+//! Rails -> Rust: jobs serialized by Rails' own ActiveJob (Debian's ruby-activejob, run as
+//! `ruby tests/rails/serialize_jobs.rb`) and published to the emulator the way the Pub/Sub
+//! ActiveJob adapters do, run by a Rust worker: keyword and positional arguments, Time / Symbol /
+//! Duration arguments, a delayed job (the adapter's `timestamp` attribute), a job Rails had already
+//! retried twice, and a GlobalID argument, which goes to the morgue naming it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pubsub_jobs::broker::OutboundMessage;
+use pubsub_jobs::{Job, JobContext, JobError, Registry};
+use serde::{Deserialize, Serialize};
+use support::*;
+
+/// (case label, attempt, when it ran)
+static RUNS: Mutex<Vec<(String, u32, DateTime<Utc>)>> = Mutex::new(Vec::new());
+
+fn ran(label: impl Into<String>, ctx: &JobContext) {
+    RUNS.lock()
+        .unwrap()
+        .push((label.into(), ctx.attempt, Utc::now()));
+}
+
+#[derive(Serialize, Deserialize)]
+struct RailsKeywordJob {
+    sleep_duration: f64,
+    raise_error: bool,
+}
+impl Job for RailsKeywordJob {
+    const NAME: &'static str = "RailsKeywordJob";
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        assert!(!self.raise_error);
+        ran(format!("keywords:{}", self.sleep_duration), ctx);
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RailsPositionalJob(u64, String);
+impl Job for RailsPositionalJob {
+    const NAME: &'static str = "RailsPositionalJob";
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        ran(format!("positional:{}:{}", self.0, self.1), ctx);
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RailsTimeJob(DateTime<Utc>, String, u64);
+impl Job for RailsTimeJob {
+    const NAME: &'static str = "RailsTimeJob";
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        ran(
+            format!("time:{}:{}:{}", self.0.to_rfc3339(), self.1, self.2),
+            ctx,
+        );
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RailsGlobalIdJob(serde_json::Value);
+impl Job for RailsGlobalIdJob {
+    const NAME: &'static str = "RailsGlobalIdJob";
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        ran("globalid", ctx);
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Serialized {
+    case: String,
+    body: String,
+    attributes: HashMap<String, String>,
+}
+
+fn rails_jobs(queue: &str) -> Vec<Serialized> {
+    let out = Command::new("ruby")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/rails/serialize_jobs.rb"
+        ))
+        .arg(queue)
+        .output()
+        .expect("ruby (Debian's ruby-activejob) runs");
+    assert!(
+        out.status.success(),
+        "serialize_jobs.rb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn runs(prefix: &str) -> Vec<(u32, DateTime<Utc>)> {
+    RUNS.lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, _, _)| l.starts_with(prefix))
+        .map(|(_, a, t)| (*a, *t))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
+    let queue = unique("rails");
+    let client = client().await;
+    client.ensure_queue(&queue).await.unwrap();
+    let jobs = rails_jobs(&queue);
+    assert_eq!(jobs.len(), 6);
+    let broker = raw_broker().await;
+    for j in &jobs {
+        broker
+            .publish(
+                &client.resource_name(&queue),
+                vec![OutboundMessage {
+                    data: j.body.as_bytes().to_vec(),
+                    attributes: j.attributes.clone(),
+                }],
+            )
+            .await
+            .expect("publish like the adapter");
+    }
+    let registry = Registry::new()
+        .register::<RailsKeywordJob>()
+        .register::<RailsPositionalJob>()
+        .register::<RailsTimeJob>()
+        .register::<RailsGlobalIdJob>();
+    let worker = start_worker_with(&client, worker_config(&queue), Some(registry));
+
+    let done = wait_until(Duration::from_secs(30), || {
+        runs("positional:3:later").len() == 1 && runs("time:").len() == 1
+    })
+    .await;
+    assert!(done, "runs so far: {:?}", RUNS.lock().unwrap());
+    assert_eq!(
+        runs("keywords:0.1"),
+        runs("keywords:"),
+        "keyword arguments mapped"
+    );
+    assert_eq!(runs("keywords:0.1").len(), 1);
+    assert_eq!(runs("positional:7:seven").len(), 1, "positional arguments");
+    assert_eq!(
+        runs("time:2026-11-22T10:00:00+00:00:eur:3600").len(),
+        1,
+        "Time, Symbol and Duration arguments: {:?}",
+        RUNS.lock().unwrap()
+    );
+    // Rails had run it twice: this is its third execution.
+    assert_eq!(
+        runs("positional:2:retried")
+            .iter()
+            .map(|(a, _)| *a)
+            .collect::<Vec<_>>(),
+        vec![3]
+    );
+    // The adapter's timestamp said 3 s after Ruby serialized it: not before.
+    let (_, at) = runs("positional:3:later")[0];
+    let scheduled: f64 = jobs
+        .iter()
+        .find(|j| j.case == "scheduled")
+        .unwrap()
+        .attributes["timestamp"]
+        .parse()
+        .unwrap();
+    assert!(
+        at.timestamp_millis() as f64 >= scheduled * 1000.0 - 1.0,
+        "ran at {at}, due {scheduled}"
+    );
+    assert!(runs("globalid").is_empty(), "a GlobalID job never runs");
+
+    let dead = morgue_records(&client, 1, Duration::from_secs(15)).await;
+    assert_eq!(dead.len(), 1, "the GlobalID job is in the morgue");
+    let gid = jobs.iter().find(|j| j.case == "globalid").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&gid.body).unwrap();
+    assert_eq!(dead[0].job_class.as_deref(), Some("RailsGlobalIdJob"));
+    assert_eq!(dead[0].job_id.as_deref(), body["job_id"].as_str());
+    assert!(
+        dead[0].error.contains("GlobalID") && dead[0].error.contains("gid://shop/User/1"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(
+        dead[0].body,
+        gid.body.as_bytes(),
+        "the original bytes are kept"
+    );
+    let summary = worker.stop().await;
+    assert_eq!(summary.succeeded, 5, "{summary:?}");
+}
