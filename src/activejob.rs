@@ -1,4 +1,4 @@
-//! Rails' ActiveJob wire format, read: a message that Rails enqueued through a Pub/Sub ActiveJob
+//! Rails' ActiveJob wire format, read and written. Read: a message that Rails enqueued through a Pub/Sub ActiveJob
 //! adapter (`JSON.dump(job.serialize)`, the adapter's `timestamp` attribute for `enqueue_at`) is
 //! a job like any other. Step 1 of dispatch for such a message: [`Envelope::decode`] hands a body
 //! without `format_version` whose keys are ActiveJob's to [`to_envelope`].
@@ -18,13 +18,16 @@
 //! `scheduled_at` (Rails 7.1+, or the adapter's `timestamp` attribute, epoch seconds) carry over,
 //! so delays and execution counts continue where Rails left off. The Rust type that runs a Rails
 //! class is the one registered under the class name: `Job::NAME = "Billing::SendInvoiceJob"`.
+//!
+//! Written, opt-in per job type: a job with `const WIRE: Wire = Wire::ActiveJob` is published as
+//! [`to_body`] serializes it, which a Rails worker runs (`ActiveJob::Base.execute`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
-use crate::envelope::{DecodeError, Envelope, FORMAT_VERSION};
+use crate::envelope::{DecodeError, Envelope, Wire, FORMAT_VERSION};
 
 /// The adapter attribute with the due time of `enqueue_at`, epoch seconds.
 pub const ATTR_TIMESTAMP: &str = "timestamp";
@@ -97,7 +100,51 @@ pub fn to_envelope(
         scheduled_at,
         last_error: None,
         checkpoint: None,
+        wire: Wire::PubsubJobs,
     })
+}
+
+/// The body Rails' `ActiveJob::Base.execute(JSON.parse(data))` accepts: `job.serialize`'s keys,
+/// arguments in ActiveJob's shape. A struct's fields become one keyword hash (marked
+/// `_aj_ruby2_keywords`, so `perform(invoice_id:, ...)` receives them as keywords); a sequence
+/// (tuple struct, `Vec`) becomes positional arguments; anything else one argument.
+pub fn to_body(env: &Envelope) -> Vec<u8> {
+    let arguments = match &env.arguments {
+        Value::Object(fields) => {
+            let mut hash = fields.clone();
+            let keys: Vec<Value> = fields.keys().map(|k| Value::from(k.as_str())).collect();
+            hash.insert("_aj_ruby2_keywords".into(), Value::Array(keys));
+            Value::Array(vec![Value::Object(hash)])
+        }
+        Value::Array(items) => Value::Array(items.clone()),
+        Value::Null => Value::Array(Vec::new()),
+        other => Value::Array(vec![other.clone()]),
+    };
+    let body = serde_json::json!({
+        "job_class": env.job_class,
+        "job_id": env.job_id,
+        "provider_job_id": null,
+        "queue_name": env.queue_name,
+        "priority": null,
+        "arguments": arguments,
+        "executions": env.executions,
+        "exception_executions": env.exception_executions,
+        "locale": "en",
+        "timezone": null,
+        "enqueued_at": env.enqueued_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The adapter's attributes: `timestamp` (epoch seconds) for a job due later.
+pub fn attributes(env: &Envelope) -> HashMap<String, String> {
+    env.scheduled_at
+        .map(|at| {
+            let secs = at.timestamp_millis() as f64 / 1000.0;
+            (ATTR_TIMESTAMP.to_string(), secs.to_string())
+        })
+        .into_iter()
+        .collect()
 }
 
 fn broken(what: &str) -> DecodeError {
@@ -336,6 +383,50 @@ mod tests {
         assert_eq!(summary.succeeded, 1);
         // Rails had run it once: this is the second execution.
         assert_eq!(*SEEN.lock().unwrap(), vec![(42, "eur".to_string(), 2)]);
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct ToRails {
+        invoice_id: u64,
+    }
+    impl crate::Job for ToRails {
+        const NAME: &'static str = "ToRails";
+        const WIRE: Wire = Wire::ActiveJob;
+        async fn perform(&self, _: &crate::JobContext) -> Result<(), crate::JobError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_activejob_wire_waits_in_the_queue_with_a_timestamp_and_reads_back() {
+        let (client, broker) = crate::testing::memory_client();
+        let before = Utc::now();
+        let id = crate::Job::set(&ToRails { invoice_id: 9 })
+            .wait(std::time::Duration::from_secs(60))
+            .perform_later(&client)
+            .await
+            .unwrap();
+        assert!(crate::testing::scheduled_jobs(&client, "default").is_empty());
+        let pending = broker.pending("default");
+        assert_eq!(pending.len(), 1, "in the queue itself, as the adapters do");
+        let (body, attrs) = &pending[0];
+        let ts: f64 = attrs[ATTR_TIMESTAMP].parse().unwrap();
+        let wait = ts - before.timestamp_millis() as f64 / 1000.0;
+        assert!((59.0..=61.0).contains(&wait), "timestamp {wait} s ahead");
+        let raw: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            raw["arguments"],
+            serde_json::json!([{"invoice_id": 9, "_aj_ruby2_keywords": ["invoice_id"]}])
+        );
+        assert!(raw.get("format_version").is_none());
+        // A Rust worker reads it back too.
+        let env = Envelope::decode(body, attrs).unwrap();
+        assert_eq!(env.job_id, id);
+        assert_eq!(env.arguments, serde_json::json!({"invoice_id": 9}));
+        assert_eq!(
+            env.scheduled_at.map(|t| t.timestamp()),
+            Some(ts.floor() as i64)
+        );
     }
 
     #[test]

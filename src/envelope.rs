@@ -56,6 +56,24 @@ pub struct Envelope {
     /// What the previous execution saved with `JobContext::save_checkpoint`, for its retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<serde_json::Value>,
+    /// The format this envelope is published in ([`Job::WIRE`](crate::Job::WIRE)); not on the wire.
+    #[serde(skip)]
+    pub wire: Wire,
+}
+
+/// The format a job type is published in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wire {
+    /// pubsub-jobs' own envelope (ActiveJob's keys plus `format_version`), delays through the
+    /// queue's `.scheduled` topic. The default.
+    #[default]
+    PubsubJobs,
+    /// Rails' ActiveJob serialization, as the Pub/Sub ActiveJob adapters publish it: a Rails
+    /// worker runs it with `ActiveJob::Base.execute(JSON.parse(data))`. A delayed job goes to the
+    /// queue's topic with the adapter's `timestamp` attribute (epoch seconds). See
+    /// [`activejob`](crate::activejob).
+    ActiveJob,
 }
 
 /// When a job delayed by `wait` from now is due: the one conversion of a wait into a
@@ -110,11 +128,15 @@ impl Envelope {
             scheduled_at: None,
             last_error: None,
             checkpoint: None,
+            wire: Wire::PubsubJobs,
         }
     }
 
-    /// The JSON body.
+    /// The JSON body, in the envelope's [`Wire`] format.
     pub fn to_body(&self) -> Vec<u8> {
+        if self.wire == Wire::ActiveJob {
+            return crate::activejob::to_body(self);
+        }
         // Serializing a struct of plain fields and a serde_json::Value cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -154,8 +176,11 @@ impl Envelope {
         })
     }
 
-    /// The routing attributes.
+    /// The routing attributes (for the ActiveJob wire, only the adapter's `timestamp`).
     pub fn attributes(&self) -> HashMap<String, String> {
+        if self.wire == Wire::ActiveJob {
+            return crate::activejob::attributes(self);
+        }
         let mut a = HashMap::with_capacity(4);
         a.insert(ATTR_JOB_CLASS.to_string(), self.job_class.clone());
         a.insert(ATTR_JOB_ID.to_string(), self.job_id.to_string());

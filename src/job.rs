@@ -51,6 +51,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The class name on the wire. Unique within a binary: a duplicate stops the worker at start.
     const NAME: &'static str;
 
+    /// The format this job type is published in: pubsub-jobs' envelope (the default), or
+    /// [`Wire::ActiveJob`](crate::envelope::Wire::ActiveJob) for a job a Rails worker runs.
+    const WIRE: crate::envelope::Wire = crate::envelope::Wire::PubsubJobs;
+
     /// The queue this job is published to (ActiveJob's `queue_as`). Defaults to `default`.
     fn queue(&self) -> &str {
         "default"

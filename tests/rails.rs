@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pubsub_jobs::broker::OutboundMessage;
+use pubsub_jobs::envelope::Wire;
 use pubsub_jobs::{Job, JobContext, JobError, Registry};
 use serde::{Deserialize, Serialize};
 use support::*;
@@ -195,4 +196,92 @@ async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
     );
     let summary = worker.stop().await;
     assert_eq!(summary.succeeded, 5, "{summary:?}");
+}
+
+#[derive(Serialize, Deserialize)]
+struct RustToRailsKeywordJob {
+    invoice_id: u64,
+    currency: String,
+    tags: Vec<String>,
+}
+impl Job for RustToRailsKeywordJob {
+    const NAME: &'static str = "RustToRailsKeywordJob";
+    const WIRE: Wire = Wire::ActiveJob;
+    async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RustToRailsPositionalJob(u64, String);
+impl Job for RustToRailsPositionalJob {
+    const NAME: &'static str = "RustToRailsPositionalJob";
+    const WIRE: Wire = Wire::ActiveJob;
+    async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_a_rust_service_enqueues_with_the_activejob_wire_run_in_rails() {
+    let queue = unique("torails");
+    let client = client().await;
+    let keyword = RustToRailsKeywordJob {
+        invoice_id: 42,
+        currency: "eur".into(),
+        tags: vec!["a".into(), "b".into()],
+    }
+    .set()
+    .queue(&queue)
+    .perform_later(&client)
+    .await
+    .expect("enqueue");
+    let positional = RustToRailsPositionalJob(7, "seven".into())
+        .set()
+        .queue(&queue)
+        .perform_later(&client)
+        .await
+        .expect("enqueue");
+    let out = Command::new("ruby")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/rails/execute_jobs.rb"
+        ))
+        .args([
+            emulator_host(),
+            &client.config().project_id,
+            &client.resource_name(&queue),
+            "2",
+        ])
+        .output()
+        .expect("ruby runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Rails could not run them: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let by_class = |c: &str| {
+        lines
+            .iter()
+            .find(|l| l["class"] == c)
+            .unwrap_or_else(|| panic!("{c} did not run in Rails: {stdout}"))
+            .clone()
+    };
+    let k = by_class("RustToRailsKeywordJob");
+    assert_eq!(k["job_id"], keyword.to_string());
+    assert_eq!(k["queue"], queue.as_str());
+    assert_eq!(k["executions"], 1, "Rails counts this execution");
+    assert_eq!(
+        k["kwargs"],
+        serde_json::json!({"invoice_id": 42, "currency": "eur", "tags": ["a", "b"]}),
+        "perform received the struct's fields as keyword arguments"
+    );
+    let p = by_class("RustToRailsPositionalJob");
+    assert_eq!(p["job_id"], positional.to_string());
+    assert_eq!(p["args"], serde_json::json!([7, "seven"]));
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Client;
-use crate::envelope::{due_after, Envelope};
+use crate::envelope::{due_after, Envelope, Wire};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::registry::Registry;
@@ -117,14 +117,18 @@ impl Client {
         queue: Option<&str>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        if let Some(store) = self.store() {
-            // The store keeps the arguments: build them as JSON values.
+        if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
+            // The store keeps the arguments, and the ActiveJob wire reshapes them: build them as
+            // JSON values.
             let envelopes = jobs
                 .into_iter()
                 .map(|j| envelope_for(&j, queue, None))
                 .collect::<Result<Vec<_>>>()?;
             let ids = envelopes.iter().map(|e| e.job_id).collect();
-            self.submit_all(store, envelopes).await?;
+            match self.store() {
+                Some(store) => self.submit_all(store, envelopes).await?,
+                None => self.enqueue_envelopes(envelopes).await?,
+            }
             return Ok(ids);
         }
         // Without a store, serialize each job straight into its message body, once.
@@ -190,6 +194,7 @@ fn envelope_for<J: Job>(
     })?;
     let mut env = Envelope::new(J::NAME, queue.unwrap_or_else(|| job.queue()), arguments);
     env.scheduled_at = at;
+    env.wire = J::WIRE;
     Ok(env)
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Client;
 use crate::broker::{OutboundMessage, RETENTION};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Wire};
 use crate::error::{Error, Result};
 
 /// The largest message body accepted (Pub/Sub's limit is 10 MB per message, attributes included).
@@ -88,7 +88,10 @@ impl Client {
         for (index, (env, data)) in envelopes.iter().zip(bodies).enumerate() {
             self.check_body(env, &data, now)?;
             let topic = match env.scheduled_at {
-                Some(at) if at > now => self.scheduled_resource_name(&env.queue_name),
+                // The ActiveJob wire waits the adapters' way: in the queue, with a timestamp.
+                Some(at) if at > now && env.wire == Wire::PubsubJobs => {
+                    self.scheduled_resource_name(&env.queue_name)
+                }
                 _ => self.resource_name(&env.queue_name),
             };
             let msg = OutboundMessage {
