@@ -63,7 +63,7 @@ pub fn to_envelope(
         .and_then(Value::as_u64)
         .unwrap_or(0)
         .min(u64::from(u32::MAX)) as u32;
-    let exception_executions: BTreeMap<String, u32> = obj
+    let mut exception_executions: BTreeMap<String, u32> = obj
         .get("exception_executions")
         .and_then(Value::as_object)
         .map(|m| {
@@ -72,6 +72,15 @@ pub fn to_envelope(
                 .collect()
         })
         .unwrap_or_default();
+    // Ruby's exception classes have no Rust counterpart: the failures Rails counted count
+    // against the Rust job's fallback rule, so a job Rails retried twice has that many fewer
+    // retries left under `otherwise` (its `retry_on` rules start their own counts).
+    let rails_failures: u32 = exception_executions.values().sum();
+    if rails_failures > 0 {
+        exception_executions
+            .entry(crate::retry_policy::DEFAULT_RULE_KEY.to_string())
+            .or_insert(rails_failures);
+    }
     let enqueued_at = text("enqueued_at")
         .and_then(parse_time)
         .unwrap_or_else(Utc::now);
@@ -299,6 +308,11 @@ mod tests {
         assert_eq!(env.executions, 2);
         assert_eq!(env.attempt(), 3);
         assert_eq!(env.exception_executions["[Net::ReadTimeout]"], 2);
+        assert_eq!(
+            env.exception_executions[crate::retry_policy::DEFAULT_RULE_KEY],
+            2,
+            "Rails' failures count against the fallback rule"
+        );
         assert_eq!(
             env.scheduled_at.map(|t| t.timestamp_millis()),
             Some(1_795_435_200_500)

@@ -74,7 +74,17 @@ impl std::fmt::Display for ArgumentsError {
 }
 
 fn decode<T: Job>(value: serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
+    // One positional argument (`perform(user_id)` in Rails: `[42]`) also fits a newtype job
+    // (`struct Job(u64)`), which serde reads from the bare value: tried only if the array fails.
+    let lone = match &value {
+        serde_json::Value::Array(items) if items.len() == 1 => Some(items[0].clone()),
+        _ => None,
+    };
     serde_path_to_error::deserialize::<_, T>(value)
+        .or_else(|e| match lone {
+            Some(v) => serde_path_to_error::deserialize::<_, T>(v).map_err(|_| e),
+            None => Err(e),
+        })
         .map(|j| Box::new(j) as Box<dyn ErasedJob>)
         .map_err(|e| {
             let path = e.path().to_string();

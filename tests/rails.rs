@@ -74,6 +74,20 @@ impl Job for RailsGlobalIdJob {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("still failing")]
+struct StillFailing;
+
+#[derive(Serialize, Deserialize)]
+struct RailsFailingJob(String);
+impl Job for RailsFailingJob {
+    const NAME: &'static str = "RailsFailingJob";
+    async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+        ran("failing", ctx);
+        Err(StillFailing.into())
+    }
+}
+
 #[derive(Deserialize)]
 struct Serialized {
     case: String,
@@ -116,7 +130,7 @@ async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
     let client = client().await;
     client.ensure_queue(&queue).await.unwrap();
     let jobs = rails_jobs(&queue);
-    assert_eq!(jobs.len(), 6);
+    assert_eq!(jobs.len(), 7);
     let broker = raw_broker().await;
     for j in &jobs {
         broker
@@ -134,6 +148,7 @@ async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
         .register::<RailsKeywordJob>()
         .register::<RailsPositionalJob>()
         .register::<RailsTimeJob>()
+        .register::<RailsFailingJob>()
         .register::<RailsGlobalIdJob>();
     let worker = start_worker_with(&client, worker_config(&queue), Some(registry));
 
@@ -178,22 +193,36 @@ async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
     );
     assert!(runs("globalid").is_empty(), "a GlobalID job never runs");
 
-    let dead = morgue_records(&client, 1, Duration::from_secs(15)).await;
-    assert_eq!(dead.len(), 1, "the GlobalID job is in the morgue");
+    let dead = morgue_records(&client, 2, Duration::from_secs(15)).await;
+    assert_eq!(
+        dead.len(),
+        2,
+        "the GlobalID job and the failing one are in the morgue"
+    );
     let gid = jobs.iter().find(|j| j.case == "globalid").unwrap();
     let body: serde_json::Value = serde_json::from_str(&gid.body).unwrap();
-    assert_eq!(dead[0].job_class.as_deref(), Some("RailsGlobalIdJob"));
-    assert_eq!(dead[0].job_id.as_deref(), body["job_id"].as_str());
+    let g = dead
+        .iter()
+        .find(|d| d.job_class.as_deref() == Some("RailsGlobalIdJob"))
+        .expect("the GlobalID job's morgue record names its class");
+    assert_eq!(g.job_id.as_deref(), body["job_id"].as_str());
     assert!(
-        dead[0].error.contains("GlobalID") && dead[0].error.contains("gid://shop/User/1"),
+        g.error.contains("GlobalID") && g.error.contains("gid://shop/User/1"),
         "{}",
-        dead[0].error
+        g.error
     );
+    assert_eq!(g.body, gid.body.as_bytes(), "the original bytes are kept");
+    // Rails had failed it twice: its third failure, the first in Rust, spends the fallback rule.
+    let f = dead
+        .iter()
+        .find(|d| d.job_class.as_deref() == Some("RailsFailingJob"))
+        .expect("the failing job's morgue record");
     assert_eq!(
-        dead[0].body,
-        gid.body.as_bytes(),
-        "the original bytes are kept"
+        runs("failing").iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        vec![3],
+        "one execution in Rust, its third"
     );
+    assert!(f.error.contains("retries spent (3 failures"), "{}", f.error);
     let summary = worker.stop().await;
     assert_eq!(summary.succeeded, 5, "{summary:?}");
 }

@@ -30,6 +30,10 @@ class RailsTimeJob < ActiveJob::Base
   def perform(at, currency, within); end
 end
 
+class RailsFailingJob < ActiveJob::Base
+  def perform(reason); end
+end
+
 class RailsGlobalIdJob < ActiveJob::Base
   def perform(user); end
 end
@@ -48,4 +52,8 @@ retried = RailsPositionalJob.new(2, "retried")
 retried.executions = 2
 retried.exception_executions = { "[StandardError]" => 2 }
 line("retried", retried)
+failing = RailsFailingJob.new("always")
+failing.executions = 2
+failing.exception_executions = { "[StandardError]" => 2 }
+line("failing", failing)
 line("globalid", RailsGlobalIdJob.new(User.new(1)))
