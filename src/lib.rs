@@ -76,6 +76,7 @@ pub mod job_error;
 pub mod morgue;
 pub mod queue;
 pub mod registry;
+pub mod relay;
 pub mod retry_policy;
 pub mod store;
 pub mod testing;

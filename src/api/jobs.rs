@@ -426,6 +426,34 @@ pub(crate) async fn cancel(
     }
 }
 
+/// The outbox: jobs recorded but not published yet.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct OutboxResponse {
+    /// How many.
+    unpublished: u64,
+    /// Seconds since the oldest was enqueued; null when none.
+    oldest_age_seconds: Option<f64>,
+}
+
+pub(crate) fn outbox_age(s: &crate::store::OutboxStatus) -> Option<f64> {
+    s.oldest
+        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+}
+
+/// How many recorded jobs are not published yet, and the oldest one's age (the relay publishes
+/// them after its grace period).
+#[utoipa::path(get, path = "/v1/outbox", responses(
+    (status = 200, description = "The outbox", body = OutboxResponse)))]
+pub(crate) async fn outbox(
+    State(state): State<ApiState>,
+) -> Result<Json<OutboxResponse>, ApiError> {
+    let s = state.store.outbox_status().await?;
+    Ok(Json(OutboxResponse {
+        unpublished: s.unpublished,
+        oldest_age_seconds: outbox_age(&s),
+    }))
+}
+
 /// Jobs by status per queue.
 #[utoipa::path(get, path = "/v1/queues", responses(
     (status = 200, description = "Counts", body = QueuesResponse)))]

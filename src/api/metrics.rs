@@ -33,7 +33,18 @@ fn label(v: &str) -> String {
 pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let counts = state.store.queue_counts().await?;
     let snap = state.store.metrics().await?;
+    let outbox = state.store.outbox_status().await?;
     let mut out = String::new();
+    let _ = writeln!(out, "# HELP pubsub_jobs_outbox_unpublished Jobs recorded in the store but not published yet (the relay publishes them).");
+    let _ = writeln!(out, "# TYPE pubsub_jobs_outbox_unpublished gauge");
+    let _ = writeln!(out, "pubsub_jobs_outbox_unpublished {}", outbox.unpublished);
+    let _ = writeln!(out, "# HELP pubsub_jobs_outbox_oldest_age_seconds Age of the oldest unpublished job (0 when none).");
+    let _ = writeln!(out, "# TYPE pubsub_jobs_outbox_oldest_age_seconds gauge");
+    let _ = writeln!(
+        out,
+        "pubsub_jobs_outbox_oldest_age_seconds {}",
+        super::jobs::outbox_age(&outbox).unwrap_or(0.0)
+    );
     let _ = writeln!(
         out,
         "# HELP pubsub_jobs_jobs Jobs in the store by queue and status."

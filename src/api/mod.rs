@@ -104,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel))
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/queues", get(jobs::queues))
+        .route("/v1/outbox", get(jobs::outbox))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::spec))
         .route("/healthz", get(healthz))

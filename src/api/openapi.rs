@@ -10,12 +10,12 @@ use super::jobs;
 #[openapi(
     info(title = "pubsub-jobs", description = "Background jobs on Google Cloud Pub/Sub: submit, poll, cancel."),
     paths(
-        jobs::submit, jobs::get_job, jobs::events, jobs::list, jobs::cancel, jobs::queues,
+        jobs::submit, jobs::get_job, jobs::events, jobs::list, jobs::cancel, jobs::queues, jobs::outbox,
         super::metrics::metrics, super::healthz
     ),
     components(schemas(
         jobs::SubmitRequest, jobs::JobResource, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
-        jobs::QueueCounts, jobs::QueuesResponse, super::ErrorBody, super::ErrorDetail,
+        jobs::QueueCounts, jobs::QueuesResponse, jobs::OutboxResponse, super::ErrorBody, super::ErrorDetail,
         crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent
     )),
     modifiers(&BearerAuth)

@@ -13,7 +13,9 @@ use crate::envelope::{due_after, Envelope, Wire};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::registry::Registry;
-use crate::store::{Dedup, JobRecord, JobStore, NewJob, Submitted, DEFAULT_DEDUP_WINDOW};
+use crate::store::{
+    Dedup, JobRecord, JobStore, NewJob, OutboxMessage, Submitted, DEFAULT_DEDUP_WINDOW,
+};
 
 /// What [`Client::submit`] did.
 #[derive(Clone, Debug)]
@@ -27,11 +29,15 @@ pub struct Submission {
 }
 
 impl Client {
-    /// Enqueues one job: checks it, records it in the store (claiming its dedup key, if any),
-    /// then publishes it. With the dedup key held by another job within its window, publishes
-    /// nothing and returns that job. A failed publish is taken back out of the store.
+    /// Enqueues one job: checks it, records it in the store's outbox (claiming its dedup key, if
+    /// any), publishes it, and marks it published. If the publish fails, the job stays in the
+    /// outbox and the relay ([`Relay`](crate::relay::Relay)) publishes it: the enqueue still
+    /// succeeds, because the job is durable. With the dedup key held by another job within its
+    /// window, records nothing and returns that job, publishing it first if it is still in the
+    /// outbox (a job whose enqueuer died before publishing is never a ghost).
     pub async fn submit(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
-        let body = self.check_envelope(&env, Utc::now())?;
+        let now = Utc::now();
+        let body = self.check_envelope(&env, now)?;
         let Some(store) = self.store() else {
             if dedup.is_some() {
                 return Err(Error::Config(format!(
@@ -47,9 +53,13 @@ impl Client {
                 record: None,
             });
         };
-        let record = match store.submit(new_job(&env, dedup)).await? {
+        let message = self.outbox_message(&env, body.clone(), now);
+        let record = match store.submit(new_job(&env, dedup, Some(message))).await? {
             Submitted::Existing(rec) => {
                 tracing::info!(event = "job.deduplicated", job_id = %rec.id, job_class = %rec.job_class, queue = %rec.queue, "dedup key held: returning the existing job");
+                if rec.published_at.is_none() {
+                    self.publish_from_outbox(store, Some(&[rec.id])).await;
+                }
                 return Ok(Submission {
                     job_id: rec.id,
                     existing: true,
@@ -59,11 +69,14 @@ impl Client {
             Submitted::Created(rec) => rec,
         };
         let job_id = env.job_id;
-        if let Err(e) = self.publish_envelopes(vec![env], vec![body]).await {
-            if let Err(se) = store.abandon(job_id).await {
-                tracing::warn!(job_id = %job_id, error = %se, "could not remove a job whose publish failed from the store");
-            }
-            return Err(e);
+        match self.publish_envelopes(vec![env], vec![body]).await {
+            Ok(()) => self.mark_published(store, &[job_id]).await,
+            Err(e) => tracing::warn!(
+                event = "job.publish_deferred",
+                job_id = %job_id,
+                error = %e,
+                "publish failed; the job is in the outbox and the relay publishes it"
+            ),
         }
         Ok(Submission {
             job_id,
@@ -72,7 +85,43 @@ impl Client {
         })
     }
 
-    /// Checks envelopes, records them in `store`, then publishes them.
+    /// The outbox entry of an envelope whose body is `data`.
+    fn outbox_message(&self, env: &Envelope, data: Vec<u8>, now: DateTime<Utc>) -> OutboxMessage {
+        OutboxMessage {
+            topic: self.topic_for(env, now),
+            data,
+            attributes: env.attributes(),
+        }
+    }
+
+    /// Marks jobs published; a failure is logged (the relay then publishes them again: a
+    /// duplicate delivery, never a loss).
+    async fn mark_published(&self, store: &Arc<dyn JobStore>, ids: &[Uuid]) {
+        if let Err(e) = store.mark_published(ids).await {
+            tracing::warn!(error = %e, jobs = ids.len(), "job store: could not mark jobs published; the relay may publish them again");
+        }
+    }
+
+    /// Publishes the outbox's jobs `only` (whatever their age; `None`: every unpublished one),
+    /// claiming them first so that a relay does not publish them at the same time. Returns how
+    /// many were published; a failure is logged and left to the relay.
+    pub(crate) async fn publish_from_outbox(
+        &self,
+        store: &Arc<dyn JobStore>,
+        only: Option<&[Uuid]>,
+    ) -> usize {
+        match crate::relay::publish_claimed(self, store, DateTime::<Utc>::MAX_UTC, only, 500).await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not publish from the outbox; the relay retries");
+                0
+            }
+        }
+    }
+
+    /// Checks envelopes, records them in the store's outbox, publishes them, and marks them
+    /// published; a failed publish leaves them to the relay.
     async fn submit_all(&self, store: &Arc<dyn JobStore>, envelopes: Vec<Envelope>) -> Result<()> {
         let now = Utc::now();
         let bodies = envelopes
@@ -81,15 +130,22 @@ impl Client {
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<Uuid> = envelopes.iter().map(|e| e.job_id).collect();
         store
-            .submit_many(envelopes.iter().map(|e| new_job(e, None)).collect())
+            .submit_many(
+                envelopes
+                    .iter()
+                    .zip(&bodies)
+                    .map(|(e, b)| new_job(e, None, Some(self.outbox_message(e, b.clone(), now))))
+                    .collect(),
+            )
             .await?;
-        if let Err(e) = self.publish_envelopes(envelopes, bodies).await {
-            // Some may have been published: a job the store forgets still runs, and its worker
-            // records it again when it starts.
-            for id in ids {
-                let _ = store.abandon(id).await;
-            }
-            return Err(e);
+        match self.publish_envelopes(envelopes, bodies).await {
+            Ok(()) => self.mark_published(store, &ids).await,
+            Err(e) => tracing::warn!(
+                event = "job.publish_deferred",
+                jobs = ids.len(),
+                error = %e,
+                "publish failed; the jobs are in the outbox and the relay publishes them"
+            ),
         }
         Ok(())
     }
@@ -171,7 +227,7 @@ impl Client {
     }
 }
 
-fn new_job(env: &Envelope, dedup: Option<Dedup>) -> NewJob {
+fn new_job(env: &Envelope, dedup: Option<Dedup>, message: Option<OutboxMessage>) -> NewJob {
     NewJob {
         id: env.job_id,
         job_class: env.job_class.clone(),
@@ -180,6 +236,7 @@ fn new_job(env: &Envelope, dedup: Option<Dedup>) -> NewJob {
         enqueued_at: env.enqueued_at,
         scheduled_at: env.scheduled_at,
         dedup,
+        message,
     }
 }
 

@@ -76,6 +76,17 @@ impl Client {
         self.publish_envelopes(envelopes, bodies).await
     }
 
+    /// Where an envelope is published: its queue's topic when due, else the queue's scheduled
+    /// topic. The ActiveJob wire waits the adapters' way: in the queue, with a timestamp.
+    pub(super) fn topic_for(&self, env: &Envelope, now: DateTime<Utc>) -> String {
+        match env.scheduled_at {
+            Some(at) if at > now && env.wire == Wire::PubsubJobs => {
+                self.scheduled_resource_name(&env.queue_name)
+            }
+            _ => self.resource_name(&env.queue_name),
+        }
+    }
+
     /// [`Client::enqueue_envelopes`] with the bodies already serialized (`bodies[i]` is
     /// `envelopes[i]`'s; the envelopes' arguments are not looked at again).
     pub(super) async fn publish_envelopes(
@@ -87,13 +98,7 @@ impl Client {
         let mut by_topic: HashMap<String, Vec<(OutboundMessage, usize)>> = HashMap::new();
         for (index, (env, data)) in envelopes.iter().zip(bodies).enumerate() {
             self.check_body(env, &data, now)?;
-            let topic = match env.scheduled_at {
-                // The ActiveJob wire waits the adapters' way: in the queue, with a timestamp.
-                Some(at) if at > now && env.wire == Wire::PubsubJobs => {
-                    self.scheduled_resource_name(&env.queue_name)
-                }
-                _ => self.resource_name(&env.queue_name),
-            };
+            let topic = self.topic_for(env, now);
             let msg = OutboundMessage {
                 data,
                 attributes: env.attributes(),

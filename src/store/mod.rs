@@ -257,6 +257,9 @@ pub struct JobRecord {
     pub dedup_key: Option<String>,
     /// Grows by one on every change (the API's ETag).
     pub version: i64,
+    /// When its message was published (`None`: still in the outbox, the relay publishes it).
+    #[serde(default)]
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of a job's history.
@@ -292,6 +295,38 @@ pub struct NewJob {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// At most one job per key within the window.
     pub dedup: Option<Dedup>,
+    /// The message to publish. With one, the job is written to the outbox, unpublished, until
+    /// [`JobStore::mark_published`]; without, it is recorded as published.
+    pub message: Option<OutboxMessage>,
+}
+
+/// A message waiting in the outbox: what to publish, where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxMessage {
+    /// The topic (prefix included).
+    pub topic: String,
+    /// The body (UTF-8 JSON).
+    pub data: Vec<u8>,
+    /// The attributes.
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+/// A job left unpublished, claimed by a relay ([`JobStore::claim_unpublished`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unpublished {
+    /// The job id.
+    pub id: Uuid,
+    /// What to publish.
+    pub message: OutboxMessage,
+}
+
+/// How the outbox stands.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutboxStatus {
+    /// Jobs recorded but not published yet.
+    pub unpublished: u64,
+    /// When the oldest of them was enqueued.
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 /// A dedup key and how long it holds.
@@ -485,6 +520,20 @@ pub trait JobStore: Send + Sync + 'static {
     async fn metrics(&self) -> Result<MetricsSnapshot, StoreError>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Marks jobs published: the relay will not publish them (again).
+    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError>;
+    /// Claims up to `limit` unpublished jobs enqueued at or before `enqueued_before` (and among
+    /// the jobs `only`, when given) for `lease`: another relay does not claim
+    /// them until the lease lapses, so a relay that dies mid-claim loses nothing. Oldest first.
+    async fn claim_unpublished(
+        &self,
+        enqueued_before: DateTime<Utc>,
+        only: Option<&[Uuid]>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Unpublished>, StoreError>;
+    /// How many jobs are unpublished, and the oldest's enqueue time.
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
 }
 
 /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`) and migrates its schema.

@@ -61,6 +61,8 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// How often the worker logs its counts (default 30 s).
     pub stats_interval: Duration,
+    /// The outbox relay this worker runs when its client has a job store.
+    pub relay: crate::relay::RelayConfig,
 }
 
 impl WorkerConfig {
@@ -74,6 +76,7 @@ impl WorkerConfig {
             ack_deadline: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(25),
             stats_interval: Duration::from_secs(30),
+            relay: crate::relay::RelayConfig::default(),
         }
     }
 
@@ -171,6 +174,14 @@ impl Worker {
         client.ensure_morgue().await?;
         let subscription = client.resource_name(&config.queue);
         let broker = client.broker().clone();
+        // With a store, publish what enqueuers recorded but could not publish (the outbox).
+        let relay = match client.store() {
+            Some(_) => Some(crate::relay::Relay::start(
+                client.clone(),
+                config.relay.clone(),
+            )?),
+            None => None,
+        };
         let lease = LeaseKeeper::start(LeaseKeeperParams {
             broker: broker.clone(),
             subscription: subscription.clone(),
@@ -324,6 +335,9 @@ impl Worker {
         let _ = scheduler_stop.await;
         shared.acker.shutdown().await;
         shared.lease.shutdown().await;
+        if let Some(relay) = relay {
+            relay.shutdown().await;
+        }
         // Only now, with everything acked or released, close the streams.
         close_streams.cancel();
         while let Some(r) = pullers.join_next().await {

@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 mod row;
 
-use row::{event_from_row, job_from_row, json_text, ms, JOB_COLUMNS};
+use row::{event_from_row, job_from_row, json_text, ms, unpublished_from_row, JOB_COLUMNS};
 
 use super::{
     CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore, ListQuery,
-    MetricsSnapshot, NewJob, Page, QueueCount, Start, StartOutcome, StoreError, Submitted,
-    Transition, HISTOGRAM_BOUNDS,
+    MetricsSnapshot, NewJob, OutboxStatus, Page, QueueCount, Start, StartOutcome, StoreError,
+    Submitted, Transition, Unpublished, HISTOGRAM_BOUNDS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,8 +31,14 @@ enum Dialect {
 /// `migrations/`. Each runs once, in order, recorded in `pj_schema`.
 fn migrations(d: Dialect) -> &'static [&'static str] {
     match d {
-        Dialect::Sqlite => &[include_str!("migrations/sqlite/0001_jobs.sql")],
-        Dialect::Postgres => &[include_str!("migrations/postgres/0001_jobs.sql")],
+        Dialect::Sqlite => &[
+            include_str!("migrations/sqlite/0001_jobs.sql"),
+            include_str!("migrations/sqlite/0002_outbox.sql"),
+        ],
+        Dialect::Postgres => &[
+            include_str!("migrations/postgres/0001_jobs.sql"),
+            include_str!("migrations/postgres/0002_outbox.sql"),
+        ],
     }
 }
 
@@ -50,9 +56,14 @@ fn statements(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// How long an enqueuer holds its own new outbox row while it publishes it: a relay or a dedup
+/// hit publishes the row only after that (the relay's default grace is the same 5 s).
+pub const ENQUEUER_CLAIM: Duration = Duration::from_secs(5);
+
 /// The job store on SQLite or PostgreSQL.
 pub struct SqlStore {
     pool: AnyPool,
+    dialect: Dialect,
 }
 
 fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -97,9 +108,28 @@ async fn insert_job(
     } else {
         JobStatus::Pending
     };
+    // With a message, the row is the outbox entry: unpublished until marked, and claimed by its
+    // enqueuer, which is publishing it, for ENQUEUER_CLAIM (no relay or dedup hit publishes it
+    // meanwhile).
+    let (published_at, claimed_until, topic, data, attributes) = match &job.message {
+        Some(m) => (
+            None,
+            Some(now + ENQUEUER_CLAIM.as_millis() as i64),
+            Some(m.topic.clone()),
+            Some(
+                String::from_utf8(m.data.clone()).map_err(|e| StoreError::Corrupt {
+                    what: "outbox message",
+                    detail: format!("body is not UTF-8: {e}"),
+                })?,
+            ),
+            Some(serde_json::to_string(&m.attributes).unwrap_or_default()),
+        ),
+        None => (Some(now), None, None, None, None),
+    };
     sqlx::query(
-        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, updated_at, dedup_key)
-         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9)",
+        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, updated_at, dedup_key,
+                              published_at, outbox_claimed_until, outbox_topic, outbox_data, outbox_attributes)
+         VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(job.id.to_string())
     .bind(job.job_class.clone())
@@ -110,6 +140,11 @@ async fn insert_job(
     .bind(due_later.map(ms))
     .bind(now)
     .bind(job.dedup.as_ref().map(|d| d.key.clone()))
+    .bind(published_at)
+    .bind(claimed_until)
+    .bind(topic)
+    .bind(data)
+    .bind(attributes)
     .execute(&mut **tx)
     .await
     .map_err(db("insert job"))?;
@@ -177,7 +212,7 @@ impl SqlStore {
             });
         }
         let pool = opts.connect(&url).await.map_err(db("connect"))?;
-        let store = Self { pool };
+        let store = Self { pool, dialect };
         store.migrate(dialect).await?;
         Ok(store)
     }
@@ -454,8 +489,8 @@ impl JobStore for SqlStore {
         let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
         let row = sqlx::query(
-            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8)
+            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7)
              ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
                  started_at = excluded.started_at, updated_at = excluded.updated_at,
                  finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
@@ -619,6 +654,87 @@ impl JobStore for SqlStore {
         })
     }
 
+    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        let now = ms(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE pj_jobs SET published_at = $2, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+                 WHERE id = $1 AND published_at IS NULL",
+            )
+            .bind(id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("mark published"))?;
+        }
+        tx.commit().await.map_err(db("commit"))
+    }
+
+    async fn claim_unpublished(
+        &self,
+        enqueued_before: chrono::DateTime<Utc>,
+        only: Option<&[Uuid]>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Unpublished>, StoreError> {
+        let now = ms(Utc::now());
+        let until = now + lease.as_millis() as i64;
+        // On PostgreSQL concurrent relays skip each other's locked rows; on SQLite the write
+        // lock serializes them. Either way the conditional UPDATE claims a row once per lease.
+        let lock = if self.dialect == Dialect::Postgres {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let unclaimed = "published_at IS NULL AND outbox_data IS NOT NULL
+                         AND (outbox_claimed_until IS NULL OR outbox_claimed_until < $2)";
+        let pick = match only {
+            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some(ids) => {
+                // Uuid's text is hex digits and dashes: safe to inline.
+                let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+                format!("enqueued_at <= $3 AND id IN ({})", list.join(", "))
+            }
+            None => "enqueued_at <= $3".to_string(),
+        };
+        let sql = format!(
+            "UPDATE pj_jobs SET outbox_claimed_until = $1
+             WHERE id IN (SELECT id FROM pj_jobs WHERE {unclaimed} AND {pick}
+                          ORDER BY enqueued_at LIMIT $4 {lock})
+               AND {unclaimed}
+             RETURNING id, outbox_topic, outbox_data, outbox_attributes"
+        );
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let rows = sqlx::query(&sql)
+            .bind(until)
+            .bind(now)
+            .bind(ms(enqueued_before))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("claim unpublished"))?;
+        tx.commit().await.map_err(db("commit"))?;
+        rows.iter().map(unpublished_from_row).collect()
+    }
+
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(enqueued_at) AS oldest FROM pj_jobs
+             WHERE published_at IS NULL AND outbox_data IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("outbox status"))?;
+        Ok(OutboxStatus {
+            unpublished: row.try_get::<i64, _>("n").map_err(db("outbox status"))? as u64,
+            oldest: row
+                .try_get::<Option<i64>, _>("oldest")
+                .map_err(db("outbox status"))?
+                .map(row::from_ms),
+        })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -638,6 +754,7 @@ mod migration_tests {
             let stmts = statements(migrations(d)[0]);
             assert_eq!(stmts.len(), 6, "{d:?}: {stmts:#?}");
             assert!(stmts.iter().all(|s| s.starts_with("CREATE")), "{stmts:#?}");
+            assert_eq!(statements(migrations(d)[1]).len(), 7, "{d:?}");
         }
     }
 }

@@ -4,10 +4,10 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::store::{EventKind, JobEvent, JobRecord, StoreError};
+use crate::store::{EventKind, JobEvent, JobRecord, OutboxMessage, StoreError, Unpublished};
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
-pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq";
+pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at";
 
 pub(super) fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
@@ -60,6 +60,10 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
         result: result.map(|r| parse_json("result", &r)).transpose()?,
         dedup_key: row.try_get("dedup_key").map_err(get_err)?,
         version: row.try_get("version").map_err(get_err)?,
+        published_at: row
+            .try_get::<Option<i64>, _>("published_at")
+            .map_err(get_err)?
+            .map(from_ms),
     })
 }
 
@@ -91,4 +95,36 @@ pub(super) fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
 /// A stored time back from epoch milliseconds.
 pub(super) fn from_ms(v: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+/// A claimed outbox row (`id, outbox_topic, outbox_data, outbox_attributes`).
+pub(super) fn unpublished_from_row(r: &AnyRow) -> Result<Unpublished, StoreError> {
+    let get_err = |e: sqlx::Error| StoreError::Database {
+        operation: "read outbox row",
+        source: Box::new(e),
+    };
+    let id: String = r.try_get("id").map_err(get_err)?;
+    let data: Option<String> = r.try_get("outbox_data").map_err(get_err)?;
+    let attributes: Option<String> = r.try_get("outbox_attributes").map_err(get_err)?;
+    Ok(Unpublished {
+        id: id.parse().map_err(|e: uuid::Error| StoreError::Corrupt {
+            what: "job id",
+            detail: e.to_string(),
+        })?,
+        message: OutboxMessage {
+            topic: r
+                .try_get::<Option<String>, _>("outbox_topic")
+                .map_err(get_err)?
+                .unwrap_or_default(),
+            data: data.unwrap_or_default().into_bytes(),
+            attributes: attributes
+                .map(|a| serde_json::from_str(&a))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt {
+                    what: "outbox attributes",
+                    detail: e.to_string(),
+                })?
+                .unwrap_or_default(),
+        },
+    })
 }

@@ -4,7 +4,9 @@ use anyhow::Context;
 use pubsub_jobs::api::{parse_tokens, serve, ApiConfig, ApiState};
 use pubsub_jobs::Registry;
 
-use super::common::{connect_pubsub, open_store, shutdown_on_signals};
+use pubsub_jobs::relay::Relay;
+
+use super::common::{connect_pubsub, open_store, relay_config, shutdown_on_signals};
 use super::GlobalArgs;
 
 pub(crate) async fn run(
@@ -19,10 +21,12 @@ pub(crate) async fn run(
     let config = ApiConfig {
         tokens: parse_tokens(&tokens.unwrap_or_default()),
     };
+    let relay = Relay::start(client.clone(), relay_config(g)?)?;
     let state = ApiState::new(client, config)?.with_registry(registry)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
-    serve(listener, state, shutdown_on_signals()).await?;
-    Ok(())
+    let served = serve(listener, state, shutdown_on_signals()).await;
+    relay.shutdown().await;
+    Ok(served?)
 }

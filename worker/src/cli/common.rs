@@ -94,6 +94,14 @@ pub(crate) async fn purge_morgue(client: &Client, yes: bool, verb: &str) -> anyh
     Ok(())
 }
 
+/// The relay settings the flags give.
+pub(crate) fn relay_config(g: &GlobalArgs) -> anyhow::Result<pubsub_jobs::relay::RelayConfig> {
+    Ok(pubsub_jobs::relay::RelayConfig {
+        grace: seconds("--relay-grace", g.relay_grace)?,
+        ..Default::default()
+    })
+}
+
 /// A token cancelled on the first SIGINT / SIGTERM; the second exits at once.
 pub(crate) fn shutdown_on_signals() -> CancellationToken {
     let shutdown = CancellationToken::new();

@@ -11,7 +11,7 @@
 //!
 //! Every option has an environment fallback (`QUEUE_NAME`, `PUBSUB_PROJECT_ID`, ...). One file
 //! per command: `run_worker` (the worker itself), `jobs`, `enqueue`, `clear`, `morgue`,
-//! `health`, `api`, `demo`, `spawn`; `common` holds what they share (connecting, confirmations,
+//! `health`, `api`, `store` (`relay`, `store status`), `demo`, `spawn`; `common` holds what they share (connecting, confirmations,
 //! signals).
 
 mod api;
@@ -25,6 +25,7 @@ mod logging;
 mod morgue;
 mod run_worker;
 pub mod spawn;
+mod store;
 
 use std::process::ExitCode;
 
@@ -99,6 +100,14 @@ pub struct GlobalArgs {
     /// defaults to sqlite://jobs.db.
     #[arg(long, env = "PUBSUB_JOBS_STORE", global = true)]
     pub store: Option<String>,
+    /// Seconds a recorded job may stay unpublished before a relay publishes it (with a store).
+    #[arg(
+        long,
+        env = "PUBSUB_JOBS_RELAY_GRACE",
+        default_value_t = 5.0,
+        global = true
+    )]
+    pub relay_grace: f64,
     /// Log format.
     #[arg(
         long,
@@ -193,6 +202,12 @@ pub enum Command {
         #[arg(long, env = "PUBSUB_JOBS_API_TOKENS", hide_env_values = true)]
         tokens: Option<String>,
     },
+    /// Run only the outbox relay: publish jobs the store recorded but nobody published (needs
+    /// --store). Every worker and `worker api` with a store runs one too.
+    Relay,
+    /// The job store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Enqueue one job by class name with JSON arguments; prints its id.
     Enqueue {
         /// The registered job class, for instance MockJob.
@@ -202,6 +217,17 @@ pub enum Command {
         /// Run no earlier than this many seconds from now.
         #[arg(long)]
         wait: Option<f64>,
+    },
+}
+
+/// `worker store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// The outbox: how many recorded jobs are unpublished, and the oldest one's age.
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -314,6 +340,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
         Some(Command::Morgue(cmd)) => morgue::run(g, cmd).await,
         Some(Command::Api { bind, tokens }) => api::run(g, registry, &bind, tokens).await,
         Some(Command::Health) => health::run(g).await,
+        Some(Command::Relay) => store::relay(g).await,
+        Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
         None => run_worker::run(g, cli.run, registry).await,
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pubsub_jobs::{Registry, Worker, WorkerConfig};
 
-use super::common::{connect, seconds, shutdown_on_signals};
+use super::common::{connect, relay_config, seconds, shutdown_on_signals};
 use super::{GlobalArgs, RunArgs};
 
 pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> anyhow::Result<()> {
@@ -16,6 +16,7 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
     config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
     config.stats_interval =
         seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
+    config.relay = relay_config(g)?;
     // Fail early on a duplicate class or a bad queue name, before connecting.
     let registry = registry.check()?;
     pubsub_jobs::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
