@@ -58,7 +58,7 @@ fn statements(sql: &str) -> Vec<String> {
 
 /// How long an enqueuer holds its own new outbox row while it publishes it: a relay or a dedup
 /// hit publishes the row only after that (the relay's default grace is the same 5 s).
-pub const ENQUEUER_CLAIM: Duration = Duration::from_secs(5);
+const ENQUEUER_CLAIM: Duration = Duration::from_secs(5);
 
 /// The job store on SQLite or PostgreSQL.
 pub struct SqlStore {
@@ -690,7 +690,7 @@ impl JobStore for SqlStore {
         let unclaimed = "published_at IS NULL AND outbox_data IS NOT NULL
                          AND (outbox_claimed_until IS NULL OR outbox_claimed_until < $2)";
         let pick = match only {
-            Some(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Some([]) => return Ok(Vec::new()),
             Some(ids) => {
                 // Uuid's text is hex digits and dashes: safe to inline.
                 let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();

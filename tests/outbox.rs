@@ -1,0 +1,219 @@
+//! The outbox and the relay against the real emulator, on SQLite and PostgreSQL: a job recorded
+//! by an enqueuer that died before publishing runs once, within the grace period; a dedup hit on
+//! such a job returns it and it runs once; two relays on one PostgreSQL store publish 1,000
+//! unpublished rows, each exactly once.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pubsub_jobs::relay::{Relay, RelayConfig};
+use pubsub_jobs::store::{self, Dedup, JobStatus, JobStore, NewJob, OutboxMessage, Submitted};
+use pubsub_jobs::{Client, Envelope, Job};
+use support::*;
+
+/// Records the job as an enqueuer does, then "dies": nothing is published.
+async fn record_without_publishing(
+    client: &Client,
+    store: &Arc<dyn JobStore>,
+    queue: &str,
+    probe: &Probe,
+    dedup: Option<Dedup>,
+) -> Envelope {
+    client.ensure_queue(queue).await.unwrap();
+    let env = Envelope::new(Probe::NAME, queue, serde_json::to_value(probe).unwrap());
+    let job = NewJob {
+        id: env.job_id,
+        job_class: env.job_class.clone(),
+        queue: queue.into(),
+        arguments: env.arguments.clone(),
+        enqueued_at: env.enqueued_at,
+        scheduled_at: None,
+        dedup,
+        message: Some(OutboxMessage {
+            topic: client.resource_name(queue),
+            data: env.to_body(),
+            attributes: env.attributes(),
+        }),
+    };
+    assert!(matches!(
+        store.submit(job).await.unwrap(),
+        Submitted::Created(_)
+    ));
+    env
+}
+
+async fn wait_for_status(store: &Arc<dyn JobStore>, id: uuid::Uuid, want: JobStatus) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        if store.get(id).await.unwrap().map(|r| r.status) == Some(want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn an_enqueuer_that_died_before_publishing_loses_nothing(url: &str) {
+    let store = store::connect(url).await.expect("store");
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("outbox");
+    let key = unique("orphan");
+    let env =
+        record_without_publishing(&client, &store, &queue, &Probe::new(&key, Mode::Ok), None).await;
+    assert_eq!(
+        store.get(env.job_id).await.unwrap().unwrap().published_at,
+        None
+    );
+    // A worker with the store runs a relay (grace 1 s): the orphan is published and runs once.
+    let mut config = worker_config(&queue);
+    config.relay = RelayConfig {
+        grace: Duration::from_secs(1),
+        interval: Duration::from_millis(200),
+        ..RelayConfig::default()
+    };
+    let worker = start_worker(&client, config);
+    assert!(
+        wait_for_status(&store, env.job_id, JobStatus::Succeeded).await,
+        "the orphaned job ran: {:?}",
+        store.get(env.job_id).await.unwrap()
+    );
+    assert!(store
+        .get(env.job_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .published_at
+        .is_some());
+    worker.stop().await;
+    assert_eq!(run_count(&key), 1, "ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueuer_that_died_before_publishing_loses_nothing_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    an_enqueuer_that_died_before_publishing_loses_nothing(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueuer_that_died_before_publishing_loses_nothing_postgres() {
+    an_enqueuer_that_died_before_publishing_loses_nothing(&postgres_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedup_hit_on_an_unpublished_job_is_never_a_ghost() {
+    let store = store::connect(&postgres_url()).await.expect("store");
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("ghost");
+    let key = unique("ghost");
+    let dedup_key = unique("order");
+    let dedup = || {
+        Some(Dedup {
+            key: dedup_key.clone(),
+            window: Duration::from_secs(300),
+        })
+    };
+    let first = record_without_publishing(
+        &client,
+        &store,
+        &queue,
+        &Probe::new(&key, Mode::Ok),
+        dedup(),
+    )
+    .await;
+    // The client retries with the same key: it gets the first job, which then runs, once.
+    let again = Envelope::new(
+        Probe::NAME,
+        &queue,
+        serde_json::to_value(Probe::new(&key, Mode::Ok)).unwrap(),
+    );
+    let submission = client.submit(again, dedup()).await.unwrap();
+    assert!(submission.existing);
+    assert_eq!(submission.job_id, first.job_id);
+    let worker = start_worker(&client, worker_config(&queue));
+    assert!(wait_for_status(&store, first.job_id, JobStatus::Succeeded).await);
+    worker.stop().await;
+    assert_eq!(run_count(&key), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_publish_a_thousand_rows_each_once() {
+    let store = store::connect(&postgres_url()).await.expect("store");
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("relays");
+    client.ensure_queue(&queue).await.unwrap();
+    let topic = client.resource_name(&queue);
+    let jobs: Vec<NewJob> = (0..1000)
+        .map(|n| {
+            let env = Envelope::new("Probe", &queue, serde_json::json!({ "n": n }));
+            NewJob {
+                id: env.job_id,
+                job_class: env.job_class.clone(),
+                queue: queue.clone(),
+                arguments: env.arguments.clone(),
+                enqueued_at: Utc::now() - chrono::Duration::seconds(60),
+                scheduled_at: None,
+                dedup: None,
+                message: Some(OutboxMessage {
+                    topic: topic.clone(),
+                    data: env.to_body(),
+                    attributes: env.attributes(),
+                }),
+            }
+        })
+        .collect();
+    let ids: HashSet<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
+    store.submit_many(jobs).await.unwrap();
+    let config = RelayConfig {
+        grace: Duration::ZERO,
+        interval: Duration::from_millis(50),
+        batch: 100,
+        ..RelayConfig::default()
+    };
+    // Two relays, each on its own client and connection pool, as on two machines.
+    let other = support::client()
+        .await
+        .with_store(store::connect(&postgres_url()).await.expect("store"));
+    let relays = [
+        Relay::start(client.clone(), config.clone()).unwrap(),
+        Relay::start(other, config).unwrap(),
+    ];
+    // Pull everything the topic got: 1,000 messages, each job once.
+    let broker = raw_broker().await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 1000 && Instant::now() < deadline {
+        let batch = broker
+            .pull(&topic, 1000, Duration::from_millis(500))
+            .await
+            .unwrap();
+        let acks = batch.iter().map(|d| d.ack_id.clone()).collect();
+        for d in batch {
+            seen.push(Envelope::decode(&d.data, &d.attributes).unwrap().job_id);
+        }
+        broker.ack(&topic, acks).await.unwrap();
+    }
+    // Anything published twice arrives within a moment of the rest.
+    let late = broker
+        .pull(&topic, 1000, Duration::from_secs(2))
+        .await
+        .unwrap();
+    seen.extend(
+        late.iter()
+            .map(|d| Envelope::decode(&d.data, &d.attributes).unwrap().job_id),
+    );
+    for r in relays {
+        r.shutdown().await;
+    }
+    let distinct: HashSet<uuid::Uuid> = seen.iter().copied().collect();
+    assert_eq!(distinct, ids, "every row published");
+    assert_eq!(seen.len(), 1000, "none published twice");
+    for id in &ids {
+        let rec = store.get(*id).await.unwrap().unwrap();
+        assert!(rec.published_at.is_some(), "{id} marked published");
+    }
+}
