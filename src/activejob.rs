@@ -109,6 +109,7 @@ pub fn to_envelope(
         scheduled_at,
         last_error: None,
         checkpoint: None,
+        generation: 0,
         wire: Wire::PubsubJobs,
     })
 }

@@ -56,9 +56,17 @@ pub struct Envelope {
     /// What the previous execution saved with `JobContext::save_checkpoint`, for its retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<serde_json::Value>,
+    /// Bumped each time an operator retries the job from the morgue, so that a job store that
+    /// shows the job finished still lets the new run through (and skips duplicates of old ones).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
     /// The format this envelope is published in ([`Job::WIRE`](crate::Job::WIRE)); not on the wire.
     #[serde(skip)]
     pub wire: Wire,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The format a job type is published in.
@@ -128,6 +136,7 @@ impl Envelope {
             scheduled_at: None,
             last_error: None,
             checkpoint: None,
+            generation: 0,
             wire: Wire::PubsubJobs,
         }
     }
@@ -160,6 +169,8 @@ impl Envelope {
             last_error: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             checkpoint: Option<&'a serde_json::Value>,
+            #[serde(skip_serializing_if = "is_zero")]
+            generation: u32,
         }
         serde_json::to_vec(&Body {
             format_version: self.format_version,
@@ -173,6 +184,7 @@ impl Envelope {
             scheduled_at: self.scheduled_at,
             last_error: self.last_error.as_deref(),
             checkpoint: self.checkpoint.as_ref(),
+            generation: self.generation,
         })
     }
 

@@ -320,6 +320,7 @@ pub mod tools {
                     Ok(mut env) => {
                         env.executions = 0;
                         env.exception_executions.clear();
+                        env.generation += 1;
                         env.scheduled_at = None;
                         if !record.source_queue.is_empty() {
                             env.queue_name = record.source_queue.clone();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use pubsub_jobs::broker::Broker;
 use pubsub_jobs::relay::{Relay, RelayConfig};
 use pubsub_jobs::store::{self, Dedup, JobStatus, JobStore, NewJob, OutboxMessage, Submitted};
 use pubsub_jobs::{Client, Envelope, Job};
@@ -216,4 +217,55 @@ async fn two_relays_publish_a_thousand_rows_each_once() {
         let rec = store.get(*id).await.unwrap().unwrap();
         assert!(rec.published_at.is_some(), "{id} marked published");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_published_twice_runs_once_the_duplicate_is_skipped() {
+    // A publish that timed out after Pub/Sub took the message leaves the row unpublished; the
+    // relay publishes it again. The second delivery finds the job finished and is skipped.
+    let store = store::connect(&postgres_url()).await.expect("store");
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("dup");
+    let key = unique("dup");
+    let env = Envelope::new(
+        Probe::NAME,
+        &queue,
+        serde_json::to_value(Probe::new(&key, Mode::Ok)).unwrap(),
+    );
+    client.submit(env.clone(), None).await.unwrap();
+    let worker = start_worker(&client, worker_config(&queue));
+    assert!(wait_for_status(&store, env.job_id, JobStatus::Succeeded).await);
+    // The same message again, as the relay would publish it.
+    raw_broker()
+        .await
+        .publish(
+            &client.resource_name(&queue),
+            vec![pubsub_jobs::broker::OutboundMessage {
+                data: env.to_body(),
+                attributes: env.attributes(),
+            }],
+        )
+        .await
+        .unwrap();
+    let stats = worker.stats.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || stats.summary().processed >= 2).await,
+        "the duplicate was delivered: {:?}",
+        stats.summary()
+    );
+    let summary = worker.stop().await;
+    assert_eq!(run_count(&key), 1, "ran once");
+    assert_eq!((summary.processed, summary.succeeded), (2, 1));
+    let kinds: Vec<_> = store
+        .events(env.job_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["enqueued", "started", "succeeded"],
+        "one run recorded"
+    );
 }

@@ -46,6 +46,7 @@ fn start_of(job: &NewJob, attempt: u32) -> Start {
         attempt,
         enqueued_at: job.enqueued_at,
         due_at: job.enqueued_at,
+        generation: 0,
     }
 }
 
@@ -368,6 +369,51 @@ pub async fn queue_counts_are_exact(s: &dyn JobStore, queue: &str) {
     s.ping().await.expect("ping");
 }
 
+/// A redelivered duplicate of a finished execution is not started again (`AlreadyFinished`),
+/// while a later attempt of a job still retrying, and a retry from the morgue (a later
+/// generation), are.
+pub async fn finished_executions_are_not_started_again(s: &dyn JobStore, queue: &str) {
+    let job = new_job(queue, 1);
+    s.submit(job.clone()).await.expect("submit");
+    assert_eq!(
+        s.start(start_of(&job, 1)).await.expect("start"),
+        StartOutcome::Run
+    );
+    let failed = Transition::Failed {
+        error: "boom".into(),
+        run: Duration::ZERO,
+        result: None,
+    };
+    s.finish(job.id, 1, failed).await.expect("finish");
+    let retry = Transition::RetryScheduled { at: Utc::now() };
+    s.finish(job.id, 1, retry).await.expect("finish");
+    assert_eq!(
+        s.start(start_of(&job, 2)).await.expect("start"),
+        StartOutcome::Run,
+        "a retry runs"
+    );
+    let done = Transition::Succeeded {
+        result: None,
+        run: Duration::ZERO,
+    };
+    s.finish(job.id, 2, done).await.expect("finish");
+    for attempt in [1, 2] {
+        assert_eq!(
+            s.start(start_of(&job, attempt)).await.expect("start"),
+            StartOutcome::AlreadyFinished,
+            "a duplicate of attempt {attempt}"
+        );
+    }
+    assert_eq!(status(s, job.id).await, JobStatus::Succeeded, "unchanged");
+    let mut from_morgue = start_of(&job, 1);
+    from_morgue.generation = 1;
+    assert_eq!(
+        s.start(from_morgue).await.expect("start"),
+        StartOutcome::Run,
+        "a retry from the morgue runs"
+    );
+}
+
 /// Claims `only` until the enqueuer's own claim has lapsed (at most 10 s).
 async fn wait_for_claim(
     s: &dyn JobStore,
@@ -495,7 +541,8 @@ macro_rules! store_conformance_tests {
             start_records_an_unrecorded_job,
             list_pages_newest_first,
             queue_counts_are_exact,
-            the_outbox_claims_once_per_lease_until_published
+            the_outbox_claims_once_per_lease_until_published,
+            finished_executions_are_not_started_again
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_dedup_creates_one_job() {

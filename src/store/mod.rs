@@ -371,6 +371,9 @@ pub enum StartOutcome {
     Run,
     /// It was cancelled: ack without running.
     Cancelled,
+    /// The store shows this execution (or a later one) of this generation finished: a
+    /// duplicate delivery. Ack without running.
+    AlreadyFinished,
 }
 
 /// An execution starting.
@@ -390,6 +393,8 @@ pub struct Start {
     pub enqueued_at: DateTime<Utc>,
     /// When this execution was due.
     pub due_at: DateTime<Utc>,
+    /// The envelope's generation (bumped by a retry from the morgue).
+    pub generation: u32,
 }
 
 /// The end of an execution, or of the job.
@@ -509,8 +514,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn list(&self, query: ListQuery) -> Result<Page, StoreError>;
     /// Cancels a job that has not started (pending, scheduled, retrying).
     async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
-    /// Marks an execution started, unless the job was cancelled; creates the row for a job
-    /// enqueued without a store. Atomic with [`JobStore::cancel`]: one of them wins.
+    /// Marks an execution started, unless the job was cancelled, or the store shows it finished
+    /// (succeeded, morgued, discarded) at this attempt or a later one of the same or a later
+    /// generation: a duplicate. Creates the row for a job enqueued without a store. Atomic with
+    /// [`JobStore::cancel`]: one of them wins.
     async fn start(&self, start: Start) -> Result<StartOutcome, StoreError>;
     /// Records the end of an execution or of the job. A job without a row is ignored.
     async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError>;

@@ -88,10 +88,12 @@ async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
             attempt: env.attempt(),
             enqueued_at: env.enqueued_at,
             due_at: env.scheduled_at.unwrap_or(env.enqueued_at),
+            generation: env.generation,
         };
         match store.start(start).await {
             Ok(StartOutcome::Run) => {}
             Ok(StartOutcome::Cancelled) => return outcome::cancelled(&shared, d),
+            Ok(StartOutcome::AlreadyFinished) => return outcome::duplicate_skipped(&shared, d),
             Err(e) => tracing::warn!(
                 error = %e,
                 "job store: could not record the start (or check for a cancel); running the job anyway"

@@ -57,6 +57,16 @@ pub(crate) fn cancelled(shared: &Shared, d: Delivery) {
     ack(shared, d);
 }
 
+/// A duplicate delivery of an execution the store shows finished: acked without running.
+pub(crate) fn duplicate_skipped(shared: &Shared, d: Delivery) {
+    shared.stats.processed.fetch_add(1, Relaxed);
+    tracing::info!(
+        event = "job.duplicate_skipped",
+        "the job store shows this execution finished: a duplicate delivery, acked without running"
+    );
+    ack(shared, d);
+}
+
 /// Moves a message to another topic unchanged (a job that is not due yet), then acks it.
 pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: OutboundMessage) {
     match shared.client.publish_to(topic, vec![msg]).await {

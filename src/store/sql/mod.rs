@@ -34,10 +34,12 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
         Dialect::Sqlite => &[
             include_str!("migrations/sqlite/0001_jobs.sql"),
             include_str!("migrations/sqlite/0002_outbox.sql"),
+            include_str!("migrations/sqlite/0003_generation.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
             include_str!("migrations/postgres/0002_outbox.sql"),
+            include_str!("migrations/postgres/0003_generation.sql"),
         ],
     }
 }
@@ -489,13 +491,16 @@ impl JobStore for SqlStore {
         let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
         let row = sqlx::query(
-            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7)
+            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9)
              ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
                  started_at = excluded.started_at, updated_at = excluded.updated_at,
                  finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
-                 version = pj_jobs.version + 1
+                 generation = excluded.generation, version = pj_jobs.version + 1
              WHERE pj_jobs.status <> 'cancelled'
+               AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
+                        AND pj_jobs.generation >= excluded.generation
+                        AND pj_jobs.attempts >= excluded.attempts)
              RETURNING status",
         )
         .bind(s.id.to_string())
@@ -506,12 +511,25 @@ impl JobStore for SqlStore {
         .bind(ms(s.enqueued_at))
         .bind(ms(now))
         .bind(queue_ms)
+        .bind(i64::from(s.generation))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db("start job"))?;
         if row.is_none() {
+            // Not started: cancelled, or a duplicate of a finished execution.
+            let status = sqlx::query("SELECT status FROM pj_jobs WHERE id = $1")
+                .bind(s.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("start job"))?
+                .map(|r| r.try_get::<String, _>("status"))
+                .transpose()
+                .map_err(db("start job"))?;
             tx.commit().await.map_err(db("commit"))?;
-            return Ok(StartOutcome::Cancelled);
+            return Ok(match status.as_deref() {
+                Some("cancelled") => StartOutcome::Cancelled,
+                _ => StartOutcome::AlreadyFinished,
+            });
         }
         append_event(
             &mut tx,
