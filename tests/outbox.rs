@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pubsub_jobs::broker::Broker;
 use pubsub_jobs::relay::{Relay, RelayConfig};
 use pubsub_jobs::store::{self, Dedup, JobStatus, JobStore, NewJob, OutboxMessage, Submitted};
 use pubsub_jobs::{Client, Envelope, Job};
