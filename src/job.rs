@@ -79,6 +79,18 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         async move { self.set().perform_later(client).await }
     }
 
+    /// Writes the job inside the application's own transaction on the job store's database:
+    /// it exists only if `tx` commits, and then the relay publishes it (see
+    /// [`ConfiguredJob::perform_later_in`]).
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    fn perform_later_in<'a, T: crate::store::EnqueueTx>(
+        &'a self,
+        tx: &'a mut T,
+    ) -> impl Future<Output = crate::Result<Uuid>> + Send + 'a {
+        async move { self.set().perform_later_in(tx).await }
+    }
+
     /// Options for one enqueue: a delay, an exact time, another queue (ActiveJob's `set`).
     fn set(&self) -> ConfiguredJob<'_, Self> {
         ConfiguredJob::new(self)

@@ -106,8 +106,9 @@ async fn run(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "relay: could not read the outbox; retrying"),
         }
+        // PostgreSQL wakes the relay when a transaction enqueues; otherwise it polls.
         tokio::select! {
-            _ = tokio::time::sleep(config.interval) => {}
+            _ = store.wait_for_outbox(config.interval) => {}
             _ = stop.cancelled() => break,
         }
     }
@@ -146,8 +147,21 @@ async fn publish_rows(
     rows: Vec<crate::store::Unpublished>,
 ) -> Result<usize> {
     let mut by_topic: HashMap<String, (Vec<OutboundMessage>, Vec<Uuid>)> = HashMap::new();
+    let now = Utc::now();
     for row in rows {
-        let entry = by_topic.entry(row.message.topic).or_default();
+        // A job enqueued inside an application's transaction is routed by its envelope here.
+        let topic = if row.message.topic.is_empty() {
+            match crate::Envelope::decode(&row.message.data, &row.message.attributes) {
+                Ok(env) => client.topic_for(&env, now),
+                Err(e) => {
+                    tracing::error!(job_id = %row.id, error = %e, "relay: an outbox row holds no job envelope; left unpublished");
+                    continue;
+                }
+            }
+        } else {
+            row.message.topic
+        };
+        let entry = by_topic.entry(topic).or_default();
         entry.0.push(OutboundMessage {
             data: row.message.data,
             attributes: row.message.attributes,

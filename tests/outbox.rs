@@ -268,3 +268,66 @@ async fn a_job_published_twice_runs_once_the_duplicate_is_skipped() {
         "one run recorded"
     );
 }
+
+/// A rolled-back transaction's job never exists; a committed one's runs, promptly, once.
+async fn transactional_enqueue<DB: sqlx::Database>(store: Arc<dyn JobStore>, pool: sqlx::Pool<DB>)
+where
+    for<'t> sqlx::Transaction<'t, DB>: pubsub_jobs::store::EnqueueTx,
+{
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("tx");
+    client.ensure_queue(&queue).await.unwrap();
+    let mut config = worker_config(&queue);
+    config.relay.interval = Duration::from_secs(1);
+    let worker = start_worker(&client, config);
+
+    let (rolled_back, committed) = (unique("rollback"), unique("commit"));
+    let mut tx = pool.begin().await.unwrap();
+    let lost = Probe::new(&rolled_back, Mode::Ok)
+        .set()
+        .queue(&queue)
+        .perform_later_in(&mut tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let kept = Probe::new(&committed, Mode::Ok)
+        .set()
+        .queue(&queue)
+        .perform_later_in(&mut tx)
+        .await
+        .unwrap();
+    assert!(
+        store.get(kept).await.unwrap().is_none(),
+        "invisible before the commit"
+    );
+    tx.commit().await.unwrap();
+    assert!(wait_for_status(&store, kept, JobStatus::Succeeded).await);
+    worker.stop().await;
+    assert_eq!(run_count(&committed), 1);
+    assert!(
+        store.get(lost).await.unwrap().is_none(),
+        "rolled back: never existed"
+    );
+    assert_eq!(run_count(&rolled_back), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_enqueue_postgres() {
+    let store = store::connect(&postgres_url()).await.expect("store");
+    let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    transactional_enqueue(store, pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_enqueue_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let store = store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("store");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    transactional_enqueue(store, pool).await;
+}

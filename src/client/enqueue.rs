@@ -310,6 +310,29 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
         self
     }
 
+    /// Writes the job inside the application's own transaction `tx` on the job store's database
+    /// (River's `InsertTx`): if `tx` rolls back, the job never exists; once it commits, the
+    /// relay of any worker (or `worker api`, `worker relay`) publishes it at once. No dedup key.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn perform_later_in<T: crate::store::EnqueueTx>(self, tx: &mut T) -> Result<Uuid> {
+        if self.dedup.is_some() {
+            return Err(Error::Config(format!(
+                "job class {}: a dedup key is not supported inside a transaction",
+                J::NAME
+            )));
+        }
+        let at = match (self.at, self.wait) {
+            (Some(at), _) => Some(at),
+            (None, Some(w)) => Some(due_after(w)),
+            (None, None) => None,
+        };
+        let env = envelope_for(self.job, self.queue.as_deref(), at)?;
+        crate::queue::validate_queue_name("", &env.queue_name)?;
+        tx.insert_outbox(&env).await?;
+        Ok(env.job_id)
+    }
+
     /// Publishes the job; returns its id once Pub/Sub has accepted the message.
     pub async fn perform_later(self, client: &Client) -> Result<Uuid> {
         let at = match (self.at, self.wait) {

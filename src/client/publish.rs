@@ -78,7 +78,7 @@ impl Client {
 
     /// Where an envelope is published: its queue's topic when due, else the queue's scheduled
     /// topic. The ActiveJob wire waits the adapters' way: in the queue, with a timestamp.
-    pub(super) fn topic_for(&self, env: &Envelope, now: DateTime<Utc>) -> String {
+    pub(crate) fn topic_for(&self, env: &Envelope, now: DateTime<Utc>) -> String {
         match env.scheduled_at {
             Some(at) if at > now && env.wire == Wire::PubsubJobs => {
                 self.scheduled_resource_name(&env.queue_name)

@@ -35,6 +35,9 @@ use uuid::Uuid;
 
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use sql::tx::EnqueueTx;
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::SqlStore;
 
 /// A store error.
@@ -541,6 +544,11 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<Vec<Unpublished>, StoreError>;
     /// How many jobs are unpublished, and the oldest's enqueue time.
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
+    /// Waits until a job may have been written to the outbox (a PostgreSQL `NOTIFY` from a
+    /// transactional enqueue), or `max`, whichever comes first. The default just waits `max`.
+    async fn wait_for_outbox(&self, max: Duration) {
+        tokio::time::sleep(max).await;
+    }
 }
 
 /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`) and migrates its schema.

@@ -12,6 +12,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use uuid::Uuid;
 
 mod row;
+pub(crate) mod tx;
 
 use row::{event_from_row, job_from_row, json_text, ms, unpublished_from_row, JOB_COLUMNS};
 
@@ -66,6 +67,11 @@ const ENQUEUER_CLAIM: Duration = Duration::from_secs(5);
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// PostgreSQL: the URL, for the relay's LISTEN connection.
+    #[cfg(feature = "postgres")]
+    url: String,
+    #[cfg(feature = "postgres")]
+    listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
 }
 
 fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -214,7 +220,14 @@ impl SqlStore {
             });
         }
         let pool = opts.connect(&url).await.map_err(db("connect"))?;
-        let store = Self { pool, dialect };
+        let store = Self {
+            pool,
+            dialect,
+            #[cfg(feature = "postgres")]
+            url: url.clone(),
+            #[cfg(feature = "postgres")]
+            listener: tokio::sync::Mutex::new(None),
+        };
         store.migrate(dialect).await?;
         Ok(store)
     }
@@ -712,9 +725,12 @@ impl JobStore for SqlStore {
             Some(ids) => {
                 // Uuid's text is hex digits and dashes: safe to inline.
                 let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
-                format!("enqueued_at <= $3 AND id IN ({})", list.join(", "))
+                format!(
+                    "(enqueued_at <= $3 OR outbox_claimed_until = 0) AND id IN ({})",
+                    list.join(", ")
+                )
             }
-            None => "enqueued_at <= $3".to_string(),
+            None => "(enqueued_at <= $3 OR outbox_claimed_until = 0)".to_string(),
         };
         let sql = format!(
             "UPDATE pj_jobs SET outbox_claimed_until = $1
@@ -751,6 +767,33 @@ impl JobStore for SqlStore {
                 .map_err(db("outbox status"))?
                 .map(row::from_ms),
         })
+    }
+
+    async fn wait_for_outbox(&self, max: Duration) {
+        #[cfg(feature = "postgres")]
+        if self.dialect == Dialect::Postgres {
+            let mut guard = self.listener.lock().await;
+            if guard.is_none() {
+                match sqlx::postgres::PgListener::connect(&self.url).await {
+                    Ok(mut l) => match l.listen(tx::NOTIFY_CHANNEL).await {
+                        Ok(()) => *guard = Some(l),
+                        Err(e) => tracing::debug!(error = %e, "relay: LISTEN failed; polling"),
+                    },
+                    Err(e) => tracing::debug!(error = %e, "relay: no LISTEN connection; polling"),
+                }
+            }
+            if let Some(listener) = guard.as_mut() {
+                match tokio::time::timeout(max, listener.recv()).await {
+                    // Woken, or the interval passed: look at the outbox either way.
+                    Ok(Ok(_)) | Err(_) => return,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "relay: LISTEN connection lost; reconnecting");
+                        *guard = None;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(max).await;
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
