@@ -126,8 +126,8 @@ async fn relay_round(
     publish_rows(client, store, rows).await
 }
 
-/// Claims unpublished rows (`only` these, whatever their age, else those enqueued before
-/// `before`), publishes them, marks them published; returns how many were published.
+/// Claims unpublished rows enqueued before `before` (and among `only`, when given), publishes
+/// them, marks them published; returns how many were published.
 pub(crate) async fn publish_claimed(
     client: &Client,
     store: &Arc<dyn JobStore>,

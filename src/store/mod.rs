@@ -507,7 +507,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn submit(&self, job: NewJob) -> Result<Submitted, StoreError>;
     /// Records many jobs (no dedup) in one transaction.
     async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<(), StoreError>;
-    /// Forgets a job whose publish failed (it never existed), with its dedup key.
+    /// Forgets a job, its events and its dedup key, as if it never existed. (The client no
+    /// longer calls it when a publish fails: the job stays in the outbox for the relay.)
     async fn abandon(&self, id: Uuid) -> Result<(), StoreError>;
     /// The job's current state.
     async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError>;
