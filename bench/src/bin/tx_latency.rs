@@ -97,7 +97,11 @@ async fn main() -> anyhow::Result<()> {
     let mut n: u64 = 0;
     for _ in 0..20 {
         n += 1;
-        Ping { n }.set().queue(&queue).perform_later(&client).await?;
+        Ping { n }
+            .set()
+            .queue(&queue)
+            .perform_later(&client)
+            .await?;
         started(n).await.context("warm-up job did not start")?;
     }
     let (mut direct_p50, mut direct_p99, mut tx_p50, mut tx_p99) = (vec![], vec![], vec![], vec![]);
@@ -105,17 +109,27 @@ async fn main() -> anyhow::Result<()> {
         let (mut direct, mut tx_lat) = (Vec::new(), Vec::new());
         for _ in 0..args.jobs {
             n += 1;
-            Ping { n }.set().queue(&queue).perform_later(&client).await?;
+            Ping { n }
+                .set()
+                .queue(&queue)
+                .perform_later(&client)
+                .await?;
             let t0 = Instant::now();
             let t = started(n).await.context("a job did not start")?;
             direct.push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0);
 
             n += 1;
             let mut tx = app.begin().await?;
-            Ping { n }.set().queue(&queue).perform_later_in(&mut tx).await?;
+            Ping { n }
+                .set()
+                .queue(&queue)
+                .perform_later_in(&mut tx)
+                .await?;
             tx.commit().await?;
             let t0 = Instant::now();
-            let t = started(n).await.context("a transactional job did not start")?;
+            let t = started(n)
+                .await
+                .context("a transactional job did not start")?;
             tx_lat.push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0);
         }
         let (d50, d99, t50, t99) = (
@@ -138,9 +152,18 @@ async fn main() -> anyhow::Result<()> {
         median(tx_p50),
         median(tx_p99),
     );
-    println!("\n{:<40} {:>10} {:>10}", "medians of rounds (ms)", "p50", "p99");
-    println!("{:<40} {:>10.1} {:>10.1}", "perform_later -> started (baseline)", d50, d99);
-    println!("{:<40} {:>10.1} {:>10.1}", "commit -> started (transactional)", t50, t99);
+    println!(
+        "\n{:<40} {:>10} {:>10}",
+        "medians of rounds (ms)", "p50", "p99"
+    );
+    println!(
+        "{:<40} {:>10.1} {:>10.1}",
+        "perform_later -> started (baseline)", d50, d99
+    );
+    println!(
+        "{:<40} {:>10.1} {:>10.1}",
+        "commit -> started (transactional)", t50, t99
+    );
     if args.json {
         println!(
             "{}",
