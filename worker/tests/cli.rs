@@ -136,28 +136,7 @@ fn a_second_signal_exits_at_once() {
 
 #[test]
 fn the_demo_runs_end_to_end_on_a_private_emulator() {
-    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args([
-            "demo",
-            "--count",
-            "8",
-            "--rate",
-            "20",
-            "--retry-wait",
-            "0.5",
-        ])
-        .env_remove("PUBSUB_EMULATOR_HOST")
-        .env_remove("PUBSUB_PROJECT_ID")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo(&[]);
     assert!(
         stdout.contains("Starting a private Pub/Sub emulator"),
         "{stdout}"
@@ -168,30 +147,8 @@ fn the_demo_runs_end_to_end_on_a_private_emulator() {
 
 #[test]
 fn without_the_emulator_the_demo_says_so_and_runs_in_memory() {
-    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args([
-            "demo",
-            "--count",
-            "8",
-            "--rate",
-            "40",
-            "--retry-wait",
-            "0.2",
-        ])
-        .env_remove("PUBSUB_EMULATOR_HOST")
-        .env_remove("PUBSUB_PROJECT_ID")
-        .env_remove("RUST_LOG")
-        // No emulator to be found here.
-        .env("PUBSUB_EMULATOR_BIN", "/nonexistent/cloud-pubsub-emulator")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // No emulator to be found here.
+    let stdout = run_demo(&[("PUBSUB_EMULATOR_BIN", "/nonexistent/cloud-pubsub-emulator")]);
     let first = stdout.lines().next().unwrap_or("");
     assert!(
         first.starts_with("IN-MEMORY BROKER:")
@@ -208,6 +165,36 @@ fn without_the_emulator_the_demo_says_so_and_runs_in_memory() {
         "{stdout}"
     );
     assert_every_demo_job_finished(&stdout, 8);
+}
+
+/// Runs `worker demo` with 8 fast jobs on its own emulator (none given by the environment) and
+/// `env`; asserts it succeeded and returns its output.
+fn run_demo(env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.args([
+        "demo",
+        "--count",
+        "8",
+        "--rate",
+        "20",
+        "--retry-wait",
+        "0.5",
+    ])
+    .env_remove("PUBSUB_EMULATOR_HOST")
+    .env_remove("PUBSUB_PROJECT_ID")
+    .env_remove("RUST_LOG")
+    .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// The demo's `total` row: succeeded + morgued is every job.
