@@ -331,3 +331,94 @@ async fn transactional_enqueue_sqlite() {
         .unwrap();
     transactional_enqueue(store, pool).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_while_submitting_is_a_clear_error_and_nothing_half_recorded() {
+    // PostgreSQL "stops": a proxy in front of it closes every connection and refuses new ones.
+    let proxy = fault_proxy::FaultProxy::start(&postgres_host());
+    let store = store::connect(&postgres_url_via(&proxy.host()))
+        .await
+        .expect("store");
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("storedown");
+    client.ensure_queue(&queue).await.unwrap();
+    let prefix = unique("sd");
+    let probe_env = |i: usize| {
+        Envelope::new(
+            Probe::NAME,
+            &queue,
+            serde_json::to_value(Probe::new(&format!("{prefix}-{i}"), Mode::Ok)).unwrap(),
+        )
+    };
+    let mut accepted = Vec::new();
+    for i in 0..10 {
+        let env = probe_env(i);
+        client.submit(env.clone(), None).await.expect("store up");
+        accepted.push(env);
+    }
+
+    proxy.set(fault_proxy::Fault::Down);
+    let mut refused = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 10..20 {
+        let (client, env) = (client.clone(), probe_env(i));
+        refused.push(env.clone());
+        tasks.spawn(async move { client.submit(env, None).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let err = r.unwrap().expect_err("a submit with the store down fails");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("job store"),
+            "the error names the store: {msg}"
+        );
+    }
+
+    proxy.set(fault_proxy::Fault::Forward);
+    for i in 20..30 {
+        let env = probe_env(i);
+        client.submit(env.clone(), None).await.expect("store back");
+        accepted.push(env);
+    }
+
+    let worker = start_worker(&client, worker_config(&queue));
+    for env in &accepted {
+        assert!(
+            wait_for_status(&store, env.job_id, JobStatus::Succeeded).await,
+            "accepted job {} ran: {:?}",
+            env.job_id,
+            store.get(env.job_id).await.unwrap()
+        );
+    }
+    worker.stop().await;
+    for env in &accepted {
+        let kinds: Vec<_> = store
+            .events(env.job_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind.as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["enqueued", "started", "succeeded"],
+            "{}",
+            env.job_id
+        );
+    }
+    // The refused jobs exist nowhere: not in the store, never run, nothing left in the queue.
+    for (i, env) in refused.iter().enumerate() {
+        assert!(
+            store.get(env.job_id).await.unwrap().is_none(),
+            "{i} recorded"
+        );
+        assert_eq!(run_count(&format!("{prefix}-{}", i + 10)), 0, "{i} ran");
+    }
+    assert_eq!(keys_run(&format!("{prefix}-")), 20, "each accepted job ran");
+    assert!(keys_run_twice(&format!("{prefix}-")).is_empty());
+    assert_eq!(
+        pending_messages(&client, &queue, Duration::from_secs(3)).await,
+        0,
+        "nothing of the refused jobs was published"
+    );
+}

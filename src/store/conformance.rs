@@ -523,6 +523,33 @@ pub async fn the_outbox_claims_once_per_lease_until_published(s: &dyn JobStore, 
         .is_some());
 }
 
+/// A job that a worker starts was evidently published (its enqueuer's publish went through but
+/// the mark did not, or the publish timed out after Pub/Sub took it): starting it takes it out
+/// of the outbox, so no relay publishes it again.
+pub async fn a_started_job_leaves_the_outbox(s: &dyn JobStore, queue: &str) {
+    let mut job = new_job(queue, 1);
+    job.message = Some(OutboxMessage {
+        topic: queue.to_string(),
+        data: b"{}".to_vec(),
+        attributes: Default::default(),
+    });
+    s.submit(job.clone()).await.expect("submit");
+    assert_eq!(
+        s.start(start_of(&job, 1)).await.expect("start"),
+        StartOutcome::Run
+    );
+    let rec = s.get(job.id).await.expect("get").expect("exists");
+    assert!(rec.published_at.is_some(), "started means published");
+    let later = Utc::now() + chrono::Duration::hours(1);
+    assert!(
+        s.claim_unpublished(later, Some(&[job.id]), 10, Duration::ZERO)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "no relay publishes a started job again"
+    );
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///
@@ -542,6 +569,7 @@ macro_rules! store_conformance_tests {
             list_pages_newest_first,
             queue_counts_are_exact,
             the_outbox_claims_once_per_lease_until_published,
+            a_started_job_leaves_the_outbox,
             finished_executions_are_not_started_again
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

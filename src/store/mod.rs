@@ -521,7 +521,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Marks an execution started, unless the job was cancelled, or the store shows it finished
     /// (succeeded, morgued, discarded) at this attempt or a later one of the same or a later
     /// generation: a duplicate. Creates the row for a job enqueued without a store. Atomic with
-    /// [`JobStore::cancel`]: one of them wins.
+    /// [`JobStore::cancel`]: one of them wins. A started job was evidently published: it leaves
+    /// the outbox (marked published), so no relay publishes it again.
     async fn start(&self, start: Start) -> Result<StartOutcome, StoreError>;
     /// Records the end of an execution or of the job. A job without a row is ignored.
     async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError>;

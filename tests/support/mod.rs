@@ -2,6 +2,8 @@
 //! unique queue names per test, probe jobs that record their executions, and waits with deadlines.
 #![allow(dead_code)]
 
+pub(crate) mod fault_proxy;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,6 +27,21 @@ pub(crate) fn emulator_host() -> &'static str {
 pub(crate) fn postgres_url() -> String {
     std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// [`postgres_url`] with its host:port replaced by `host` (a proxy in front of PostgreSQL).
+pub(crate) fn postgres_url_via(host: &str) -> String {
+    let url = postgres_url();
+    let (head, rest) = url.split_once('@').expect("a postgres URL with user@host");
+    let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+    format!("{head}@{host}{path}")
+}
+
+/// The host:port of [`postgres_url`].
+pub(crate) fn postgres_host() -> String {
+    let url = postgres_url();
+    let rest = url.split_once('@').map(|(_, r)| r).unwrap_or(&url);
+    rest.split('/').next().unwrap_or(rest).to_string()
 }
 
 /// Logs to the test's captured output (RUST_LOG, default warn).
@@ -320,4 +337,29 @@ pub(crate) fn finished(key: &str) -> bool {
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .any(|k| k == key)
+}
+
+/// How many messages the queue's subscription delivers within `timeout` (acking them): what a
+/// stopped worker left behind.
+pub(crate) async fn pending_messages(client: &Client, queue: &str, timeout: Duration) -> usize {
+    let sub = client.resource_name(queue);
+    let broker = raw_broker().await;
+    let mut stream = broker
+        .subscribe(
+            &sub,
+            StreamOptions {
+                ack_deadline: Duration::from_secs(30),
+                max_outstanding: 1000,
+            },
+        )
+        .await
+        .expect("subscribe to the queue");
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while let Ok(Some(d)) = tokio::time::timeout_at(deadline, stream.next()).await {
+        broker.ack(&sub, vec![d.ack_id]).await.expect("ack");
+        n += 1;
+    }
+    stream.close().await;
+    n
 }

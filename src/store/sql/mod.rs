@@ -509,7 +509,9 @@ impl JobStore for SqlStore {
              ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
                  started_at = excluded.started_at, updated_at = excluded.updated_at,
                  finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
-                 generation = excluded.generation, version = pj_jobs.version + 1
+                 generation = excluded.generation, version = pj_jobs.version + 1,
+                 published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
+                 outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
              WHERE pj_jobs.status <> 'cancelled'
                AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
                         AND pj_jobs.generation >= excluded.generation
