@@ -110,6 +110,17 @@ pub enum Error {
     /// The Pub/Sub emulator could not be found or started (tests, the demo, benchmarks).
     #[error("{0}")]
     Emulator(String),
+    /// A periodic entry that cannot run: a bad schedule, timezone, job class or arguments, or
+    /// a duplicate name. Names the entry and the field.
+    #[error("periodic entry {entry:?}: {field}: {message}")]
+    Periodic {
+        /// The entry's name.
+        entry: String,
+        /// The field at fault (`schedule`, `timezone`, `job_class`, `arguments`, `name`, ...).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A worker task panicked or was aborted.
     #[error("worker task failed: {0}")]
     WorkerTask(String),

@@ -23,8 +23,9 @@
 //! |---|---|---|
 //! | `sqlite` | [`store::connect`] / `SqlStore` for `sqlite://PATH` | sqlx, SQLite (C, bundled) |
 //! | `postgres` | [`store::connect`] / `SqlStore` for `postgres://...` | sqlx |
-//! | `api` | `api`: the JSON HTTP API (serve it with a store) | axum, utoipa |
+//! | `api` | `api`: the JSON HTTP API (serve it with a store; includes `periodic`) | axum, utoipa |
 //! | `http-job` | `http_job::HttpRequestJob`, registered only when you ask | reqwest |
+//! | `periodic` | `periodic`: cron entries in IANA timezones, each tick enqueued once (needs a store) | chrono-tz |
 //! | `emulator` | `emulator`: the Pub/Sub emulator as a child process, for tests and demos | - |
 //! | `full` | all of the above | |
 //!
@@ -74,6 +75,9 @@ pub mod http_job;
 pub mod job;
 pub mod job_error;
 pub mod morgue;
+#[cfg(feature = "periodic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "periodic")))]
+pub mod periodic;
 pub mod queue;
 pub mod registry;
 pub mod relay;

@@ -69,20 +69,48 @@ impl Client {
             Submitted::Created(rec) => rec,
         };
         let job_id = env.job_id;
-        match self.publish_envelopes(vec![env], vec![body]).await {
-            Ok(()) => self.mark_published(store, &[job_id]).await,
-            Err(e) => tracing::warn!(
-                event = "job.publish_deferred",
-                job_id = %job_id,
-                error = %e,
-                "publish failed; the job is in the outbox and the relay publishes it"
-            ),
-        }
+        self.publish_recorded(store, env, body).await;
         Ok(Submission {
             job_id,
             existing: false,
             record: Some(record),
         })
+    }
+
+    /// Checks an envelope and makes its outbox record (the store row with the message to
+    /// publish) and its body, for [`Client::publish_recorded`] once the record is committed.
+    pub(crate) fn outbox_record(&self, env: &Envelope) -> Result<(NewJob, Vec<u8>)> {
+        let now = Utc::now();
+        let body = self.check_envelope(env, now)?;
+        let message = self.outbox_message(env, body.clone(), now);
+        Ok((new_job(env, None, Some(message)), body))
+    }
+
+    /// Publishes a job recorded in the outbox and marks it published. A failed publish is
+    /// logged (`job.publish_deferred`) and left to the relay: the job is durable. Returns
+    /// whether it was published now.
+    pub(crate) async fn publish_recorded(
+        &self,
+        store: &Arc<dyn JobStore>,
+        env: Envelope,
+        body: Vec<u8>,
+    ) -> bool {
+        let job_id = env.job_id;
+        match self.publish_envelopes(vec![env], vec![body]).await {
+            Ok(()) => {
+                self.mark_published(store, &[job_id]).await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    event = "job.publish_deferred",
+                    job_id = %job_id,
+                    error = %e,
+                    "publish failed; the job is in the outbox and the relay publishes it"
+                );
+                false
+            }
+        }
     }
 
     /// The outbox entry of an envelope whose body is `data`.

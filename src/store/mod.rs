@@ -21,6 +21,7 @@
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod periodic;
 #[cfg(feature = "sql")]
 mod sql;
 
@@ -33,6 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use periodic::{PeriodicDefinition, PeriodicState, TickAction, TickClaim, TickRecord};
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::tx::EnqueueTx;
@@ -551,6 +553,36 @@ pub trait JobStore: Send + Sync + 'static {
     async fn wait_for_outbox(&self, max: Duration) {
         tokio::time::sleep(max).await;
     }
+
+    /// Records periodic entries' definitions (insert or update; pause state and last tick are
+    /// kept) and returns their states, in the given order.
+    async fn register_periodic(
+        &self,
+        definitions: &[PeriodicDefinition],
+    ) -> Result<Vec<PeriodicState>, StoreError>;
+    /// Every periodic entry any scheduler registered, by name.
+    async fn periodic_entries(&self) -> Result<Vec<PeriodicState>, StoreError>;
+    /// Pauses or resumes an entry; `None` if no scheduler registered it.
+    async fn set_periodic_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Option<PeriodicState>, StoreError>;
+    /// Claims the tick of entry `name` at `tick_at` and records `action` in the same
+    /// transaction: exactly one caller gets [`TickClaim::Claimed`] (or `Paused`) for a given
+    /// (name, tick), however many schedulers race; the others get `AlreadyClaimed`. An
+    /// enqueue is written to the outbox, so a claimer that dies before publishing loses nothing.
+    async fn claim_tick(
+        &self,
+        name: &str,
+        tick_at: DateTime<Utc>,
+        action: TickAction,
+    ) -> Result<TickClaim, StoreError>;
+    /// The last `limit` claimed ticks of entry `name`, newest first.
+    async fn periodic_ticks(&self, name: &str, limit: u32) -> Result<Vec<TickRecord>, StoreError>;
+    /// Deletes tick records claimed before `before` (entries keep their last tick); returns how
+    /// many.
+    async fn prune_ticks(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`) and migrates its schema.

@@ -11,6 +11,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use uuid::Uuid;
 
+mod periodic;
 mod row;
 pub(crate) mod tx;
 
@@ -18,8 +19,9 @@ use row::{event_from_row, job_from_row, json_text, ms, unpublished_from_row, JOB
 
 use super::{
     CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore, ListQuery,
-    MetricsSnapshot, NewJob, OutboxStatus, Page, QueueCount, Start, StartOutcome, StoreError,
-    Submitted, Transition, Unpublished, HISTOGRAM_BOUNDS,
+    MetricsSnapshot, NewJob, OutboxStatus, Page, PeriodicDefinition, PeriodicState, QueueCount,
+    Start, StartOutcome, StoreError, Submitted, TickAction, TickClaim, TickRecord, Transition,
+    Unpublished, HISTOGRAM_BOUNDS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +38,13 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0001_jobs.sql"),
             include_str!("migrations/sqlite/0002_outbox.sql"),
             include_str!("migrations/sqlite/0003_generation.sql"),
+            include_str!("migrations/sqlite/0004_periodic.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
             include_str!("migrations/postgres/0002_outbox.sql"),
             include_str!("migrations/postgres/0003_generation.sql"),
+            include_str!("migrations/postgres/0004_periodic.sql"),
         ],
     }
 }
@@ -752,6 +756,42 @@ impl JobStore for SqlStore {
             .map_err(db("claim unpublished"))?;
         tx.commit().await.map_err(db("commit"))?;
         rows.iter().map(unpublished_from_row).collect()
+    }
+
+    async fn register_periodic(
+        &self,
+        definitions: &[PeriodicDefinition],
+    ) -> Result<Vec<PeriodicState>, StoreError> {
+        periodic::register(&self.pool, definitions).await
+    }
+
+    async fn periodic_entries(&self) -> Result<Vec<PeriodicState>, StoreError> {
+        periodic::entries(&self.pool).await
+    }
+
+    async fn set_periodic_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Option<PeriodicState>, StoreError> {
+        periodic::set_paused(&self.pool, name, paused).await
+    }
+
+    async fn claim_tick(
+        &self,
+        name: &str,
+        tick_at: chrono::DateTime<Utc>,
+        action: TickAction,
+    ) -> Result<TickClaim, StoreError> {
+        periodic::claim_tick(&self.pool, name, tick_at, action).await
+    }
+
+    async fn periodic_ticks(&self, name: &str, limit: u32) -> Result<Vec<TickRecord>, StoreError> {
+        periodic::ticks(&self.pool, name, limit).await
+    }
+
+    async fn prune_ticks(&self, before: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+        periodic::prune_ticks(&self.pool, before).await
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
