@@ -57,7 +57,7 @@ pub(super) struct JobLinks {
 
 /// A job's status and result.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct JobResource {
+pub(crate) struct JobResource {
     /// The job id.
     pub id: Uuid,
     /// The class.

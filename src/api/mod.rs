@@ -1,6 +1,7 @@
 //! The HTTP API: jobs from any language. Submit (`POST /v1/jobs`), poll status and result
 //! (`GET /v1/jobs/{id}`, with ETag and Cache-Control for fast polling), history
-//! (`/v1/jobs/{id}/events`), list, cancel (`DELETE`), counts per queue, `/healthz`, `/metrics`
+//! (`/v1/jobs/{id}/events`), list, cancel (`DELETE`), counts per queue, periodic entries
+//! (`/v1/periodic`: list, pause, resume, run now), `/healthz`, `/metrics`
 //! (Prometheus) and `/openapi.json`. It publishes through a [`Client`] with a job store and reads
 //! the store; workers with the same store record what happens. Served by `worker api`.
 //!
@@ -18,6 +19,7 @@
 mod jobs;
 mod metrics;
 mod openapi;
+mod periodic;
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +107,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/queues", get(jobs::queues))
         .route("/v1/outbox", get(jobs::outbox))
+        .route("/v1/periodic", get(periodic::list))
+        .route("/v1/periodic/{name}/pause", post(periodic::pause))
+        .route("/v1/periodic/{name}/resume", post(periodic::resume))
+        .route("/v1/periodic/{name}/run", post(periodic::run_now))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::spec))
         .route("/healthz", get(healthz))

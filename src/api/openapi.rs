@@ -11,11 +11,13 @@ use super::jobs;
     info(title = "pubsub-jobs", description = "Background jobs on Google Cloud Pub/Sub: submit, poll, cancel."),
     paths(
         jobs::submit, jobs::get_job, jobs::events, jobs::list, jobs::cancel, jobs::queues, jobs::outbox,
+        super::periodic::list, super::periodic::pause, super::periodic::resume, super::periodic::run_now,
         super::metrics::metrics, super::healthz
     ),
     components(schemas(
         jobs::SubmitRequest, jobs::JobResource, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
-        jobs::QueueCounts, jobs::QueuesResponse, jobs::OutboxResponse, super::ErrorBody, super::ErrorDetail,
+        jobs::QueueCounts, jobs::QueuesResponse, jobs::OutboxResponse, super::periodic::PeriodicResource,
+        super::periodic::PeriodicList, super::ErrorBody, super::ErrorDetail,
         crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent
     )),
     modifiers(&BearerAuth)

@@ -121,21 +121,24 @@ impl PeriodicEntry {
         registry: &Registry,
     ) -> Result<Self> {
         let name = name.into();
+        // The schedule first: it is what the entry is about.
+        let parsed = Self::build(
+            name.clone(),
+            schedule,
+            job_class.to_string(),
+            "placeholder".into(),
+            arguments.clone(),
+        )?;
         let job = registry
             .decode(job_class, arguments.clone())
             .map_err(|e| match e {
-                Error::UnknownJobClass(_) => entry_error(&name, "job_class", e),
-                Error::InvalidArguments { message, path, .. } => {
-                    let field = match path {
-                        Some(p) if !p.is_empty() && p != "." => format!("arguments.{p}"),
-                        _ => "arguments".to_string(),
-                    };
-                    entry_error(&name, &field, message)
-                }
+                Error::InvalidArguments { message, .. } => entry_error(&name, "arguments", message),
                 other => entry_error(&name, "job_class", other),
             })?;
         let queue = queue.unwrap_or(job.queue_erased()).to_string();
-        Self::build(name, schedule, job_class.to_string(), queue, arguments)
+        crate::queue::validate_queue_name("", &queue)
+            .map_err(|e| entry_error(&name, "queue", e))?;
+        Ok(Self { queue, ..parsed })
     }
 
     fn build(

@@ -189,12 +189,14 @@ impl Schedule {
             "@weekly" => "0 0 0 * * 0",
             "@daily" | "@midnight" => "0 0 0 * * *",
             "@hourly" => "0 0 * * * *",
-            other if other.starts_with('@') => return Err(CronError {
-                field: "expression",
-                message: format!(
+            other if other.starts_with('@') => {
+                return Err(CronError {
+                    field: "expression",
+                    message: format!(
                     "unknown macro {other:?} (use @yearly, @monthly, @weekly, @daily or @hourly)"
                 ),
-            }),
+                })
+            }
             other => other,
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();

@@ -11,12 +11,13 @@
 //!
 //! Every option has an environment fallback (`QUEUE_NAME`, `PUBSUB_PROJECT_ID`, ...). One file
 //! per command: `run_worker` (the worker itself), `jobs`, `enqueue`, `clear`, `morgue`,
-//! `health`, `api`, `store` (`relay`, `store status`), `demo`, `spawn`; `common` holds what they share (connecting, confirmations,
+//! `health`, `api`, `store` (`relay`, `store status`), `cron`, `demo`, `spawn`; `common` holds what they share (connecting, confirmations,
 //! signals).
 
 mod api;
 mod clear;
 mod common;
+pub mod cron;
 pub mod demo;
 mod enqueue;
 mod health;
@@ -140,6 +141,11 @@ pub struct RunArgs {
     /// Seconds between stats lines.
     #[arg(long, env = "WORKER_STATS_INTERVAL", default_value_t = 30.0)]
     pub stats_interval: f64,
+    /// Periodic jobs from this TOML file ([[periodic]] entries), scheduled by this worker
+    /// beside its queue; every worker with the file takes part and each tick is enqueued once
+    /// (needs --store).
+    #[arg(long, env = "PUBSUB_JOBS_CRON")]
+    pub cron: Option<std::path::PathBuf>,
 }
 
 /// The commands.
@@ -208,6 +214,10 @@ pub enum Command {
     /// The job store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Periodic jobs: list the entries workers registered, pause, resume, run one now, or
+    /// check a file.
+    #[command(subcommand)]
+    Cron(CronCommand),
     /// Enqueue one job by class name with JSON arguments; prints its id.
     Enqueue {
         /// The registered job class, for instance MockJob.
@@ -217,6 +227,38 @@ pub enum Command {
         /// Run no earlier than this many seconds from now.
         #[arg(long)]
         wait: Option<f64>,
+    },
+}
+
+/// `worker cron ...`
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Every entry with its schedule, next run, last run and that run's job id (needs --store).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause an entry: its ticks enqueue nothing until resumed.
+    Pause {
+        /// The entry's name.
+        name: String,
+    },
+    /// Resume a paused entry.
+    Resume {
+        /// The entry's name.
+        name: String,
+    },
+    /// Enqueue an entry's job now, outside its schedule; prints the job id.
+    Run {
+        /// The entry's name.
+        name: String,
+    },
+    /// Check a cron file (schedules, timezones, classes, arguments) and print each entry's
+    /// next run, without connecting to anything.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
     },
 }
 
@@ -294,7 +336,9 @@ pub async fn main_with(registry: Registry) -> ExitCode {
 }
 
 /// Runs a parsed command line with the job classes of `registry`.
-pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
+    // An empty PUBSUB_JOBS_STORE (a compose file's `PUBSUB_JOBS_STORE=`) means no store.
+    cli.global.store = cli.global.store.take().filter(|s| !s.trim().is_empty());
     let g = &cli.global;
     match cli.command {
         Some(Command::Jobs) => jobs::run(&registry),
@@ -342,6 +386,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
         Some(Command::Health) => health::run(g).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
+        Some(Command::Cron(cmd)) => cron::run(g, &registry, cmd).await,
         None => run_worker::run(g, cli.run, registry).await,
     }
 }

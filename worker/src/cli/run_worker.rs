@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pubsub_jobs::periodic::Scheduler;
 use pubsub_jobs::{Registry, Worker, WorkerConfig};
 
 use super::common::{connect, relay_config, seconds, shutdown_on_signals};
@@ -17,13 +18,32 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
     config.stats_interval =
         seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
     config.relay = relay_config(g)?;
-    // Fail early on a duplicate class or a bad queue name, before connecting.
+    // Fail early on a duplicate class, a bad queue name or a bad cron file, before connecting.
     let registry = registry.check()?;
     pubsub_jobs::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
+    let periodic = match &args.cron {
+        Some(file) => {
+            anyhow::ensure!(
+                g.store.is_some(),
+                "--cron {} needs a job store (--store or PUBSUB_JOBS_STORE): each tick is claimed there so that it runs once across workers",
+                file.display()
+            );
+            Some(super::cron::load(file, &registry)?)
+        }
+        None => None,
+    };
     let client = connect(g).await?;
-    Worker::new(client, config)
+    let scheduler = match periodic {
+        Some(entries) => Some(Scheduler::start(client.clone(), entries)?),
+        None => None,
+    };
+    let result = Worker::new(client, config)
         .with_registry(registry)
         .run(shutdown_on_signals())
-        .await?;
+        .await;
+    if let Some(s) = scheduler {
+        s.shutdown().await;
+    }
+    result?;
     Ok(())
 }

@@ -155,6 +155,15 @@ impl Running {
             .collect()
     }
 
+    /// Ids of the jobs of every `name` event so far, repeats kept.
+    pub(crate) fn job_ids_all(&self, name: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|v| v["event"] == name)
+            .filter_map(|v| v["job_id"].as_str().map(str::to_string))
+            .collect()
+    }
+
     pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
