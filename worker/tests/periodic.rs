@@ -147,6 +147,56 @@ async fn three_schedulers_enqueue_each_tick_once(store_url: &str) {
         enqueued.len(),
         "each tick enqueued by one scheduler"
     );
+
+    // The operator's view: `worker cron list`, then pause (ticks claimed, nothing enqueued)
+    // and resume.
+    let store_arg = ["--store", store_url];
+    let (code, out, err) = run(&[&store_arg[..], &["cron", "list", "--json"]].concat(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["name"] == serde_json::json!(name))
+        .expect("the entry is listed");
+    assert_eq!(listed["paused"], false);
+    assert!(listed["last_job_id"].is_string(), "{listed}");
+    let (code, _, err) = run(&[&store_arg[..], &["cron", "pause", &name]].concat(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let paused_at = Utc::now();
+    wait_for_outcome(&store, &name, "paused", paused_at).await;
+    let (code, _, err) = run(&[&store_arg[..], &["cron", "resume", &name]].concat(), &[]);
+    assert_eq!(code, 0, "{err}");
+    wait_for_outcome(&store, &name, "enqueued", Utc::now()).await;
+    let (code, _, err) = run(
+        &[&store_arg[..], &["cron", "pause", "no-such-entry"]].concat(),
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no periodic entry \"no-such-entry\""), "{err}");
+}
+
+/// Waits until the entry's newest tick after `after` has `outcome`.
+async fn wait_for_outcome(
+    store: &Arc<dyn JobStore>,
+    name: &str,
+    outcome: &str,
+    after: DateTime<Utc>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let newest = store.periodic_ticks(name, 1).await.unwrap();
+        if newest
+            .first()
+            .is_some_and(|t| t.outcome == outcome && t.tick_at > after)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {outcome} tick after {after}: {newest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
