@@ -497,3 +497,102 @@ async fn enqueue_tick(
         }
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::store::{SqlStore, TickRecord};
+    use crate::JobContext;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct Beat {
+        n: u32,
+    }
+
+    impl Job for Beat {
+        const NAME: &'static str = "Beat";
+        async fn perform(&self, _ctx: &JobContext) -> std::result::Result<(), crate::JobError> {
+            Ok(())
+        }
+    }
+
+    /// A scheduler started 10 s after the entry's last claimed tick (every second, grace 2 s,
+    /// catching up `catch_up` ticks). Returns how many seconds after that last tick the skip
+    /// record stands, and the ticks claimed after the skip, oldest first, once a fresh one is
+    /// enqueued.
+    async fn after_downtime(catch_up: u32) -> (i64, Vec<TickRecord>) {
+        let store: Arc<dyn JobStore> =
+            Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+        let (client, _broker) = crate::testing::memory_client();
+        let client = client.with_store(store.clone());
+        client.ensure_queue("default").await.unwrap();
+        let entry = PeriodicEntry::new("beat", "* * * * * *", &Beat { n: 1 })
+            .unwrap()
+            .grace(Duration::from_secs(2))
+            .catch_up(catch_up);
+        store
+            .register_periodic(&[entry.definition()])
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let last = DateTime::from_timestamp(now.timestamp() - 10, 0).unwrap();
+        let (job, _) = client.outbox_record(&entry.envelope(last)).unwrap();
+        store
+            .claim_tick("beat", last, TickAction::Enqueue(Box::new(job)))
+            .await
+            .unwrap();
+        let scheduler = Scheduler::start(client, vec![entry]).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let ticks = loop {
+            let ticks = store.periodic_ticks("beat", 100).await.unwrap();
+            if ticks[0].tick_at > now + chrono::Duration::seconds(1) {
+                break ticks;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{ticks:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        scheduler.shutdown().await;
+        let mut after: Vec<_> = ticks.into_iter().filter(|t| t.tick_at > last).collect();
+        after.reverse();
+        assert_eq!(
+            after[0].outcome, "skipped",
+            "one skip record first: {after:?}"
+        );
+        assert!(
+            after[1..].iter().all(|t| t.outcome == "enqueued"),
+            "{after:?}"
+        );
+        for w in after[1..].windows(2) {
+            assert_eq!(
+                w[1].tick_at - w[0].tick_at,
+                chrono::Duration::seconds(1),
+                "no tick missing after the skip: {after:?}"
+            );
+        }
+        ((after[0].tick_at - last).num_seconds(), after)
+    }
+
+    #[tokio::test]
+    async fn ticks_missed_beyond_the_grace_are_skipped_once() {
+        let (skipped, ticks) = after_downtime(0).await;
+        // Of the 10 missed ticks, those more than 2 s late (7-8) are skipped in one record;
+        // the rest are enqueued, from the next second on.
+        assert!((7..=8).contains(&skipped), "{skipped} {ticks:?}");
+        assert_eq!(
+            ticks[1].tick_at - ticks[0].tick_at,
+            chrono::Duration::seconds(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_catches_up_enqueues_its_last_missed_ticks() {
+        let (skipped, ticks) = after_downtime(3).await;
+        // Three fewer skipped: the three latest late ticks are enqueued.
+        assert!((4..=5).contains(&skipped), "{skipped} {ticks:?}");
+        assert_eq!(
+            ticks[1].tick_at - ticks[0].tick_at,
+            chrono::Duration::seconds(1)
+        );
+    }
+}
