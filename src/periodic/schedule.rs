@@ -327,7 +327,11 @@ impl Schedule {
                             continue;
                         }
                         for t in self.instants(wall, tz) {
-                            if t > after && best.map_or(true, |(b, _)| t < b) {
+                            let earlier = match best {
+                                Some((b, _)) => t < b,
+                                None => true,
+                            };
+                            if t > after && earlier {
                                 best = Some((t, wall));
                             }
                         }
