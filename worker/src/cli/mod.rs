@@ -141,7 +141,7 @@ pub struct RunArgs {
     /// Seconds between stats lines.
     #[arg(long, env = "WORKER_STATS_INTERVAL", default_value_t = 30.0)]
     pub stats_interval: f64,
-    /// Periodic jobs from this TOML file ([[periodic]] entries), scheduled by this worker
+    /// Periodic jobs from this TOML file (`[[periodic]]` entries), scheduled by this worker
     /// beside its queue; every worker with the file takes part and each tick is enqueued once
     /// (needs --store).
     #[arg(long, env = "PUBSUB_JOBS_CRON")]
