@@ -79,6 +79,7 @@ impl Client {
 
     /// Checks an envelope and makes its outbox record (the store row with the message to
     /// publish) and its body, for [`Client::publish_recorded`] once the record is committed.
+    #[cfg_attr(not(feature = "periodic"), allow(dead_code))]
     pub(crate) fn outbox_record(&self, env: &Envelope) -> Result<(NewJob, Vec<u8>)> {
         let now = Utc::now();
         let body = self.check_envelope(env, now)?;

@@ -693,6 +693,151 @@ pub async fn each_tick_is_claimed_once(s: Arc<dyn JobStore>, queue: &str) {
         .any(|e| e.definition.name == name));
 }
 
+/// Counts per queue and status stay exact through every kind of change: submits, starts,
+/// retries, re-runs, duplicates, cancels, morgue and discard, before and after the deltas are
+/// folded, and after a prune (pruned jobs leave the counts).
+pub async fn queue_counts_stay_exact(s: &dyn JobStore, queue: &str) {
+    use super::{Retention, Transition};
+    let counts = || async {
+        let mut m = std::collections::BTreeMap::new();
+        for c in s.queue_counts().await.expect("counts") {
+            if c.queue == queue {
+                m.insert(c.status.as_str().to_string(), c.count);
+            }
+        }
+        m
+    };
+    let want = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let jobs: Vec<NewJob> = (0..6).map(|n| new_job(queue, n)).collect();
+    for j in &jobs {
+        s.submit(j.clone()).await.expect("submit");
+    }
+    assert_eq!(counts().await, want(&[("pending", 6)]));
+    let run = Duration::from_millis(3);
+    // 0 succeeds; 1 fails, retries, and succeeds on its re-run; 2 is morgued; 3 discarded;
+    // 4 cancelled; 5 stays pending. A duplicate start of 0 changes nothing.
+    for j in &jobs[..4] {
+        assert_eq!(
+            s.start(start_of(j, 1)).await.expect("start"),
+            StartOutcome::Run
+        );
+    }
+    assert_eq!(counts().await, want(&[("pending", 2), ("running", 4)]));
+    let ok = || Transition::Succeeded { result: None, run };
+    s.finish(jobs[0].id, 1, ok()).await.expect("finish");
+    s.finish(
+        jobs[1].id,
+        1,
+        Transition::Failed {
+            error: "boom".into(),
+            run,
+            result: None,
+        },
+    )
+    .await
+    .expect("finish");
+    s.finish(
+        jobs[1].id,
+        1,
+        Transition::RetryScheduled {
+            at: Utc::now() + chrono::Duration::seconds(1),
+        },
+    )
+    .await
+    .expect("finish");
+    s.finish(
+        jobs[2].id,
+        1,
+        Transition::Morgued {
+            error: "dead".into(),
+        },
+    )
+    .await
+    .expect("finish");
+    s.finish(jobs[3].id, 1, Transition::Discarded { error: "no".into() })
+        .await
+        .expect("finish");
+    assert!(matches!(
+        s.cancel(jobs[4].id).await.expect("cancel"),
+        CancelOutcome::Cancelled(_)
+    ));
+    assert_eq!(
+        s.start(start_of(&jobs[0], 1)).await.expect("start"),
+        StartOutcome::AlreadyFinished
+    );
+    assert_eq!(
+        counts().await,
+        want(&[
+            ("cancelled", 1),
+            ("discarded", 1),
+            ("morgued", 1),
+            ("pending", 1),
+            ("retrying", 1),
+            ("succeeded", 1)
+        ])
+    );
+    assert_eq!(
+        s.start(start_of(&jobs[1], 2)).await.expect("start"),
+        StartOutcome::Run
+    );
+    s.finish(jobs[1].id, 2, ok()).await.expect("finish");
+    let settled = want(&[
+        ("cancelled", 1),
+        ("discarded", 1),
+        ("morgued", 1),
+        ("pending", 1),
+        ("succeeded", 2),
+    ]);
+    assert_eq!(counts().await, settled);
+    s.maintain(&Retention::keep_all()).await.expect("maintain");
+    assert_eq!(counts().await, settled, "the same once folded");
+
+    // A dry run counts; a prune of this queue's succeeded jobs removes them from the counts.
+    let succeeded_only = Retention {
+        succeeded: Some(Duration::ZERO),
+        ..Retention::keep_all()
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let dry = s
+        .prune_now(&succeeded_only, Some(queue), true)
+        .await
+        .expect("dry run");
+    assert_eq!(dry.jobs, 2, "dry run");
+    assert_eq!(counts().await, settled, "a dry run changes nothing");
+    let pruned = s
+        .prune_now(&succeeded_only, Some(queue), false)
+        .await
+        .expect("prune");
+    assert_eq!(pruned.jobs, 2);
+    assert!(pruned.events >= 6, "their events too: {pruned:?}");
+    assert!(s.get(jobs[0].id).await.expect("get").is_none());
+    assert!(s.events(jobs[1].id).await.expect("events").is_empty());
+    assert_eq!(
+        counts().await,
+        want(&[
+            ("cancelled", 1),
+            ("discarded", 1),
+            ("morgued", 1),
+            ("pending", 1)
+        ])
+    );
+    s.maintain(&Retention::keep_all()).await.expect("maintain");
+    assert_eq!(
+        counts().await,
+        want(&[
+            ("cancelled", 1),
+            ("discarded", 1),
+            ("morgued", 1),
+            ("pending", 1)
+        ])
+    );
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///
@@ -713,6 +858,7 @@ macro_rules! store_conformance_tests {
             queue_counts_are_exact,
             the_outbox_claims_once_per_lease_until_published,
             a_started_job_leaves_the_outbox,
+            queue_counts_stay_exact,
             finished_executions_are_not_started_again
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

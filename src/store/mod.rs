@@ -21,6 +21,7 @@
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+pub mod maintenance;
 mod periodic;
 #[cfg(feature = "sql")]
 mod sql;
@@ -452,6 +453,111 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// How long finished jobs (and their events) are kept, per final status; `None` keeps them.
+/// Defaults: succeeded 7 days; failed, morgued, discarded and cancelled 30 days.
+///
+/// Pruned jobs leave the per-status counts (`/v1/queues`, the `jobs` gauge: what the store
+/// holds), but not the event counters and histograms of `/metrics`, which only ever grow (as
+/// Prometheus counters must).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Succeeded jobs.
+    pub succeeded: Option<Duration>,
+    /// Jobs left `failed` (their outcome was never recorded).
+    pub failed: Option<Duration>,
+    /// Jobs in the morgue.
+    pub morgued: Option<Duration>,
+    /// Discarded jobs.
+    pub discarded: Option<Duration>,
+    /// Cancelled jobs.
+    pub cancelled: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let days = |d: u64| Some(Duration::from_secs(d * 86_400));
+        Self {
+            succeeded: days(7),
+            failed: days(30),
+            morgued: days(30),
+            discarded: days(30),
+            cancelled: days(30),
+        }
+    }
+}
+
+impl Retention {
+    /// The same period for every final status.
+    pub fn all(keep: Duration) -> Self {
+        Self {
+            succeeded: Some(keep),
+            failed: Some(keep),
+            morgued: Some(keep),
+            discarded: Some(keep),
+            cancelled: Some(keep),
+        }
+    }
+
+    /// Keep everything.
+    pub fn keep_all() -> Self {
+        Self {
+            succeeded: None,
+            failed: None,
+            morgued: None,
+            discarded: None,
+            cancelled: None,
+        }
+    }
+
+    /// (status, period) for each final status.
+    pub fn rules(&self) -> [(JobStatus, Option<Duration>); 5] {
+        [
+            (JobStatus::Succeeded, self.succeeded),
+            (JobStatus::Failed, self.failed),
+            (JobStatus::Morgued, self.morgued),
+            (JobStatus::Discarded, self.discarded),
+            (JobStatus::Cancelled, self.cancelled),
+        ]
+    }
+}
+
+/// What a prune removed (or, dry, would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Jobs.
+    pub jobs: u64,
+    /// Their events.
+    pub events: u64,
+    /// Expired dedup keys.
+    pub dedup_keys: u64,
+}
+
+/// What one round of [`JobStore::maintain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Aggregate deltas folded.
+    pub folded: u64,
+    /// What was pruned (only by the holder of the prune lease).
+    pub pruned: PruneReport,
+}
+
+/// One write of a worker's, for [`JobStore::record_batch`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StoreOp {
+    /// [`JobStore::start`].
+    Start(Start),
+    /// [`JobStore::finish`].
+    Finish {
+        /// The job.
+        id: Uuid,
+        /// The execution.
+        attempt: u32,
+        /// What happened.
+        transition: Transition,
+    },
+}
+
 /// A page of jobs, newest first.
 #[derive(Clone, Debug)]
 pub struct Page {
@@ -528,6 +634,51 @@ pub trait JobStore: Send + Sync + 'static {
     async fn start(&self, start: Start) -> Result<StartOutcome, StoreError>;
     /// Records the end of an execution or of the job. A job without a row is ignored.
     async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError>;
+    /// Applies a worker's writes in order, as one transaction where the store can (group
+    /// commit): each start's outcome (`Some`), `None` for each finish. On an error nothing of
+    /// the batch is recorded (the caller may retry the writes one by one). The default applies
+    /// them one by one, each in its own transaction.
+    async fn record_batch(&self, ops: &[StoreOp]) -> Result<Vec<Option<StartOutcome>>, StoreError> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                StoreOp::Start(s) => Some(self.start(s.clone()).await?),
+                StoreOp::Finish {
+                    id,
+                    attempt,
+                    transition,
+                } => {
+                    self.finish(*id, *attempt, transition.clone()).await?;
+                    None
+                }
+            });
+        }
+        Ok(out)
+    }
+    /// How many [`JobStore::record_batch`] calls may usefully run at once (1 for a database
+    /// with a single writer).
+    fn batch_writers(&self) -> usize {
+        1
+    }
+    /// Housekeeping, called every second or so by each process's
+    /// [`Maintainer`](maintenance::Maintainer): folds the aggregates' pending deltas, and, in
+    /// the one process holding the store's short prune lease, prunes finished jobs past
+    /// `retention` in small batches. Safe with any number of processes.
+    async fn maintain(&self, retention: &Retention) -> Result<Maintenance, StoreError> {
+        let _ = retention;
+        Ok(Maintenance::default())
+    }
+    /// Prunes finished jobs past `retention` now (`worker store prune`), of one queue or all,
+    /// or with `dry_run` only counts them.
+    async fn prune_now(
+        &self,
+        retention: &Retention,
+        queue: Option<&str>,
+        dry_run: bool,
+    ) -> Result<PruneReport, StoreError> {
+        let _ = (retention, queue, dry_run);
+        Ok(PruneReport::default())
+    }
     /// Jobs by queue and status.
     async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError>;
     /// Figures for `/metrics`.

@@ -79,7 +79,7 @@ async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
         checkpoint_in: env.checkpoint.clone(),
         outputs: Default::default(),
     };
-    if let Some(store) = shared.client.store() {
+    if let Some(recorder) = &shared.recorder {
         let start = Start {
             id: env.job_id,
             job_class: env.job_class.clone(),
@@ -90,7 +90,7 @@ async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
             due_at: env.scheduled_at.unwrap_or(env.enqueued_at),
             generation: env.generation,
         };
-        match store.start(start).await {
+        match recorder.start_job(start).await {
             Ok(StartOutcome::Run) => {}
             Ok(StartOutcome::Cancelled) => return outcome::cancelled(&shared, d),
             Ok(StartOutcome::AlreadyFinished) => return outcome::duplicate_skipped(&shared, d),

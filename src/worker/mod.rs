@@ -22,6 +22,7 @@ pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod perform;
 pub(crate) mod pull;
+pub(crate) mod record;
 pub(crate) mod schedule;
 mod stats;
 
@@ -63,6 +64,8 @@ pub struct WorkerConfig {
     pub stats_interval: Duration,
     /// The outbox relay this worker runs when its client has a job store.
     pub relay: crate::relay::RelayConfig,
+    /// Store housekeeping (aggregates, retention) this worker runs when its client has a store.
+    pub maintenance: crate::store::maintenance::MaintainerConfig,
 }
 
 impl WorkerConfig {
@@ -77,6 +80,7 @@ impl WorkerConfig {
             shutdown_timeout: Duration::from_secs(25),
             stats_interval: Duration::from_secs(30),
             relay: crate::relay::RelayConfig::default(),
+            maintenance: Default::default(),
         }
     }
 
@@ -107,6 +111,8 @@ pub(crate) struct Shared {
     pub lease: Arc<LeaseKeeper>,
     pub acker: AckBatcher,
     pub stats: Arc<Stats>,
+    /// The batched store writer, with a store.
+    pub recorder: Option<record::Recorder>,
 }
 
 /// Runs jobs from one queue until shut down.
@@ -182,6 +188,9 @@ impl Worker {
             )?),
             None => None,
         };
+        let maintainer = client.store().map(|store| {
+            crate::store::maintenance::Maintainer::start(store.clone(), config.maintenance.clone())
+        });
         let lease = LeaseKeeper::start(LeaseKeeperParams {
             broker: broker.clone(),
             subscription: subscription.clone(),
@@ -199,6 +208,9 @@ impl Worker {
             lease: lease.clone(),
             acker,
             stats,
+            recorder: client
+                .store()
+                .map(|store| record::Recorder::start(store.clone(), Default::default())),
         });
         let per_stream = (config.concurrency + config.prefetch).div_ceil(config.streams) as i64;
         let scheduler = Scheduler::start(SchedulerParams {
@@ -333,10 +345,16 @@ impl Worker {
         }
         stats_task.abort();
         let _ = scheduler_stop.await;
+        if let Some(recorder) = &shared.recorder {
+            recorder.shutdown().await;
+        }
         shared.acker.shutdown().await;
         shared.lease.shutdown().await;
         if let Some(relay) = relay {
             relay.shutdown().await;
+        }
+        if let Some(m) = maintainer {
+            m.shutdown().await;
         }
         // Only now, with everything acked or released, close the streams.
         close_streams.cancel();

@@ -40,10 +40,8 @@ fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error
 /// Records a transition in the job store, if there is one. The store is the record, not the
 /// queue: a failed write is logged and the job goes on.
 async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, t: Transition) {
-    if let Some(store) = shared.client.store() {
-        if let Err(e) = store.finish(id, attempt, t).await {
-            tracing::warn!(error = %e, "job store: could not record a transition");
-        }
+    if let Some(recorder) = &shared.recorder {
+        recorder.finish(id, attempt, t).await;
     }
 }
 

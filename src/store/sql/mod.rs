@@ -19,9 +19,9 @@ use row::{event_from_row, job_from_row, json_text, ms, unpublished_from_row, JOB
 
 use super::{
     CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore, ListQuery,
-    MetricsSnapshot, NewJob, OutboxStatus, Page, PeriodicDefinition, PeriodicState, QueueCount,
-    Start, StartOutcome, StoreError, Submitted, TickAction, TickClaim, TickRecord, Transition,
-    Unpublished, HISTOGRAM_BOUNDS,
+    Maintenance, MetricsSnapshot, NewJob, OutboxStatus, Page, PeriodicDefinition, PeriodicState,
+    PruneReport, QueueCount, Retention, Start, StartOutcome, StoreError, StoreOp, Submitted,
+    TickAction, TickClaim, TickRecord, Transition, Unpublished, HISTOGRAM_BOUNDS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,28 +39,57 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0002_outbox.sql"),
             include_str!("migrations/sqlite/0003_generation.sql"),
             include_str!("migrations/sqlite/0004_periodic.sql"),
+            include_str!("migrations/sqlite/0005_aggregates.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
             include_str!("migrations/postgres/0002_outbox.sql"),
             include_str!("migrations/postgres/0003_generation.sql"),
             include_str!("migrations/postgres/0004_periodic.sql"),
+            include_str!("migrations/postgres/0005_aggregates.sql"),
         ],
     }
 }
 
-/// The statements of one migration file: `--` comment lines dropped, then split on `;`.
+/// The statements of one migration file: `--` comment lines dropped; a statement ends with a
+/// line ending in `;`, except inside a `$$`-quoted body (PostgreSQL functions) and a SQLite
+/// trigger's `BEGIN ... END;`.
 fn statements(sql: &str) -> Vec<String> {
-    let code: Vec<&str> = sql
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect();
-    code.join("\n")
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_dollar = false;
+    for line in sql.lines() {
+        let t = line.trim();
+        if !in_dollar && (t.is_empty() || t.starts_with("--")) {
+            continue;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+        if line.matches("$$").count() % 2 == 1 {
+            in_dollar = !in_dollar;
+        }
+        if in_dollar {
+            continue;
+        }
+        let head = cur.trim_start().to_ascii_uppercase();
+        let ends = if head.starts_with("CREATE TRIGGER") && head.contains("\nBEGIN") {
+            t.eq_ignore_ascii_case("END;")
+        } else {
+            t.ends_with(';')
+        };
+        if ends {
+            let stmt = cur.trim().trim_end_matches(';').trim().to_string();
+            if !stmt.is_empty() {
+                out.push(stmt);
+            }
+            cur.clear();
+        }
+    }
+    let rest = cur.trim().trim_end_matches(';').trim();
+    if !rest.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
 }
 
 /// How long an enqueuer holds its own new outbox row while it publishes it: a relay or a dedup
@@ -71,6 +100,8 @@ const ENQUEUER_CLAIM: Duration = Duration::from_secs(5);
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// This instance's name in leases.
+    holder: String,
     /// PostgreSQL: the URL, for the relay's LISTEN connection.
     #[cfg(feature = "postgres")]
     url: String,
@@ -170,6 +201,147 @@ async fn insert_job(
     append_event(tx, job.id, kind, 0, now, None, detail).await
 }
 
+/// Marks an execution started inside `tx` (see [`JobStore::start`]).
+async fn start_in(tx: &mut Transaction<'_, Any>, s: &Start) -> Result<StartOutcome, StoreError> {
+    let now = Utc::now();
+    let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
+    let row = sqlx::query(
+            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9)
+             ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
+                 started_at = excluded.started_at, updated_at = excluded.updated_at,
+                 finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
+                 generation = excluded.generation, version = pj_jobs.version + 1,
+                 published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
+                 outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+             WHERE pj_jobs.status <> 'cancelled'
+               AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
+                        AND pj_jobs.generation >= excluded.generation
+                        AND pj_jobs.attempts >= excluded.attempts)
+             RETURNING status",
+        )
+        .bind(s.id.to_string())
+        .bind(s.job_class.clone())
+        .bind(s.queue.clone())
+        .bind(s.attempt as i64)
+        .bind(json_text(&s.arguments))
+        .bind(ms(s.enqueued_at))
+        .bind(ms(now))
+        .bind(queue_ms)
+        .bind(i64::from(s.generation))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db("start job"))?;
+    if row.is_none() {
+        // Not started: cancelled, or a duplicate of a finished execution.
+        let status = sqlx::query("SELECT status FROM pj_jobs WHERE id = $1")
+            .bind(s.id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db("start job"))?
+            .map(|r| r.try_get::<String, _>("status"))
+            .transpose()
+            .map_err(db("start job"))?;
+        return Ok(match status.as_deref() {
+            Some("cancelled") => StartOutcome::Cancelled,
+            _ => StartOutcome::AlreadyFinished,
+        });
+    }
+    append_event(tx, s.id, EventKind::Started, s.attempt, ms(now), None, None).await?;
+    Ok(StartOutcome::Run)
+}
+
+/// Records a transition inside `tx` (see [`JobStore::finish`]).
+async fn finish_in(
+    tx: &mut Transaction<'_, Any>,
+    id: Uuid,
+    attempt: u32,
+    t: &Transition,
+) -> Result<(), StoreError> {
+    let now = ms(Utc::now());
+    let id_s = id.to_string();
+    let (kind, error, detail, row) = match t {
+        Transition::Succeeded { result, run } => {
+            let run_ms = run.as_millis() as i64;
+            let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = 'succeeded', finished_at = $2, updated_at = $2, result = $3,
+                         run_ms = $4, version = version + 1 WHERE id = $1 RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(result.as_ref().map(json_text))
+                .bind(run_ms)
+                .fetch_optional(&mut **tx)
+                .await;
+            (
+                EventKind::Succeeded,
+                None,
+                Some(serde_json::json!({ "run_ms": run_ms })),
+                row,
+            )
+        }
+        Transition::Failed { error, run, result } => {
+            let run_ms = run.as_millis() as i64;
+            let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = 'failed', updated_at = $2, last_error = $3, run_ms = $4,
+                         result = COALESCE($5, result), version = version + 1 WHERE id = $1 RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(error.clone())
+                .bind(run_ms)
+                .bind(result.as_ref().map(json_text))
+                .fetch_optional(&mut **tx)
+                .await;
+            (
+                EventKind::Failed,
+                Some(error.clone()),
+                Some(serde_json::json!({ "run_ms": run_ms })),
+                row,
+            )
+        }
+        Transition::RetryScheduled { at } => {
+            let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = 'retrying', scheduled_at = $3, updated_at = $2,
+                         version = version + 1 WHERE id = $1 AND status <> 'cancelled' RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(ms(*at))
+                .fetch_optional(&mut **tx)
+                .await;
+            (
+                EventKind::RetryScheduled,
+                None,
+                Some(serde_json::json!({ "scheduled_at": at })),
+                row,
+            )
+        }
+        Transition::Morgued { error } | Transition::Discarded { error } => {
+            let (kind, status) = if matches!(t, Transition::Morgued { .. }) {
+                (EventKind::Morgued, "morgued")
+            } else {
+                (EventKind::Discarded, "discarded")
+            };
+            let row = sqlx::query(
+                    "UPDATE pj_jobs SET status = $3, finished_at = $2, updated_at = $2, last_error = $4,
+                         version = version + 1 WHERE id = $1 RETURNING id",
+                )
+                .bind(id_s.clone())
+                .bind(now)
+                .bind(status)
+                .bind(error.clone())
+                .fetch_optional(&mut **tx)
+                .await;
+            (kind, Some(error.clone()), None, row)
+        }
+    };
+    if row.map_err(db("record transition"))?.is_some() {
+        append_event(tx, id, kind, attempt, now, error.as_deref(), detail).await?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     /// Opens the store at `url` and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -227,6 +399,7 @@ impl SqlStore {
         let store = Self {
             pool,
             dialect,
+            holder: Uuid::new_v4().to_string(),
             #[cfg(feature = "postgres")]
             url: url.clone(),
             #[cfg(feature = "postgres")]
@@ -257,14 +430,23 @@ impl SqlStore {
                 if (i as i64) < done {
                     continue;
                 }
+                // One transaction per version: a process writing meanwhile sees all of it or
+                // none (the aggregates' triggers and their backfill, for one).
+                let mut tx = sqlx::Connection::begin(&mut *conn)
+                    .await
+                    .map_err(db("migrate"))?;
                 for step in statements(file) {
-                    conn.execute(step.as_str()).await.map_err(db("migrate"))?;
+                    (&mut *tx)
+                        .execute(step.as_str())
+                        .await
+                        .map_err(db("migrate"))?;
                 }
                 sqlx::query("INSERT INTO pj_schema (version) VALUES ($1)")
                     .bind(i as i64 + 1)
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db("migrate"))?;
+                tx.commit().await.map_err(db("migrate"))?;
             }
             Ok(())
         }
@@ -288,33 +470,214 @@ impl SqlStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    async fn histogram(&self, column: &str) -> Result<Histogram, StoreError> {
-        let mut sql = String::from("SELECT COUNT(*) AS n");
-        for (i, b) in HISTOGRAM_BOUNDS.iter().enumerate() {
-            let bound_ms = (b * 1000.0) as i64;
-            sql.push_str(&format!(
-                ", CAST(COALESCE(SUM(CASE WHEN {column} <= {bound_ms} THEN 1 ELSE 0 END), 0) AS BIGINT) AS b{i}"
-            ));
-        }
-        sql.push_str(&format!(
-            ", CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS total FROM pj_jobs WHERE {column} IS NOT NULL"
-        ));
-        let row = sqlx::query(&sql)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("metrics"))?;
-        let mut h = Histogram {
-            count: row.try_get::<i64, _>("n").map_err(db("metrics"))? as u64,
-            sum_seconds: row.try_get::<i64, _>("total").map_err(db("metrics"))? as f64 / 1000.0,
-            buckets: Vec::new(),
+    /// Takes (or renews) the lease `name` for `ttl` if nobody else holds it; returns whether
+    /// this store instance holds it now.
+    async fn take_lease(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = ms(Utc::now());
+        let row = sqlx::query(
+            "INSERT INTO pj_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE pj_leases.until < $4 OR pj_leases.holder = excluded.holder
+             RETURNING holder",
+        )
+        .bind(name.to_string())
+        .bind(self.holder.clone())
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("take lease"))?;
+        Ok(row.is_some())
+    }
+
+    /// Aggregates whose key starts with `prefix`: the folded value plus the deltas not folded
+    /// yet, so exact at any moment.
+    async fn aggregates(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key, CAST(SUM(n) AS BIGINT) AS n FROM (
+                 SELECT key, n FROM pj_agg WHERE key LIKE $1
+                 UNION ALL SELECT key, n FROM pj_agg_delta WHERE key LIKE $1
+             ) AS a GROUP BY key ORDER BY key",
+        )
+        .bind(format!("{prefix}%"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read aggregates"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("key")
+                        .map_err(db("read aggregates"))?,
+                    r.try_get::<i64, _>("n").map_err(db("read aggregates"))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Folds pending deltas into `pj_agg` (at most 50,000 at a time); returns how many. One
+    /// folder at a time on PostgreSQL (an advisory lock); SQLite has one writer anyway.
+    async fn fold_aggregates(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let folded = match self.dialect {
+            Dialect::Postgres => {
+                let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock(7263515) AS got")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|r| r.try_get("got"))
+                    .map_err(db("fold aggregates"))?;
+                if !got {
+                    return Ok(0);
+                }
+                // One statement: the rows it deletes are exactly the rows it adds up.
+                sqlx::query(
+                    "WITH moved AS (
+                         DELETE FROM pj_agg_delta WHERE seq IN (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT 50000)
+                         RETURNING key, n
+                     ), summed AS (SELECT key, SUM(n) AS n FROM moved GROUP BY key),
+                     upserted AS (
+                         INSERT INTO pj_agg (key, n) SELECT key, n FROM summed
+                         ON CONFLICT (key) DO UPDATE SET n = pj_agg.n + excluded.n RETURNING 1
+                     )
+                     SELECT CAST(COUNT(*) AS BIGINT) AS n FROM moved",
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get::<i64, _>("n"))
+                .map_err(db("fold aggregates"))?
+            }
+            Dialect::Sqlite => {
+                let last: Option<i64> = sqlx::query(
+                    "SELECT MAX(seq) AS last FROM (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT 50000) AS s",
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get("last"))
+                .map_err(db("fold aggregates"))?;
+                let Some(last) = last else {
+                    return Ok(0);
+                };
+                sqlx::query(
+                    "INSERT INTO pj_agg (key, n) SELECT key, SUM(n) FROM pj_agg_delta WHERE seq <= $1 GROUP BY key
+                     ON CONFLICT (key) DO UPDATE SET n = pj_agg.n + excluded.n",
+                )
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("fold aggregates"))?;
+                sqlx::query("DELETE FROM pj_agg_delta WHERE seq <= $1")
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("fold aggregates"))?
+                    .rows_affected() as i64
+            }
         };
-        for (i, b) in HISTOGRAM_BOUNDS.iter().enumerate() {
-            let n: i64 = row
-                .try_get(format!("b{i}").as_str())
-                .map_err(db("metrics"))?;
-            h.buckets.push((*b, n as u64));
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(folded.max(0) as u64)
+    }
+
+    /// Deletes finished jobs older than their status's retention (and their events), and
+    /// expired dedup keys, in batches of 1,000; or, with `dry_run`, only counts them.
+    async fn prune(
+        &self,
+        retention: &Retention,
+        queue: Option<&str>,
+        dry_run: bool,
+    ) -> Result<PruneReport, StoreError> {
+        // `$3` is the queue, or '' for every queue.
+        let queue = queue.unwrap_or("").to_string();
+        let now = Utc::now();
+        let mut report = PruneReport::default();
+        for (status, keep) in retention.rules() {
+            let Some(keep) = keep else { continue };
+            let before =
+                ms(now - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX));
+            if dry_run {
+                let n: i64 = sqlx::query(
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pj_jobs WHERE status = $1 AND COALESCE(finished_at, updated_at) < $2
+                     AND ($3 = '' OR queue = $3)",
+                )
+                .bind(status.as_str())
+                .bind(before)
+                .bind(queue.clone())
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|r| r.try_get("n"))
+                .map_err(db("prune"))?;
+                report.jobs += n as u64;
+                continue;
+            }
+            loop {
+                let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+                let ids: Vec<String> = sqlx::query(
+                    "DELETE FROM pj_jobs WHERE seq IN (
+                         SELECT seq FROM pj_jobs WHERE status = $1 AND COALESCE(finished_at, updated_at) < $2
+                           AND ($3 = '' OR queue = $3)
+                         ORDER BY seq LIMIT 1000)
+                     RETURNING id",
+                )
+                .bind(status.as_str())
+                .bind(before)
+                .bind(queue.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("prune"))?
+                .iter()
+                .map(|r| r.try_get::<String, _>("id"))
+                .collect::<Result<_, _>>()
+                .map_err(db("prune"))?;
+                if ids.is_empty() {
+                    break;
+                }
+                // Uuid text is hex digits and dashes: safe to inline.
+                let list: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!("'{}'", id.replace('\'', "")))
+                    .collect();
+                let events = sqlx::query(&format!(
+                    "DELETE FROM pj_events WHERE job_id IN ({})",
+                    list.join(", ")
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("prune"))?
+                .rows_affected();
+                tx.commit().await.map_err(db("commit"))?;
+                report.jobs += ids.len() as u64;
+                report.events += events;
+                if ids.len() < 1000 {
+                    break;
+                }
+            }
         }
-        Ok(h)
+        if !dry_run && queue.is_empty() {
+            report.dedup_keys = sqlx::query("DELETE FROM pj_dedup WHERE expires_at < $1")
+                .bind(ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(db("prune"))?
+                .rows_affected();
+        }
+        Ok(report)
+    }
+}
+
+/// A histogram from its aggregates (`0`..`14` per-bucket counts, `count`, `sum` in ms).
+fn histogram_from(parts: &std::collections::HashMap<String, i64>) -> Histogram {
+    let get = |k: &str| parts.get(k).copied().unwrap_or(0).max(0) as u64;
+    let mut cumulative = 0;
+    let buckets = HISTOGRAM_BOUNDS
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            cumulative += get(&i.to_string());
+            (*b, cumulative)
+        })
+        .collect();
+    Histogram {
+        buckets,
+        count: get("count"),
+        sum_seconds: get("sum") as f64 / 1000.0,
     }
 }
 
@@ -504,191 +867,113 @@ impl JobStore for SqlStore {
     }
 
     async fn start(&self, s: Start) -> Result<StartOutcome, StoreError> {
-        let now = Utc::now();
-        let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        let row = sqlx::query(
-            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9)
-             ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
-                 started_at = excluded.started_at, updated_at = excluded.updated_at,
-                 finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
-                 generation = excluded.generation, version = pj_jobs.version + 1,
-                 published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
-                 outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-             WHERE pj_jobs.status <> 'cancelled'
-               AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
-                        AND pj_jobs.generation >= excluded.generation
-                        AND pj_jobs.attempts >= excluded.attempts)
-             RETURNING status",
-        )
-        .bind(s.id.to_string())
-        .bind(s.job_class.clone())
-        .bind(s.queue.clone())
-        .bind(s.attempt as i64)
-        .bind(json_text(&s.arguments))
-        .bind(ms(s.enqueued_at))
-        .bind(ms(now))
-        .bind(queue_ms)
-        .bind(i64::from(s.generation))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("start job"))?;
-        if row.is_none() {
-            // Not started: cancelled, or a duplicate of a finished execution.
-            let status = sqlx::query("SELECT status FROM pj_jobs WHERE id = $1")
-                .bind(s.id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db("start job"))?
-                .map(|r| r.try_get::<String, _>("status"))
-                .transpose()
-                .map_err(db("start job"))?;
-            tx.commit().await.map_err(db("commit"))?;
-            return Ok(match status.as_deref() {
-                Some("cancelled") => StartOutcome::Cancelled,
-                _ => StartOutcome::AlreadyFinished,
-            });
-        }
-        append_event(
-            &mut tx,
-            s.id,
-            EventKind::Started,
-            s.attempt,
-            ms(now),
-            None,
-            None,
-        )
-        .await?;
+        let outcome = start_in(&mut tx, &s).await?;
         tx.commit().await.map_err(db("commit"))?;
-        Ok(StartOutcome::Run)
+        Ok(outcome)
     }
 
     async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError> {
-        let now = ms(Utc::now());
-        let id_s = id.to_string();
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        let (kind, error, detail, row) = match &t {
-            Transition::Succeeded { result, run } => {
-                let run_ms = run.as_millis() as i64;
-                let row = sqlx::query(
-                    "UPDATE pj_jobs SET status = 'succeeded', finished_at = $2, updated_at = $2, result = $3,
-                         run_ms = $4, version = version + 1 WHERE id = $1 RETURNING id",
-                )
-                .bind(id_s.clone())
-                .bind(now)
-                .bind(result.as_ref().map(json_text))
-                .bind(run_ms)
-                .fetch_optional(&mut *tx)
-                .await;
-                (
-                    EventKind::Succeeded,
-                    None,
-                    Some(serde_json::json!({ "run_ms": run_ms })),
-                    row,
-                )
-            }
-            Transition::Failed { error, run, result } => {
-                let run_ms = run.as_millis() as i64;
-                let row = sqlx::query(
-                    "UPDATE pj_jobs SET status = 'failed', updated_at = $2, last_error = $3, run_ms = $4,
-                         result = COALESCE($5, result), version = version + 1 WHERE id = $1 RETURNING id",
-                )
-                .bind(id_s.clone())
-                .bind(now)
-                .bind(error.clone())
-                .bind(run_ms)
-                .bind(result.as_ref().map(json_text))
-                .fetch_optional(&mut *tx)
-                .await;
-                (
-                    EventKind::Failed,
-                    Some(error.clone()),
-                    Some(serde_json::json!({ "run_ms": run_ms })),
-                    row,
-                )
-            }
-            Transition::RetryScheduled { at } => {
-                let row = sqlx::query(
-                    "UPDATE pj_jobs SET status = 'retrying', scheduled_at = $3, updated_at = $2,
-                         version = version + 1 WHERE id = $1 AND status <> 'cancelled' RETURNING id",
-                )
-                .bind(id_s.clone())
-                .bind(now)
-                .bind(ms(*at))
-                .fetch_optional(&mut *tx)
-                .await;
-                (
-                    EventKind::RetryScheduled,
-                    None,
-                    Some(serde_json::json!({ "scheduled_at": at })),
-                    row,
-                )
-            }
-            Transition::Morgued { error } | Transition::Discarded { error } => {
-                let (kind, status) = if matches!(t, Transition::Morgued { .. }) {
-                    (EventKind::Morgued, "morgued")
-                } else {
-                    (EventKind::Discarded, "discarded")
-                };
-                let row = sqlx::query(
-                    "UPDATE pj_jobs SET status = $3, finished_at = $2, updated_at = $2, last_error = $4,
-                         version = version + 1 WHERE id = $1 RETURNING id",
-                )
-                .bind(id_s.clone())
-                .bind(now)
-                .bind(status)
-                .bind(error.clone())
-                .fetch_optional(&mut *tx)
-                .await;
-                (kind, Some(error.clone()), None, row)
-            }
-        };
-        if row.map_err(db("record transition"))?.is_some() {
-            append_event(&mut tx, id, kind, attempt, now, error.as_deref(), detail).await?;
-        }
+        finish_in(&mut tx, id, attempt, &t).await?;
         tx.commit().await.map_err(db("commit"))
     }
 
+    async fn record_batch(&self, ops: &[StoreOp]) -> Result<Vec<Option<StartOutcome>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                StoreOp::Start(s) => Some(start_in(&mut tx, s).await?),
+                StoreOp::Finish {
+                    id,
+                    attempt,
+                    transition,
+                } => {
+                    finish_in(&mut tx, *id, *attempt, transition).await?;
+                    None
+                }
+            });
+        }
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(out)
+    }
+
+    fn batch_writers(&self) -> usize {
+        // SQLite has one writer at a time; PostgreSQL commits batches side by side.
+        match self.dialect {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => 4,
+        }
+    }
+
     async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT queue, status, COUNT(*) AS n FROM pj_jobs GROUP BY queue, status ORDER BY queue, status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("count jobs"))?;
-        rows.iter()
-            .map(|r| {
-                let status: String = r.try_get("status").map_err(db("count jobs"))?;
-                Ok(QueueCount {
-                    queue: r.try_get("queue").map_err(db("count jobs"))?,
-                    status: status.parse().map_err(|detail| StoreError::Corrupt {
-                        what: "status",
-                        detail,
-                    })?,
-                    count: r.try_get::<i64, _>("n").map_err(db("count jobs"))? as u64,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (key, n) in self.aggregates("jobs|").await? {
+            let mut parts = key.splitn(3, '|').skip(1);
+            let (Some(queue), Some(status)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if n <= 0 {
+                continue;
+            }
+            out.push(QueueCount {
+                queue: queue.to_string(),
+                status: status.parse().map_err(|detail| StoreError::Corrupt {
+                    what: "status",
+                    detail,
+                })?,
+                count: n as u64,
+            });
+        }
+        Ok(out)
     }
 
     async fn metrics(&self) -> Result<MetricsSnapshot, StoreError> {
-        let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM pj_events GROUP BY kind")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("metrics"))?;
         let mut events = Vec::new();
-        for r in &rows {
-            let kind: String = r.try_get("kind").map_err(db("metrics"))?;
-            if let Some(k) = EventKind::parse(&kind) {
-                events.push((k, r.try_get::<i64, _>("n").map_err(db("metrics"))? as u64));
+        let mut run = std::collections::HashMap::new();
+        let mut queue = std::collections::HashMap::new();
+        for (key, n) in self.aggregates("").await? {
+            let (family, rest) = key.split_once('|').unwrap_or((key.as_str(), ""));
+            match family {
+                "events" => {
+                    if let Some(k) = EventKind::parse(rest) {
+                        events.push((k, n.max(0) as u64));
+                    }
+                }
+                "run" => {
+                    run.insert(rest.to_string(), n);
+                }
+                "queue" => {
+                    queue.insert(rest.to_string(), n);
+                }
+                _ => {}
             }
         }
         Ok(MetricsSnapshot {
             events,
-            run_time: self.histogram("run_ms").await?,
-            queue_latency: self.histogram("queue_ms").await?,
+            run_time: histogram_from(&run),
+            queue_latency: histogram_from(&queue),
         })
+    }
+
+    async fn maintain(&self, retention: &Retention) -> Result<Maintenance, StoreError> {
+        let folded = self.fold_aggregates().await?;
+        let pruned = if self.take_lease("prune", Duration::from_secs(30)).await? {
+            self.prune(retention, None, false).await?
+        } else {
+            PruneReport::default()
+        };
+        Ok(Maintenance { folded, pruned })
+    }
+
+    async fn prune_now(
+        &self,
+        retention: &Retention,
+        queue: Option<&str>,
+        dry_run: bool,
+    ) -> Result<PruneReport, StoreError> {
+        self.prune(retention, queue, dry_run).await
     }
 
     async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
@@ -858,6 +1143,23 @@ mod migration_tests {
             assert_eq!(stmts.len(), 6, "{d:?}: {stmts:#?}");
             assert!(stmts.iter().all(|s| s.starts_with("CREATE")), "{stmts:#?}");
             assert_eq!(statements(migrations(d)[1]).len(), 7, "{d:?}");
+            // Trigger and function bodies stay whole.
+            let aggs = statements(migrations(d)[4]);
+            assert!(aggs.iter().all(|s| !s.trim().is_empty()));
+            let triggers: Vec<_> = aggs
+                .iter()
+                .filter(|s| s.starts_with("CREATE TRIGGER"))
+                .collect();
+            assert!(!triggers.is_empty(), "{d:?}");
+            if d == Dialect::Sqlite {
+                assert!(triggers.iter().all(|t| t.ends_with("END")), "{triggers:#?}");
+            } else {
+                let f = aggs
+                    .iter()
+                    .find(|s| s.contains("FUNCTION pj_jobs_agg()"))
+                    .unwrap();
+                assert!(f.ends_with("LANGUAGE plpgsql"), "{f}");
+            }
         }
     }
 }
@@ -875,4 +1177,143 @@ mod conformance_sqlite_memory {
                 .expect("SQLite in memory"),
         ) as Arc<dyn JobStore>
     });
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod aggregate_tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use sqlx::Row;
+
+    use super::SqlStore;
+    use crate::store::{
+        JobStore, NewJob, Retention, Start, StartOutcome, Transition, HISTOGRAM_BOUNDS,
+    };
+
+    async fn scan_counts(s: &SqlStore) -> Vec<(String, String, i64)> {
+        sqlx::query("SELECT queue, status, COUNT(*) AS n FROM pj_jobs GROUP BY queue, status ORDER BY queue, status")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("queue"), r.get("status"), r.get("n")))
+            .collect()
+    }
+
+    async fn counts(s: &SqlStore) -> Vec<(String, String, i64)> {
+        let mut v: Vec<_> = s
+            .queue_counts()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.queue, c.status.as_str().to_string(), c.count as i64))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The aggregates against a full scan of the tables, through a mixed workload, folding,
+    /// and a prune: job counts equal the scan at every step; event counters and histograms
+    /// count every observation and never go back.
+    #[tokio::test]
+    async fn aggregates_match_a_full_scan_and_counters_survive_prunes() {
+        let s = SqlStore::connect("sqlite::memory:").await.unwrap();
+        let mut runs = Vec::new();
+        let mut events = 0u64;
+        for i in 0..60u32 {
+            let queue = format!("q{}", i % 3);
+            let job = NewJob {
+                id: uuid::Uuid::new_v4(),
+                job_class: "Probe".into(),
+                queue: queue.clone(),
+                arguments: serde_json::json!({ "i": i }),
+                enqueued_at: Utc::now(),
+                scheduled_at: None,
+                dedup: None,
+                message: None,
+            };
+            s.submit(job.clone()).await.unwrap();
+            events += 1;
+            if i % 5 == 4 {
+                continue; // stays pending
+            }
+            let start = |attempt| Start {
+                id: job.id,
+                job_class: job.job_class.clone(),
+                queue: queue.clone(),
+                arguments: job.arguments.clone(),
+                attempt,
+                enqueued_at: job.enqueued_at,
+                due_at: job.enqueued_at,
+                generation: 0,
+            };
+            assert_eq!(s.start(start(1)).await.unwrap(), StartOutcome::Run);
+            events += 1;
+            let run = Duration::from_millis(u64::from(i) * 97 % 70_000);
+            if i % 3 == 0 {
+                s.finish(
+                    job.id,
+                    1,
+                    Transition::Failed {
+                        error: "x".into(),
+                        run,
+                        result: None,
+                    },
+                )
+                .await
+                .unwrap();
+                runs.push(run);
+                s.finish(job.id, 1, Transition::RetryScheduled { at: Utc::now() })
+                    .await
+                    .unwrap();
+                assert_eq!(s.start(start(2)).await.unwrap(), StartOutcome::Run);
+                events += 3;
+            }
+            s.finish(job.id, 1, Transition::Succeeded { result: None, run })
+                .await
+                .unwrap();
+            runs.push(run);
+            events += 1;
+            assert_eq!(counts(&s).await, scan_counts(&s).await, "after job {i}");
+        }
+        let check_metrics = |m: crate::store::MetricsSnapshot| {
+            let total: u64 = m.events.iter().map(|(_, n)| n).sum();
+            assert_eq!(total, events, "every event counted");
+            assert_eq!(m.run_time.count, runs.len() as u64);
+            let sum: f64 = runs.iter().map(|r| r.as_millis() as f64 / 1000.0).sum();
+            assert!((m.run_time.sum_seconds - sum).abs() < 1e-6);
+            for (bound, cumulative) in &m.run_time.buckets {
+                let want = runs
+                    .iter()
+                    .filter(|r| r.as_millis() as i64 <= (bound * 1000.0) as i64)
+                    .count() as u64;
+                assert_eq!(*cumulative, want, "bucket {bound}");
+            }
+            assert_eq!(m.run_time.buckets.len(), HISTOGRAM_BOUNDS.len());
+        };
+        check_metrics(s.metrics().await.unwrap());
+        assert!(s.maintain(&Retention::keep_all()).await.unwrap().folded > 0);
+        assert_eq!(counts(&s).await, scan_counts(&s).await, "folded");
+        check_metrics(s.metrics().await.unwrap());
+        // Prune every succeeded job: the counts follow the table, the counters do not go back.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let pruned = s
+            .prune_now(
+                &Retention {
+                    succeeded: Some(Duration::ZERO),
+                    ..Retention::keep_all()
+                },
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(pruned.jobs, 48);
+        assert_eq!(counts(&s).await, scan_counts(&s).await, "pruned");
+        check_metrics(s.metrics().await.unwrap());
+        s.maintain(&Retention::keep_all()).await.unwrap();
+        assert_eq!(counts(&s).await, scan_counts(&s).await, "pruned, folded");
+        check_metrics(s.metrics().await.unwrap());
+    }
 }

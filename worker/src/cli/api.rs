@@ -6,7 +6,9 @@ use pubsub_jobs::Registry;
 
 use pubsub_jobs::relay::Relay;
 
-use super::common::{connect_pubsub, open_store, relay_config, shutdown_on_signals};
+use super::common::{
+    connect_pubsub, maintainer_config, open_store, relay_config, shutdown_on_signals,
+};
 use super::GlobalArgs;
 
 pub(crate) async fn run(
@@ -22,11 +24,18 @@ pub(crate) async fn run(
         tokens: parse_tokens(&tokens.unwrap_or_default()),
     };
     let relay = Relay::start(client.clone(), relay_config(g)?)?;
+    let maintenance = maintainer_config(g)?;
+    let maintainer = client
+        .store()
+        .map(|s| pubsub_jobs::store::maintenance::Maintainer::start(s.clone(), maintenance));
     let state = ApiState::new(client, config)?.with_registry(registry)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let served = serve(listener, state, shutdown_on_signals()).await;
     relay.shutdown().await;
+    if let Some(m) = maintainer {
+        m.shutdown().await;
+    }
     Ok(served?)
 }

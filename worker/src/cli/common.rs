@@ -102,6 +102,56 @@ pub(crate) fn relay_config(g: &GlobalArgs) -> anyhow::Result<pubsub_jobs::relay:
     })
 }
 
+/// A period like `7d`, `12h`, `30m`, `45s` (or plain seconds); `forever` keeps everything.
+pub(crate) fn period(flag: &str, v: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("forever") {
+        return Ok(None);
+    }
+    let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let scale = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => anyhow::bail!("{flag} {v:?}: use a number with s, m, h or d (like 7d), or forever"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("{flag} {v:?}: use a number with s, m, h or d (like 7d), or forever")
+        })?;
+    Ok(Some(std::time::Duration::from_secs_f64(n * scale)))
+}
+
+/// The store's housekeeping from `--keep-succeeded` / `--keep-finished`.
+pub(crate) fn maintainer_config(
+    g: &GlobalArgs,
+) -> anyhow::Result<pubsub_jobs::store::maintenance::MaintainerConfig> {
+    Ok(pubsub_jobs::store::maintenance::MaintainerConfig {
+        retention: retention(g)?,
+        ..Default::default()
+    })
+}
+
+/// What to keep, from `--keep-succeeded` / `--keep-finished`.
+pub(crate) fn retention(g: &GlobalArgs) -> anyhow::Result<pubsub_jobs::store::Retention> {
+    let finished = period("--keep-finished", &g.keep_finished)?;
+    Ok(pubsub_jobs::store::Retention {
+        succeeded: period("--keep-succeeded", &g.keep_succeeded)?,
+        failed: finished,
+        morgued: finished,
+        discarded: finished,
+        cancelled: finished,
+    })
+}
+
 /// A token cancelled on the first SIGINT / SIGTERM; the second exits at once.
 pub(crate) fn shutdown_on_signals() -> CancellationToken {
     let shutdown = CancellationToken::new();

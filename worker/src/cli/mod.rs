@@ -109,6 +109,22 @@ pub struct GlobalArgs {
         global = true
     )]
     pub relay_grace: f64,
+    /// With a store: how long succeeded jobs are kept (7d, 12h, 30m, 45s, or forever).
+    #[arg(
+        long,
+        env = "PUBSUB_JOBS_KEEP_SUCCEEDED",
+        default_value = "7d",
+        global = true
+    )]
+    pub keep_succeeded: String,
+    /// With a store: how long morgued, discarded, cancelled and failed jobs are kept.
+    #[arg(
+        long,
+        env = "PUBSUB_JOBS_KEEP_FINISHED",
+        default_value = "30d",
+        global = true
+    )]
+    pub keep_finished: String,
     /// Log format.
     #[arg(
         long,
@@ -265,6 +281,17 @@ pub enum CronCommand {
 /// `worker store ...`
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
+    /// Delete finished jobs (and their events) past their retention now (every process with a
+    /// store also does so in the background).
+    Prune {
+        /// Prune every finished job older than this (7d, 12h, 30m, 45s) instead of the
+        /// --keep-succeeded / --keep-finished periods.
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Only count what would be pruned.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The outbox: how many recorded jobs are unpublished, and the oldest one's age.
     Status {
         /// One JSON object.
@@ -386,6 +413,10 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
         Some(Command::Health) => health::run(g).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
+        Some(Command::Store(StoreCommand::Prune {
+            older_than,
+            dry_run,
+        })) => store::prune(g, older_than.as_deref(), dry_run).await,
         Some(Command::Cron(cmd)) => cron::run(g, &registry, cmd).await,
         None => run_worker::run(g, cli.run, registry).await,
     }

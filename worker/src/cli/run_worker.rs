@@ -18,6 +18,7 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
     config.stats_interval =
         seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
     config.relay = relay_config(g)?;
+    config.maintenance = super::common::maintainer_config(g)?;
     // Fail early on a duplicate class, a bad queue name or a bad cron file, before connecting.
     let registry = registry.check()?;
     pubsub_jobs::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;

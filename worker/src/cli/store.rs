@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use pubsub_jobs::relay::Relay;
+use pubsub_jobs::store::maintenance::Maintainer;
 
 use super::common::{connect, relay_config, shutdown_on_signals};
 use super::GlobalArgs;
@@ -13,9 +14,16 @@ pub(crate) async fn relay(g: &GlobalArgs) -> anyhow::Result<()> {
         "the relay needs a job store: pass --store or set PUBSUB_JOBS_STORE"
     );
     let client = connect(g).await?;
+    let maintenance = super::common::maintainer_config(g)?;
+    let maintainer = client
+        .store()
+        .map(|s| Maintainer::start(s.clone(), maintenance));
     let relay = Relay::start(client, relay_config(g)?)?;
     shutdown_on_signals().cancelled().await;
     relay.shutdown().await;
+    if let Some(m) = maintainer {
+        m.shutdown().await;
+    }
     Ok(())
 }
 
@@ -42,6 +50,36 @@ pub(crate) async fn status(g: &GlobalArgs, json: bool) -> anyhow::Result<()> {
             ),
             None => println!("outbox: empty (every recorded job is published)"),
         }
+    }
+    Ok(())
+}
+
+/// Prunes finished jobs past their retention (or older than `older_than`) now.
+pub(crate) async fn prune(
+    g: &GlobalArgs,
+    older_than: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let url = g
+        .store
+        .as_deref()
+        .context("`worker store prune` needs a job store: pass --store or set PUBSUB_JOBS_STORE")?;
+    let retention = match older_than {
+        Some(v) => match super::common::period("--older-than", v)? {
+            Some(d) => pubsub_jobs::store::Retention::all(d),
+            None => pubsub_jobs::store::Retention::keep_all(),
+        },
+        None => super::common::retention(g)?,
+    };
+    let store = super::common::open_store(url).await?;
+    let r = store.prune_now(&retention, None, dry_run).await?;
+    if dry_run {
+        println!("would prune {} finished job(s)", r.jobs);
+    } else {
+        println!(
+            "pruned {} finished job(s), {} event(s), {} expired dedup key(s)",
+            r.jobs, r.events, r.dedup_keys
+        );
     }
     Ok(())
 }
