@@ -838,6 +838,155 @@ pub async fn queue_counts_stay_exact(s: &dyn JobStore, queue: &str) {
     );
 }
 
+/// A batch of writes (group commit) records exactly what the same writes one by one would:
+/// starts run, cancelled jobs and finished executions are not started, unrecorded jobs get a
+/// row, each transition its status and event; the same job twice in a batch applies in order.
+pub async fn a_batch_records_like_one_by_one(s: &dyn JobStore, queue: &str) {
+    use super::{StoreOp, Transition};
+    let jobs: Vec<NewJob> = (0..5).map(|n| new_job(queue, n)).collect();
+    for j in &jobs[..4] {
+        s.submit(j.clone()).await.expect("submit");
+    }
+    let unrecorded = &jobs[4];
+    let (a, b, c, e) = (&jobs[0], &jobs[1], &jobs[2], &jobs[3]);
+    assert!(matches!(
+        s.cancel(e.id).await.expect("cancel"),
+        CancelOutcome::Cancelled(_)
+    ));
+    let run = Duration::from_millis(7);
+    let out = s
+        .record_batch(&[
+            StoreOp::Start(start_of(a, 1)),
+            StoreOp::Start(start_of(b, 1)),
+            StoreOp::Start(start_of(c, 1)),
+            StoreOp::Start(start_of(e, 1)),
+            StoreOp::Start(start_of(unrecorded, 1)),
+        ])
+        .await
+        .expect("batch");
+    use StartOutcome::{AlreadyFinished, Run};
+    assert_eq!(
+        out,
+        [
+            Some(Run),
+            Some(Run),
+            Some(Run),
+            Some(StartOutcome::Cancelled),
+            Some(Run)
+        ]
+    );
+    let out = s
+        .record_batch(&[
+            StoreOp::Finish {
+                id: a.id,
+                attempt: 1,
+                transition: Transition::Succeeded {
+                    result: Some(serde_json::json!({ "ok": true })),
+                    run,
+                },
+            },
+            StoreOp::Finish {
+                id: b.id,
+                attempt: 1,
+                transition: Transition::Failed {
+                    error: "boom".into(),
+                    run,
+                    result: None,
+                },
+            },
+            StoreOp::Finish {
+                id: c.id,
+                attempt: 1,
+                transition: Transition::Morgued {
+                    error: "dead".into(),
+                },
+            },
+            StoreOp::Finish {
+                id: e.id,
+                attempt: 1,
+                transition: Transition::RetryScheduled { at: Utc::now() },
+            },
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(out, [None, None, None, None]);
+    let out = s
+        .record_batch(&[
+            StoreOp::Start(start_of(a, 1)),
+            StoreOp::Finish {
+                id: b.id,
+                attempt: 1,
+                transition: Transition::RetryScheduled { at: Utc::now() },
+            },
+            StoreOp::Finish {
+                id: unrecorded.id,
+                attempt: 1,
+                transition: Transition::Discarded { error: "no".into() },
+            },
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(out, [Some(AlreadyFinished), None, None]);
+    // The same job twice: in order.
+    let out = s
+        .record_batch(&[
+            StoreOp::Start(start_of(b, 2)),
+            StoreOp::Finish {
+                id: b.id,
+                attempt: 2,
+                transition: Transition::Succeeded { result: None, run },
+            },
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(out, [Some(Run), None]);
+
+    assert_eq!(status(s, a.id).await, JobStatus::Succeeded);
+    let rec_a = s.get(a.id).await.expect("get").expect("a");
+    assert_eq!(rec_a.result, Some(serde_json::json!({ "ok": true })));
+    assert_eq!(status(s, b.id).await, JobStatus::Succeeded);
+    assert_eq!(status(s, c.id).await, JobStatus::Morgued);
+    assert_eq!(
+        s.get(c.id)
+            .await
+            .expect("get")
+            .expect("c")
+            .last_error
+            .as_deref(),
+        Some("dead")
+    );
+    assert_eq!(
+        status(s, e.id).await,
+        JobStatus::Cancelled,
+        "a retry never undoes a cancel"
+    );
+    assert_eq!(status(s, unrecorded.id).await, JobStatus::Discarded);
+    use EventKind::*;
+    assert_eq!(kinds(s, a.id).await, [Enqueued, Started, Succeeded]);
+    assert_eq!(
+        kinds(s, b.id).await,
+        [
+            Enqueued,
+            Started,
+            Failed,
+            RetryScheduled,
+            Started,
+            Succeeded
+        ]
+    );
+    assert_eq!(kinds(s, c.id).await, [Enqueued, Started, Morgued]);
+    assert_eq!(kinds(s, e.id).await, [Enqueued, EventKind::Cancelled]);
+    assert_eq!(kinds(s, unrecorded.id).await, [Started, Discarded]);
+    let failed = s
+        .events(b.id)
+        .await
+        .expect("events")
+        .into_iter()
+        .find(|ev| ev.kind == Failed)
+        .expect("failed event");
+    assert_eq!(failed.error.as_deref(), Some("boom"));
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///
@@ -859,6 +1008,7 @@ macro_rules! store_conformance_tests {
             the_outbox_claims_once_per_lease_until_published,
             a_started_job_leaves_the_outbox,
             queue_counts_stay_exact,
+            a_batch_records_like_one_by_one,
             finished_executions_are_not_started_again
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

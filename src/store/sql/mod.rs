@@ -11,6 +11,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use uuid::Uuid;
 
+mod batch;
 mod periodic;
 mod row;
 pub(crate) mod tx;
@@ -881,6 +882,14 @@ impl JobStore for SqlStore {
 
     async fn record_batch(&self, ops: &[StoreOp]) -> Result<Vec<Option<StartOutcome>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        // Distinct jobs (the usual case): a few multi-row statements. The same job twice:
+        // in order, one write at a time.
+        let mut seen = std::collections::HashSet::new();
+        if ops.len() > 1 && ops.iter().all(|op| seen.insert(batch::op_id(op))) {
+            let out = batch::apply(&mut tx, ops).await?;
+            tx.commit().await.map_err(db("commit"))?;
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             out.push(match op {

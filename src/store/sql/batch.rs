@@ -1,0 +1,363 @@
+//! Group commit in SQL: a batch of a worker's writes (starts and transitions of distinct jobs)
+//! as a handful of multi-row statements in one transaction, instead of two statements per
+//! write: one upsert for the starts, one `UPDATE ... FROM (VALUES ...)` per kind of
+//! transition, one insert for all the events. The same conditions as the one-by-one writes
+//! (`start_in`, `finish_in`): a cancelled job or a finished execution is not started, a
+//! retry does not override a cancel, and only rows that changed get an event.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use super::db;
+use super::row::{json_text, ms};
+use crate::store::{EventKind, Start, StartOutcome, StoreError, StoreOp, Transition};
+
+/// Rows per statement (well under SQLite's and PostgreSQL's bind limits).
+const CHUNK: usize = 200;
+
+/// A bound value.
+enum V {
+    T(Option<String>),
+    I(Option<i64>),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_all<'q>(mut q: AnyQuery<'q>, vals: Vec<V>) -> AnyQuery<'q> {
+    for v in vals {
+        q = match v {
+            V::T(t) => q.bind(t),
+            V::I(i) => q.bind(i),
+        };
+    }
+    q
+}
+
+/// `($o+1, $o+2, ...)` for `n` values per row, rows from `first`.
+fn placeholders(rows: usize, per_row: usize, first: usize, casts: &[&str]) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..per_row)
+                .map(|c| {
+                    let p = first + r * per_row + c;
+                    match casts.get(c) {
+                        Some(t) if !t.is_empty() => format!("CAST(${p} AS {t})"),
+                        _ => format!("${p}"),
+                    }
+                })
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An event to append.
+struct Event {
+    id: Uuid,
+    kind: EventKind,
+    attempt: u32,
+    error: Option<String>,
+    detail: Option<serde_json::Value>,
+}
+
+/// The job of a write.
+pub(super) fn op_id(op: &StoreOp) -> Uuid {
+    match op {
+        StoreOp::Start(s) => s.id,
+        StoreOp::Finish { id, .. } => *id,
+    }
+}
+
+/// Applies `ops` (distinct jobs) inside `tx`.
+pub(super) async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    ops: &[StoreOp],
+) -> Result<Vec<Option<StartOutcome>>, StoreError> {
+    let now = Utc::now();
+    let mut out = vec![None; ops.len()];
+    let mut events = Vec::new();
+    let starts: Vec<(usize, &Start)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            StoreOp::Start(s) => Some((i, s)),
+            _ => None,
+        })
+        .collect();
+    for chunk in starts.chunks(CHUNK) {
+        let started = start_rows(tx, chunk, now).await?;
+        let others: Vec<String> = chunk
+            .iter()
+            .map(|(_, s)| s.id.to_string())
+            .filter(|id| !started.contains(id))
+            .collect();
+        let statuses = statuses(tx, &others).await?;
+        for (i, s) in chunk {
+            let id = s.id.to_string();
+            out[*i] = Some(if started.contains(&id) {
+                events.push(Event {
+                    id: s.id,
+                    kind: EventKind::Started,
+                    attempt: s.attempt,
+                    error: None,
+                    detail: None,
+                });
+                StartOutcome::Run
+            } else if statuses.get(&id).map(String::as_str) == Some("cancelled") {
+                StartOutcome::Cancelled
+            } else {
+                StartOutcome::AlreadyFinished
+            });
+        }
+    }
+    let finishes: Vec<(Uuid, u32, &Transition)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            StoreOp::Finish {
+                id,
+                attempt,
+                transition,
+            } => Some((*id, *attempt, transition)),
+            _ => None,
+        })
+        .collect();
+    for chunk in finishes.chunks(CHUNK) {
+        finish_rows(tx, chunk, now, &mut events).await?;
+    }
+    for chunk in events.chunks(CHUNK) {
+        insert_events(tx, chunk, ms(now)).await?;
+    }
+    Ok(out)
+}
+
+/// The multi-row conditional start; returns the ids started.
+async fn start_rows(
+    tx: &mut Transaction<'_, Any>,
+    chunk: &[(usize, &Start)],
+    now: DateTime<Utc>,
+) -> Result<HashSet<String>, StoreError> {
+    let rows = placeholders(chunk.len(), 8, 2, &[]);
+    let sql = format!(
+        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
+         SELECT v.column1, v.column2, v.column3, 'running', v.column4, v.column5, v.column6, $1, $1, v.column7, $1, v.column8
+         FROM (VALUES {rows}) AS v WHERE true
+         ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
+             started_at = excluded.started_at, updated_at = excluded.updated_at,
+             finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
+             generation = excluded.generation, version = pj_jobs.version + 1,
+             published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
+             outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+         WHERE pj_jobs.status <> 'cancelled'
+           AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
+                    AND pj_jobs.generation >= excluded.generation
+                    AND pj_jobs.attempts >= excluded.attempts)
+         RETURNING id"
+    );
+    let mut vals = vec![V::I(Some(ms(now)))];
+    for (_, s) in chunk {
+        let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
+        vals.extend([
+            V::T(Some(s.id.to_string())),
+            V::T(Some(s.job_class.clone())),
+            V::T(Some(s.queue.clone())),
+            V::I(Some(i64::from(s.attempt))),
+            V::T(Some(json_text(&s.arguments))),
+            V::I(Some(ms(s.enqueued_at))),
+            V::I(queue_ms),
+            V::I(Some(i64::from(s.generation))),
+        ]);
+    }
+    bind_all(sqlx::query(&sql), vals)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db("start jobs"))?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(db("start jobs")))
+        .collect()
+}
+
+/// Statuses of `ids`.
+async fn statuses(
+    tx: &mut Transaction<'_, Any>,
+    ids: &[String],
+) -> Result<HashMap<String, String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, status FROM pj_jobs WHERE id IN ({})",
+        list.join(", ")
+    );
+    let vals = ids.iter().map(|id| V::T(Some(id.clone()))).collect();
+    bind_all(sqlx::query(&sql), vals)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db("start jobs"))?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("id").map_err(db("start jobs"))?,
+                r.try_get::<String, _>("status").map_err(db("start jobs"))?,
+            ))
+        })
+        .collect()
+}
+
+/// The transitions of `chunk`, one statement per kind; appends the events of rows that changed.
+async fn finish_rows(
+    tx: &mut Transaction<'_, Any>,
+    chunk: &[(Uuid, u32, &Transition)],
+    now: DateTime<Utc>,
+    events: &mut Vec<Event>,
+) -> Result<(), StoreError> {
+    // (SET clause, extra condition, casts of the value columns after the id)
+    let mut groups: HashMap<&'static str, Vec<(Uuid, u32, &Transition)>> = HashMap::new();
+    for item in chunk {
+        let key = match item.2 {
+            Transition::Succeeded { .. } => "succeeded",
+            Transition::Failed { .. } => "failed",
+            Transition::RetryScheduled { .. } => "retrying",
+            Transition::Morgued { .. } | Transition::Discarded { .. } => "ended",
+        };
+        groups.entry(key).or_default().push(*item);
+    }
+    for (key, items) in groups {
+        let (set, cond, casts): (&str, &str, &[&str]) = match key {
+            "succeeded" => (
+                "status = 'succeeded', finished_at = $1, updated_at = $1, result = v.column2, run_ms = v.column3",
+                "",
+                &["TEXT", "TEXT", "BIGINT"],
+            ),
+            "failed" => (
+                "status = 'failed', updated_at = $1, last_error = v.column2, run_ms = v.column3,
+                 result = COALESCE(v.column4, pj_jobs.result)",
+                "",
+                &["TEXT", "TEXT", "BIGINT", "TEXT"],
+            ),
+            "retrying" => (
+                "status = 'retrying', scheduled_at = v.column2, updated_at = $1",
+                " AND pj_jobs.status <> 'cancelled'",
+                &["TEXT", "BIGINT"],
+            ),
+            _ => (
+                "status = v.column2, finished_at = $1, updated_at = $1, last_error = v.column3",
+                "",
+                &["TEXT", "TEXT", "TEXT"],
+            ),
+        };
+        let rows = placeholders(items.len(), casts.len(), 2, casts);
+        let sql = format!(
+            "UPDATE pj_jobs SET {set}, version = pj_jobs.version + 1
+             FROM (VALUES {rows}) AS v WHERE pj_jobs.id = v.column1{cond} RETURNING id"
+        );
+        let mut vals = vec![V::I(Some(ms(now)))];
+        let mut pending: HashMap<String, Event> = HashMap::new();
+        for (id, attempt, t) in &items {
+            vals.push(V::T(Some(id.to_string())));
+            let event = |kind, error: Option<&String>, detail| Event {
+                id: *id,
+                kind,
+                attempt: *attempt,
+                error: error.cloned(),
+                detail,
+            };
+            let ev = match t {
+                Transition::Succeeded { result, run } => {
+                    let run_ms = run.as_millis() as i64;
+                    vals.extend([V::T(result.as_ref().map(json_text)), V::I(Some(run_ms))]);
+                    event(
+                        EventKind::Succeeded,
+                        None,
+                        Some(serde_json::json!({ "run_ms": run_ms })),
+                    )
+                }
+                Transition::Failed { error, run, result } => {
+                    let run_ms = run.as_millis() as i64;
+                    vals.extend([
+                        V::T(Some(error.clone())),
+                        V::I(Some(run_ms)),
+                        V::T(result.as_ref().map(json_text)),
+                    ]);
+                    event(
+                        EventKind::Failed,
+                        Some(error),
+                        Some(serde_json::json!({ "run_ms": run_ms })),
+                    )
+                }
+                Transition::RetryScheduled { at } => {
+                    vals.push(V::I(Some(ms(*at))));
+                    event(
+                        EventKind::RetryScheduled,
+                        None,
+                        Some(serde_json::json!({ "scheduled_at": at })),
+                    )
+                }
+                Transition::Morgued { error } => {
+                    vals.extend([V::T(Some("morgued".into())), V::T(Some(error.clone()))]);
+                    event(EventKind::Morgued, Some(error), None)
+                }
+                Transition::Discarded { error } => {
+                    vals.extend([V::T(Some("discarded".into())), V::T(Some(error.clone()))]);
+                    event(EventKind::Discarded, Some(error), None)
+                }
+            };
+            pending.insert(id.to_string(), ev);
+        }
+        let changed = bind_all(sqlx::query(&sql), vals)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("record transitions"))?;
+        for r in &changed {
+            let id: String = r.try_get("id").map_err(db("record transitions"))?;
+            if let Some(ev) = pending.remove(&id) {
+                events.push(ev);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    chunk: &[Event],
+    at: i64,
+) -> Result<(), StoreError> {
+    // Every event of the batch at one time ($1); the rest per row.
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|r| {
+            let p = 2 + r * 5;
+            format!(
+                "(${}, ${}, ${}, $1, ${}, ${})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO pj_events (job_id, kind, attempt, at, error, detail) VALUES {}",
+        rows.join(", ")
+    );
+    let mut vals = vec![V::I(Some(at))];
+    for e in chunk {
+        vals.extend([
+            V::T(Some(e.id.to_string())),
+            V::T(Some(e.kind.as_str().to_string())),
+            V::I(Some(i64::from(e.attempt))),
+            V::T(e.error.clone()),
+            V::T(e.detail.as_ref().map(|d| d.to_string())),
+        ]);
+    }
+    bind_all(sqlx::query(&sql), vals)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("append events"))?;
+    Ok(())
+}
