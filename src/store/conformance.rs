@@ -987,6 +987,91 @@ pub async fn a_batch_records_like_one_by_one(s: &dyn JobStore, queue: &str) {
     assert_eq!(failed.error.as_deref(), Some("boom"));
 }
 
+/// What [`aggregate_workload`] did.
+#[derive(Debug)]
+pub struct Workload {
+    /// Events it appended.
+    pub events: u64,
+    /// Run times it recorded (one per finished execution).
+    pub runs: Vec<Duration>,
+    /// Jobs that ended succeeded.
+    pub succeeded: u64,
+    /// Jobs started (a first execution each).
+    pub first_starts: u64,
+}
+
+/// A mixed workload on three queues `{prefix}0..2` (pending, succeeded, failed and re-run),
+/// for checking aggregates against a scan on a store of its own.
+pub async fn aggregate_workload(s: &dyn JobStore, prefix: &str) -> Workload {
+    use super::Transition;
+    let mut w = Workload {
+        events: 0,
+        runs: Vec::new(),
+        succeeded: 0,
+        first_starts: 0,
+    };
+    for i in 0..60u32 {
+        let job = new_job(&format!("{prefix}{}", i % 3), i);
+        s.submit(job.clone()).await.expect("submit");
+        w.events += 1;
+        if i % 5 == 4 {
+            continue; // stays pending
+        }
+        assert_eq!(
+            s.start(start_of(&job, 1)).await.expect("start"),
+            StartOutcome::Run
+        );
+        w.events += 1;
+        w.first_starts += 1;
+        let run = Duration::from_millis(u64::from(i) * 97 % 70_000);
+        if i % 3 == 0 {
+            let failed = Transition::Failed {
+                error: "x".into(),
+                run,
+                result: None,
+            };
+            s.finish(job.id, 1, failed).await.expect("finish");
+            w.runs.push(run);
+            let retry = Transition::RetryScheduled { at: Utc::now() };
+            s.finish(job.id, 1, retry).await.expect("finish");
+            assert_eq!(
+                s.start(start_of(&job, 2)).await.expect("start"),
+                StartOutcome::Run
+            );
+            w.events += 3;
+        }
+        let ok = Transition::Succeeded { result: None, run };
+        s.finish(job.id, 1, ok).await.expect("finish");
+        w.runs.push(run);
+        w.events += 1;
+        w.succeeded += 1;
+    }
+    w
+}
+
+/// `/metrics` figures of a store that saw only `w`: every event counted, the run-time
+/// histogram exact to the bucket.
+pub fn check_metrics(m: &super::MetricsSnapshot, w: &Workload) {
+    let total: u64 = m.events.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, w.events, "every event counted");
+    assert_eq!(m.run_time.count, w.runs.len() as u64);
+    let sum: f64 = w.runs.iter().map(|r| r.as_millis() as f64 / 1000.0).sum();
+    assert!((m.run_time.sum_seconds - sum).abs() < 1e-6);
+    assert_eq!(m.run_time.buckets.len(), super::HISTOGRAM_BOUNDS.len());
+    for (bound, cumulative) in &m.run_time.buckets {
+        let want = w
+            .runs
+            .iter()
+            .filter(|r| r.as_millis() as i64 <= (bound * 1000.0) as i64)
+            .count() as u64;
+        assert_eq!(*cumulative, want, "bucket {bound}");
+    }
+    assert_eq!(
+        m.queue_latency.count, w.first_starts,
+        "one queue latency per job started"
+    );
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///

@@ -40,7 +40,7 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             max_batch: 256,
-            linger: Duration::from_millis(2),
+            linger: Duration::ZERO,
             queue: 4096,
             wait: Duration::from_secs(5),
         }

@@ -1165,7 +1165,7 @@ mod migration_tests {
             } else {
                 let f = aggs
                     .iter()
-                    .find(|s| s.contains("FUNCTION pj_jobs_agg()"))
+                    .find(|s| s.contains("FUNCTION pj_jobs_agg_upd()"))
                     .unwrap();
                 assert!(f.ends_with("LANGUAGE plpgsql"), "{f}");
             }
@@ -1192,13 +1192,11 @@ mod conformance_sqlite_memory {
 mod aggregate_tests {
     use std::time::Duration;
 
-    use chrono::Utc;
     use sqlx::Row;
 
     use super::SqlStore;
-    use crate::store::{
-        JobStore, NewJob, Retention, Start, StartOutcome, Transition, HISTOGRAM_BOUNDS,
-    };
+    use crate::store::conformance::{aggregate_workload, check_metrics};
+    use crate::store::{JobStore, Retention};
 
     async fn scan_counts(s: &SqlStore) -> Vec<(String, String, i64)> {
         sqlx::query("SELECT queue, status, COUNT(*) AS n FROM pj_jobs GROUP BY queue, status ORDER BY queue, status")
@@ -1228,101 +1226,24 @@ mod aggregate_tests {
     #[tokio::test]
     async fn aggregates_match_a_full_scan_and_counters_survive_prunes() {
         let s = SqlStore::connect("sqlite::memory:").await.unwrap();
-        let mut runs = Vec::new();
-        let mut events = 0u64;
-        for i in 0..60u32 {
-            let queue = format!("q{}", i % 3);
-            let job = NewJob {
-                id: uuid::Uuid::new_v4(),
-                job_class: "Probe".into(),
-                queue: queue.clone(),
-                arguments: serde_json::json!({ "i": i }),
-                enqueued_at: Utc::now(),
-                scheduled_at: None,
-                dedup: None,
-                message: None,
-            };
-            s.submit(job.clone()).await.unwrap();
-            events += 1;
-            if i % 5 == 4 {
-                continue; // stays pending
-            }
-            let start = |attempt| Start {
-                id: job.id,
-                job_class: job.job_class.clone(),
-                queue: queue.clone(),
-                arguments: job.arguments.clone(),
-                attempt,
-                enqueued_at: job.enqueued_at,
-                due_at: job.enqueued_at,
-                generation: 0,
-            };
-            assert_eq!(s.start(start(1)).await.unwrap(), StartOutcome::Run);
-            events += 1;
-            let run = Duration::from_millis(u64::from(i) * 97 % 70_000);
-            if i % 3 == 0 {
-                s.finish(
-                    job.id,
-                    1,
-                    Transition::Failed {
-                        error: "x".into(),
-                        run,
-                        result: None,
-                    },
-                )
-                .await
-                .unwrap();
-                runs.push(run);
-                s.finish(job.id, 1, Transition::RetryScheduled { at: Utc::now() })
-                    .await
-                    .unwrap();
-                assert_eq!(s.start(start(2)).await.unwrap(), StartOutcome::Run);
-                events += 3;
-            }
-            s.finish(job.id, 1, Transition::Succeeded { result: None, run })
-                .await
-                .unwrap();
-            runs.push(run);
-            events += 1;
-            assert_eq!(counts(&s).await, scan_counts(&s).await, "after job {i}");
-        }
-        let check_metrics = |m: crate::store::MetricsSnapshot| {
-            let total: u64 = m.events.iter().map(|(_, n)| n).sum();
-            assert_eq!(total, events, "every event counted");
-            assert_eq!(m.run_time.count, runs.len() as u64);
-            let sum: f64 = runs.iter().map(|r| r.as_millis() as f64 / 1000.0).sum();
-            assert!((m.run_time.sum_seconds - sum).abs() < 1e-6);
-            for (bound, cumulative) in &m.run_time.buckets {
-                let want = runs
-                    .iter()
-                    .filter(|r| r.as_millis() as i64 <= (bound * 1000.0) as i64)
-                    .count() as u64;
-                assert_eq!(*cumulative, want, "bucket {bound}");
-            }
-            assert_eq!(m.run_time.buckets.len(), HISTOGRAM_BOUNDS.len());
-        };
-        check_metrics(s.metrics().await.unwrap());
+        let w = aggregate_workload(&s, "q").await;
+        assert_eq!(counts(&s).await, scan_counts(&s).await);
+        check_metrics(&s.metrics().await.unwrap(), &w);
         assert!(s.maintain(&Retention::keep_all()).await.unwrap().folded > 0);
         assert_eq!(counts(&s).await, scan_counts(&s).await, "folded");
-        check_metrics(s.metrics().await.unwrap());
+        check_metrics(&s.metrics().await.unwrap(), &w);
         // Prune every succeeded job: the counts follow the table, the counters do not go back.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let pruned = s
-            .prune_now(
-                &Retention {
-                    succeeded: Some(Duration::ZERO),
-                    ..Retention::keep_all()
-                },
-                None,
-                false,
-            )
-            .await
-            .unwrap();
-        assert_eq!(pruned.jobs, 48);
+        let all_succeeded = Retention {
+            succeeded: Some(Duration::ZERO),
+            ..Retention::keep_all()
+        };
+        let pruned = s.prune_now(&all_succeeded, None, false).await.unwrap();
+        assert_eq!(pruned.jobs, w.succeeded);
         assert_eq!(counts(&s).await, scan_counts(&s).await, "pruned");
-        check_metrics(s.metrics().await.unwrap());
+        check_metrics(&s.metrics().await.unwrap(), &w);
         s.maintain(&Retention::keep_all()).await.unwrap();
         assert_eq!(counts(&s).await, scan_counts(&s).await, "pruned, folded");
-        check_metrics(s.metrics().await.unwrap());
+        check_metrics(&s.metrics().await.unwrap(), &w);
     }
 }

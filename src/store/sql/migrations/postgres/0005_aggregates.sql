@@ -4,7 +4,8 @@
 -- never taken back), and the store folds the deltas into pj_agg now and then. A read sums
 -- pj_agg and the few deltas not folded yet: exact at any moment. Keys: jobs|QUEUE|STATUS,
 -- events|KIND, run|BUCKET, run|count, run|sum, queue|BUCKET, queue|count, queue|sum (buckets are
--- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger).
+-- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger). A run-time
+-- observation is an execution's end: status becoming succeeded or failed with its run_ms.
 
 CREATE TABLE IF NOT EXISTS pj_agg (
     key TEXT PRIMARY KEY,
@@ -31,65 +32,83 @@ CREATE OR REPLACE FUNCTION pj_bucket(ms BIGINT) RETURNS TEXT AS $$
     SELECT CASE WHEN ms <= 5 THEN '0' WHEN ms <= 10 THEN '1' WHEN ms <= 25 THEN '2' WHEN ms <= 50 THEN '3' WHEN ms <= 100 THEN '4' WHEN ms <= 250 THEN '5' WHEN ms <= 500 THEN '6' WHEN ms <= 1000 THEN '7' WHEN ms <= 2500 THEN '8' WHEN ms <= 5000 THEN '9' WHEN ms <= 10000 THEN '10' WHEN ms <= 30000 THEN '11' WHEN ms <= 60000 THEN '12' WHEN ms <= 300000 THEN '13' ELSE '14' END
 $$ LANGUAGE SQL IMMUTABLE;
 
-CREATE OR REPLACE FUNCTION pj_jobs_agg() RETURNS trigger AS $$
+-- Statement-level triggers with transition tables: one insert of grouped deltas per statement,
+-- however many rows it touched (a worker's batch touches hundreds).
+CREATE OR REPLACE FUNCTION pj_jobs_agg_ins() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO pj_agg_delta (key, n) VALUES ('jobs|' || NEW.queue || '|' || NEW.status, 1);
-        IF NEW.queue_ms IS NOT NULL THEN
-            INSERT INTO pj_agg_delta (key, n) VALUES
-                ('queue|' || pj_bucket(NEW.queue_ms), 1), ('queue|count', 1), ('queue|sum', NEW.queue_ms);
-        END IF;
-        RETURN NULL;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO pj_agg_delta (key, n) VALUES ('jobs|' || OLD.queue || '|' || OLD.status, -1);
-        RETURN NULL;
-    END IF;
-    IF OLD.status <> NEW.status OR OLD.queue <> NEW.queue THEN
-        INSERT INTO pj_agg_delta (key, n) VALUES
-            ('jobs|' || OLD.queue || '|' || OLD.status, -1), ('jobs|' || NEW.queue || '|' || NEW.status, 1);
-    END IF;
-    IF OLD.queue_ms IS NULL AND NEW.queue_ms IS NOT NULL THEN
-        INSERT INTO pj_agg_delta (key, n) VALUES
-            ('queue|' || pj_bucket(NEW.queue_ms), 1), ('queue|count', 1), ('queue|sum', NEW.queue_ms);
-    END IF;
+    INSERT INTO pj_agg_delta (key, n)
+    SELECT key, SUM(d) FROM (
+        SELECT 'jobs|' || queue || '|' || status AS key, 1 AS d FROM n
+        UNION ALL SELECT 'queue|' || pj_bucket(queue_ms), 1 FROM n WHERE queue_ms IS NOT NULL
+        UNION ALL SELECT 'queue|count', 1 FROM n WHERE queue_ms IS NOT NULL
+        UNION ALL SELECT 'queue|sum', queue_ms FROM n WHERE queue_ms IS NOT NULL
+    ) AS deltas GROUP BY key;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
-CREATE OR REPLACE FUNCTION pj_jobs_agg_run() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION pj_jobs_agg_del() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO pj_agg_delta (key, n) VALUES
-        ('run|' || pj_bucket(NEW.run_ms), 1), ('run|count', 1), ('run|sum', NEW.run_ms);
+    INSERT INTO pj_agg_delta (key, n)
+    SELECT 'jobs|' || queue || '|' || status, -COUNT(*) FROM o GROUP BY queue, status;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION pj_jobs_agg_upd() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO pj_agg_delta (key, n)
+    SELECT key, SUM(d) FROM (
+        SELECT 'jobs|' || o.queue || '|' || o.status AS key, -1 AS d
+            FROM o JOIN n ON n.seq = o.seq WHERE o.status <> n.status OR o.queue <> n.queue
+        UNION ALL SELECT 'jobs|' || n.queue || '|' || n.status, 1
+            FROM o JOIN n ON n.seq = o.seq WHERE o.status <> n.status OR o.queue <> n.queue
+        UNION ALL SELECT 'queue|' || pj_bucket(n.queue_ms), 1
+            FROM o JOIN n ON n.seq = o.seq WHERE o.queue_ms IS NULL AND n.queue_ms IS NOT NULL
+        UNION ALL SELECT 'queue|count', 1
+            FROM o JOIN n ON n.seq = o.seq WHERE o.queue_ms IS NULL AND n.queue_ms IS NOT NULL
+        UNION ALL SELECT 'queue|sum', n.queue_ms
+            FROM o JOIN n ON n.seq = o.seq WHERE o.queue_ms IS NULL AND n.queue_ms IS NOT NULL
+        UNION ALL SELECT 'run|' || pj_bucket(n.run_ms), 1
+            FROM o JOIN n ON n.seq = o.seq
+            WHERE n.status IN ('succeeded', 'failed') AND o.status <> n.status AND n.run_ms IS NOT NULL
+        UNION ALL SELECT 'run|count', 1
+            FROM o JOIN n ON n.seq = o.seq
+            WHERE n.status IN ('succeeded', 'failed') AND o.status <> n.status AND n.run_ms IS NOT NULL
+        UNION ALL SELECT 'run|sum', n.run_ms
+            FROM o JOIN n ON n.seq = o.seq
+            WHERE n.status IN ('succeeded', 'failed') AND o.status <> n.status AND n.run_ms IS NOT NULL
+    ) AS deltas GROUP BY key;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
 CREATE OR REPLACE FUNCTION pj_events_agg() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO pj_agg_delta (key, n) VALUES ('events|' || NEW.kind, 1);
+    INSERT INTO pj_agg_delta (key, n) SELECT 'events|' || kind, COUNT(*) FROM n GROUP BY kind;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
-DROP TRIGGER IF EXISTS pj_jobs_agg ON pj_jobs;
+DROP TRIGGER IF EXISTS pj_jobs_agg_ins ON pj_jobs;
 
-CREATE TRIGGER pj_jobs_agg AFTER INSERT OR DELETE ON pj_jobs
-    FOR EACH ROW EXECUTE FUNCTION pj_jobs_agg();
+CREATE TRIGGER pj_jobs_agg_ins AFTER INSERT ON pj_jobs
+    REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION pj_jobs_agg_ins();
 
-DROP TRIGGER IF EXISTS pj_jobs_agg_update ON pj_jobs;
+DROP TRIGGER IF EXISTS pj_jobs_agg_upd ON pj_jobs;
 
-CREATE TRIGGER pj_jobs_agg_update AFTER UPDATE OF status, queue, queue_ms ON pj_jobs
-    FOR EACH ROW EXECUTE FUNCTION pj_jobs_agg();
+CREATE TRIGGER pj_jobs_agg_upd AFTER UPDATE ON pj_jobs
+    REFERENCING OLD TABLE AS o NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION pj_jobs_agg_upd();
 
-DROP TRIGGER IF EXISTS pj_jobs_agg_run ON pj_jobs;
+DROP TRIGGER IF EXISTS pj_jobs_agg_del ON pj_jobs;
 
-CREATE TRIGGER pj_jobs_agg_run AFTER UPDATE OF run_ms ON pj_jobs
-    FOR EACH ROW WHEN (NEW.run_ms IS NOT NULL) EXECUTE FUNCTION pj_jobs_agg_run();
+CREATE TRIGGER pj_jobs_agg_del AFTER DELETE ON pj_jobs
+    REFERENCING OLD TABLE AS o FOR EACH STATEMENT EXECUTE FUNCTION pj_jobs_agg_del();
 
 DROP TRIGGER IF EXISTS pj_events_agg ON pj_events;
 
 CREATE TRIGGER pj_events_agg AFTER INSERT ON pj_events
-    FOR EACH ROW EXECUTE FUNCTION pj_events_agg();
+    REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION pj_events_agg();
 
 INSERT INTO pj_agg (key, n) SELECT 'jobs|' || queue || '|' || status, COUNT(*) FROM pj_jobs GROUP BY queue, status;
 

@@ -4,7 +4,8 @@
 -- never taken back), and the store folds the deltas into pj_agg now and then. A read sums
 -- pj_agg and the few deltas not folded yet: exact at any moment. Keys: jobs|QUEUE|STATUS,
 -- events|KIND, run|BUCKET, run|count, run|sum, queue|BUCKET, queue|count, queue|sum (buckets are
--- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger).
+-- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger). A run-time
+-- observation is an execution's end: status becoming succeeded or failed with its run_ms.
 
 CREATE TABLE IF NOT EXISTS pj_agg (
     key TEXT PRIMARY KEY,
@@ -49,8 +50,8 @@ BEGIN
     INSERT INTO pj_agg_delta (key, n) VALUES ('events|' || NEW.kind, 1);
 END;
 
-CREATE TRIGGER IF NOT EXISTS pj_jobs_agg_run AFTER UPDATE OF run_ms ON pj_jobs
-WHEN NEW.run_ms IS NOT NULL
+CREATE TRIGGER IF NOT EXISTS pj_jobs_agg_run AFTER UPDATE OF status ON pj_jobs
+WHEN NEW.status IN ('succeeded', 'failed') AND OLD.status <> NEW.status AND NEW.run_ms IS NOT NULL
 BEGIN
     INSERT INTO pj_agg_delta (key, n) VALUES ('run|' || CASE WHEN NEW.run_ms <= 5 THEN '0' WHEN NEW.run_ms <= 10 THEN '1' WHEN NEW.run_ms <= 25 THEN '2' WHEN NEW.run_ms <= 50 THEN '3' WHEN NEW.run_ms <= 100 THEN '4' WHEN NEW.run_ms <= 250 THEN '5' WHEN NEW.run_ms <= 500 THEN '6' WHEN NEW.run_ms <= 1000 THEN '7' WHEN NEW.run_ms <= 2500 THEN '8' WHEN NEW.run_ms <= 5000 THEN '9' WHEN NEW.run_ms <= 10000 THEN '10' WHEN NEW.run_ms <= 30000 THEN '11' WHEN NEW.run_ms <= 60000 THEN '12' WHEN NEW.run_ms <= 300000 THEN '13' ELSE '14' END, 1);
     INSERT INTO pj_agg_delta (key, n) VALUES ('run|count', 1);
