@@ -38,6 +38,10 @@ struct Args {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Instead: fill a SQLite store (and the PostgreSQL one) with this many finished jobs
+    /// through the store's own write path, then time the aggregate reads (medians of 3).
+    #[arg(long)]
+    fill: Option<usize>,
 }
 
 static DONE: AtomicU64 = AtomicU64::new(0);
@@ -100,9 +104,108 @@ async fn round(client: &Client, args: &Args, label: &str) -> anyhow::Result<f64>
     Ok(rate)
 }
 
+/// Fills `store` with `n` finished jobs (submit, start, succeed or morgue, in batches of 1,000,
+/// as workers would) and times `queue_counts` and `metrics`: (ms, ms) medians of 3, and the
+/// fill rate.
+async fn fill_and_read(
+    store: &std::sync::Arc<dyn store::JobStore>,
+    n: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
+    use store::{NewJob, Start, StoreOp, Transition};
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(1_000);
+        let jobs: Vec<NewJob> = (0..k)
+            .map(|i| NewJob {
+                id: uuid::Uuid::new_v4(),
+                job_class: "StoreBenchNoop".into(),
+                queue: format!("fill-{}", (done + i) % 4),
+                arguments: serde_json::json!({ "pad": "x".repeat(100) }),
+                enqueued_at: chrono::Utc::now(),
+                scheduled_at: None,
+                dedup: None,
+                message: None,
+            })
+            .collect();
+        store.submit_many(jobs.clone()).await?;
+        let starts: Vec<StoreOp> = jobs
+            .iter()
+            .map(|j| {
+                StoreOp::Start(Start {
+                    id: j.id,
+                    job_class: j.job_class.clone(),
+                    queue: j.queue.clone(),
+                    arguments: j.arguments.clone(),
+                    attempt: 1,
+                    enqueued_at: j.enqueued_at,
+                    due_at: j.enqueued_at,
+                    generation: 0,
+                })
+            })
+            .collect();
+        store.record_batch(&starts).await?;
+        let ends: Vec<StoreOp> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| StoreOp::Finish {
+                id: j.id,
+                attempt: 1,
+                transition: if i % 50 == 0 {
+                    Transition::Morgued {
+                        error: "dead".into(),
+                    }
+                } else {
+                    Transition::Succeeded {
+                        result: None,
+                        run: Duration::from_millis(i as u64 % 300),
+                    }
+                },
+            })
+            .collect();
+        store.record_batch(&ends).await?;
+        done += k;
+        if done % 100_000 == 0 {
+            store.maintain(&store::Retention::keep_all()).await?;
+            eprintln!("filled {done}");
+        }
+    }
+    let fill_rate = n as f64 / t0.elapsed().as_secs_f64();
+    store.maintain(&store::Retention::keep_all()).await?;
+    let (mut q, mut m) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        store.queue_counts().await?;
+        q.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        store.metrics().await?;
+        m.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((median(q), median(m), fill_rate))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.fill {
+        let dir = std::env::temp_dir().join(format!("pubsub-jobs-fill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let sqlite = store::connect(&format!("sqlite://{}", dir.join("jobs.db").display())).await?;
+        let (q, m, rate) = fill_and_read(&sqlite, n).await?;
+        println!("SQLite, {n} finished jobs (filled at {rate:.0} jobs/s): queue counts {q:.2} ms, metrics {m:.2} ms");
+        let pg = store::connect(&args.pg).await?;
+        let (pq, pm, prate) = fill_and_read(&pg, n).await?;
+        println!("PostgreSQL, +{n} finished jobs (filled at {prate:.0} jobs/s): queue counts {pq:.2} ms, metrics {pm:.2} ms");
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"jobs": n, "sqlite_queues_ms": q, "sqlite_metrics_ms": m,
+                    "postgres_queues_ms": pq, "postgres_metrics_ms": pm})
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let host = pubsub_jobs::emulator::shared_host().context("an emulator")?;
     let config = ClientConfig {
         project_id: "store-bench".into(),

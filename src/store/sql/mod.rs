@@ -93,6 +93,9 @@ fn statements(sql: &str) -> Vec<String> {
     out
 }
 
+/// Aggregate deltas folded per transaction, at most.
+const FOLD_LIMIT: i64 = 50_000;
+
 /// How long an enqueuer holds its own new outbox row while it publishes it: a relay or a dedup
 /// hit publishes the row only after that (the relay's default grace is the same 5 s).
 const ENQUEUER_CLAIM: Duration = Duration::from_secs(5);
@@ -532,7 +535,7 @@ impl SqlStore {
                 // One statement: the rows it deletes are exactly the rows it adds up.
                 sqlx::query(
                     "WITH moved AS (
-                         DELETE FROM pj_agg_delta WHERE seq IN (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT 50000)
+                         DELETE FROM pj_agg_delta WHERE seq IN (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT $1)
                          RETURNING key, n
                      ), summed AS (SELECT key, SUM(n) AS n FROM moved GROUP BY key),
                      upserted AS (
@@ -541,6 +544,7 @@ impl SqlStore {
                      )
                      SELECT CAST(COUNT(*) AS BIGINT) AS n FROM moved",
                 )
+                .bind(FOLD_LIMIT)
                 .fetch_one(&mut *tx)
                 .await
                 .and_then(|r| r.try_get::<i64, _>("n"))
@@ -548,8 +552,9 @@ impl SqlStore {
             }
             Dialect::Sqlite => {
                 let last: Option<i64> = sqlx::query(
-                    "SELECT MAX(seq) AS last FROM (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT 50000) AS s",
+                    "SELECT MAX(seq) AS last FROM (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT $1) AS s",
                 )
+                .bind(FOLD_LIMIT)
                 .fetch_one(&mut *tx)
                 .await
                 .and_then(|r| r.try_get("last"))
@@ -663,7 +668,7 @@ impl SqlStore {
     }
 }
 
-/// A histogram from its aggregates (`0`..`14` per-bucket counts, `count`, `sum` in ms).
+/// A histogram from its aggregates (`0`..`14` per-bucket counts, `sum` in ms).
 fn histogram_from(parts: &std::collections::HashMap<String, i64>) -> Histogram {
     let get = |k: &str| parts.get(k).copied().unwrap_or(0).max(0) as u64;
     let mut cumulative = 0;
@@ -677,7 +682,8 @@ fn histogram_from(parts: &std::collections::HashMap<String, i64>) -> Histogram {
         .collect();
     Histogram {
         buckets,
-        count: get("count"),
+        // The count is every bucket's, the one past the last bound included.
+        count: cumulative + get(&HISTOGRAM_BOUNDS.len().to_string()),
         sum_seconds: get("sum") as f64 / 1000.0,
     }
 }
@@ -967,7 +973,15 @@ impl JobStore for SqlStore {
     }
 
     async fn maintain(&self, retention: &Retention) -> Result<Maintenance, StoreError> {
-        let folded = self.fold_aggregates().await?;
+        // Fold until the backlog is small (each fold takes at most FOLD_LIMIT deltas).
+        let mut folded = 0;
+        for _ in 0..20 {
+            let n = self.fold_aggregates().await?;
+            folded += n;
+            if n < FOLD_LIMIT as u64 {
+                break;
+            }
+        }
         let pruned = if self.take_lease("prune", Duration::from_secs(30)).await? {
             self.prune(retention, None, false).await?
         } else {

@@ -3,8 +3,9 @@
 -- deleted; events by kind and the run-time and queue-latency histograms: +1 per observation,
 -- never taken back), and the store folds the deltas into pj_agg now and then. A read sums
 -- pj_agg and the few deltas not folded yet: exact at any moment. Keys: jobs|QUEUE|STATUS,
--- events|KIND, run|BUCKET, run|count, run|sum, queue|BUCKET, queue|count, queue|sum (buckets are
--- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger). A run-time
+-- events|KIND, run|BUCKET, run|sum, queue|BUCKET, queue|sum (buckets are
+-- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger; a histogram's
+-- count is the sum of its buckets). A run-time
 -- observation is an execution's end: status becoming succeeded or failed with its run_ms.
 
 CREATE TABLE IF NOT EXISTS pj_agg (
@@ -40,7 +41,6 @@ BEGIN
     SELECT key, SUM(d) FROM (
         SELECT 'jobs|' || queue || '|' || status AS key, 1 AS d FROM n
         UNION ALL SELECT 'queue|' || pj_bucket(queue_ms), 1 FROM n WHERE queue_ms IS NOT NULL
-        UNION ALL SELECT 'queue|count', 1 FROM n WHERE queue_ms IS NOT NULL
         UNION ALL SELECT 'queue|sum', queue_ms FROM n WHERE queue_ms IS NOT NULL
     ) AS deltas GROUP BY key;
     RETURN NULL;
@@ -65,14 +65,9 @@ BEGIN
             FROM o JOIN n ON n.seq = o.seq WHERE o.status <> n.status OR o.queue <> n.queue
         UNION ALL SELECT 'queue|' || pj_bucket(n.queue_ms), 1
             FROM o JOIN n ON n.seq = o.seq WHERE o.queue_ms IS NULL AND n.queue_ms IS NOT NULL
-        UNION ALL SELECT 'queue|count', 1
-            FROM o JOIN n ON n.seq = o.seq WHERE o.queue_ms IS NULL AND n.queue_ms IS NOT NULL
         UNION ALL SELECT 'queue|sum', n.queue_ms
             FROM o JOIN n ON n.seq = o.seq WHERE o.queue_ms IS NULL AND n.queue_ms IS NOT NULL
         UNION ALL SELECT 'run|' || pj_bucket(n.run_ms), 1
-            FROM o JOIN n ON n.seq = o.seq
-            WHERE n.status IN ('succeeded', 'failed') AND o.status <> n.status AND n.run_ms IS NOT NULL
-        UNION ALL SELECT 'run|count', 1
             FROM o JOIN n ON n.seq = o.seq
             WHERE n.status IN ('succeeded', 'failed') AND o.status <> n.status AND n.run_ms IS NOT NULL
         UNION ALL SELECT 'run|sum', n.run_ms
@@ -116,12 +111,8 @@ INSERT INTO pj_agg (key, n) SELECT 'events|' || kind, COUNT(*) FROM pj_events GR
 
 INSERT INTO pj_agg (key, n) SELECT 'run|' || pj_bucket(run_ms), COUNT(*) FROM pj_jobs WHERE run_ms IS NOT NULL GROUP BY 1;
 
-INSERT INTO pj_agg (key, n) SELECT 'run|count', COUNT(*) FROM pj_jobs WHERE run_ms IS NOT NULL;
-
 INSERT INTO pj_agg (key, n) SELECT 'run|sum', COALESCE(SUM(run_ms), 0) FROM pj_jobs WHERE run_ms IS NOT NULL;
 
 INSERT INTO pj_agg (key, n) SELECT 'queue|' || pj_bucket(queue_ms), COUNT(*) FROM pj_jobs WHERE queue_ms IS NOT NULL GROUP BY 1;
-
-INSERT INTO pj_agg (key, n) SELECT 'queue|count', COUNT(*) FROM pj_jobs WHERE queue_ms IS NOT NULL;
 
 INSERT INTO pj_agg (key, n) SELECT 'queue|sum', COALESCE(SUM(queue_ms), 0) FROM pj_jobs WHERE queue_ms IS NOT NULL;

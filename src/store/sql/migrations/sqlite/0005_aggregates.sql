@@ -3,8 +3,9 @@
 -- deleted; events by kind and the run-time and queue-latency histograms: +1 per observation,
 -- never taken back), and the store folds the deltas into pj_agg now and then. A read sums
 -- pj_agg and the few deltas not folded yet: exact at any moment. Keys: jobs|QUEUE|STATUS,
--- events|KIND, run|BUCKET, run|count, run|sum, queue|BUCKET, queue|count, queue|sum (buckets are
--- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger). A run-time
+-- events|KIND, run|BUCKET, run|sum, queue|BUCKET, queue|sum (buckets are
+-- the index of the first bound of HISTOGRAM_BOUNDS a value fits, 14 for larger; a histogram's
+-- count is the sum of its buckets). A run-time
 -- observation is an execution's end: status becoming succeeded or failed with its run_ms.
 
 CREATE TABLE IF NOT EXISTS pj_agg (
@@ -54,7 +55,6 @@ CREATE TRIGGER IF NOT EXISTS pj_jobs_agg_run AFTER UPDATE OF status ON pj_jobs
 WHEN NEW.status IN ('succeeded', 'failed') AND OLD.status <> NEW.status AND NEW.run_ms IS NOT NULL
 BEGIN
     INSERT INTO pj_agg_delta (key, n) VALUES ('run|' || CASE WHEN NEW.run_ms <= 5 THEN '0' WHEN NEW.run_ms <= 10 THEN '1' WHEN NEW.run_ms <= 25 THEN '2' WHEN NEW.run_ms <= 50 THEN '3' WHEN NEW.run_ms <= 100 THEN '4' WHEN NEW.run_ms <= 250 THEN '5' WHEN NEW.run_ms <= 500 THEN '6' WHEN NEW.run_ms <= 1000 THEN '7' WHEN NEW.run_ms <= 2500 THEN '8' WHEN NEW.run_ms <= 5000 THEN '9' WHEN NEW.run_ms <= 10000 THEN '10' WHEN NEW.run_ms <= 30000 THEN '11' WHEN NEW.run_ms <= 60000 THEN '12' WHEN NEW.run_ms <= 300000 THEN '13' ELSE '14' END, 1);
-    INSERT INTO pj_agg_delta (key, n) VALUES ('run|count', 1);
     INSERT INTO pj_agg_delta (key, n) VALUES ('run|sum', NEW.run_ms);
 END;
 
@@ -62,7 +62,6 @@ CREATE TRIGGER IF NOT EXISTS pj_jobs_agg_queue_insert AFTER INSERT ON pj_jobs
 WHEN NEW.queue_ms IS NOT NULL
 BEGIN
     INSERT INTO pj_agg_delta (key, n) VALUES ('queue|' || CASE WHEN NEW.queue_ms <= 5 THEN '0' WHEN NEW.queue_ms <= 10 THEN '1' WHEN NEW.queue_ms <= 25 THEN '2' WHEN NEW.queue_ms <= 50 THEN '3' WHEN NEW.queue_ms <= 100 THEN '4' WHEN NEW.queue_ms <= 250 THEN '5' WHEN NEW.queue_ms <= 500 THEN '6' WHEN NEW.queue_ms <= 1000 THEN '7' WHEN NEW.queue_ms <= 2500 THEN '8' WHEN NEW.queue_ms <= 5000 THEN '9' WHEN NEW.queue_ms <= 10000 THEN '10' WHEN NEW.queue_ms <= 30000 THEN '11' WHEN NEW.queue_ms <= 60000 THEN '12' WHEN NEW.queue_ms <= 300000 THEN '13' ELSE '14' END, 1);
-    INSERT INTO pj_agg_delta (key, n) VALUES ('queue|count', 1);
     INSERT INTO pj_agg_delta (key, n) VALUES ('queue|sum', NEW.queue_ms);
 END;
 
@@ -70,7 +69,6 @@ CREATE TRIGGER IF NOT EXISTS pj_jobs_agg_queue_update AFTER UPDATE OF queue_ms O
 WHEN OLD.queue_ms IS NULL AND NEW.queue_ms IS NOT NULL
 BEGIN
     INSERT INTO pj_agg_delta (key, n) VALUES ('queue|' || CASE WHEN NEW.queue_ms <= 5 THEN '0' WHEN NEW.queue_ms <= 10 THEN '1' WHEN NEW.queue_ms <= 25 THEN '2' WHEN NEW.queue_ms <= 50 THEN '3' WHEN NEW.queue_ms <= 100 THEN '4' WHEN NEW.queue_ms <= 250 THEN '5' WHEN NEW.queue_ms <= 500 THEN '6' WHEN NEW.queue_ms <= 1000 THEN '7' WHEN NEW.queue_ms <= 2500 THEN '8' WHEN NEW.queue_ms <= 5000 THEN '9' WHEN NEW.queue_ms <= 10000 THEN '10' WHEN NEW.queue_ms <= 30000 THEN '11' WHEN NEW.queue_ms <= 60000 THEN '12' WHEN NEW.queue_ms <= 300000 THEN '13' ELSE '14' END, 1);
-    INSERT INTO pj_agg_delta (key, n) VALUES ('queue|count', 1);
     INSERT INTO pj_agg_delta (key, n) VALUES ('queue|sum', NEW.queue_ms);
 END;
 
@@ -80,12 +78,8 @@ INSERT INTO pj_agg (key, n) SELECT 'events|' || kind, COUNT(*) FROM pj_events GR
 
 INSERT INTO pj_agg (key, n) SELECT 'run|' || CASE WHEN run_ms <= 5 THEN '0' WHEN run_ms <= 10 THEN '1' WHEN run_ms <= 25 THEN '2' WHEN run_ms <= 50 THEN '3' WHEN run_ms <= 100 THEN '4' WHEN run_ms <= 250 THEN '5' WHEN run_ms <= 500 THEN '6' WHEN run_ms <= 1000 THEN '7' WHEN run_ms <= 2500 THEN '8' WHEN run_ms <= 5000 THEN '9' WHEN run_ms <= 10000 THEN '10' WHEN run_ms <= 30000 THEN '11' WHEN run_ms <= 60000 THEN '12' WHEN run_ms <= 300000 THEN '13' ELSE '14' END, COUNT(*) FROM pj_jobs WHERE run_ms IS NOT NULL GROUP BY 1;
 
-INSERT INTO pj_agg (key, n) SELECT 'run|count', COUNT(*) FROM pj_jobs WHERE run_ms IS NOT NULL;
-
 INSERT INTO pj_agg (key, n) SELECT 'run|sum', COALESCE(SUM(run_ms), 0) FROM pj_jobs WHERE run_ms IS NOT NULL;
 
 INSERT INTO pj_agg (key, n) SELECT 'queue|' || CASE WHEN queue_ms <= 5 THEN '0' WHEN queue_ms <= 10 THEN '1' WHEN queue_ms <= 25 THEN '2' WHEN queue_ms <= 50 THEN '3' WHEN queue_ms <= 100 THEN '4' WHEN queue_ms <= 250 THEN '5' WHEN queue_ms <= 500 THEN '6' WHEN queue_ms <= 1000 THEN '7' WHEN queue_ms <= 2500 THEN '8' WHEN queue_ms <= 5000 THEN '9' WHEN queue_ms <= 10000 THEN '10' WHEN queue_ms <= 30000 THEN '11' WHEN queue_ms <= 60000 THEN '12' WHEN queue_ms <= 300000 THEN '13' ELSE '14' END, COUNT(*) FROM pj_jobs WHERE queue_ms IS NOT NULL GROUP BY 1;
-
-INSERT INTO pj_agg (key, n) SELECT 'queue|count', COUNT(*) FROM pj_jobs WHERE queue_ms IS NOT NULL;
 
 INSERT INTO pj_agg (key, n) SELECT 'queue|sum', COALESCE(SUM(queue_ms), 0) FROM pj_jobs WHERE queue_ms IS NOT NULL;
