@@ -1072,6 +1072,33 @@ pub fn check_metrics(m: &super::MetricsSnapshot, w: &Workload) {
     );
 }
 
+/// Bulk submits (multi-row) record each job as a single submit would: pending or scheduled,
+/// its first event, in the outbox when it carries a message.
+pub async fn bulk_submits_read_back(s: &dyn JobStore, queue: &str) {
+    let mut jobs: Vec<NewJob> = (0..3).map(|n| new_job(queue, n)).collect();
+    jobs[1].scheduled_at = Some(Utc::now() + chrono::Duration::minutes(5));
+    jobs[2].message = Some(OutboxMessage {
+        topic: queue.to_string(),
+        data: b"{}".to_vec(),
+        attributes: Default::default(),
+    });
+    s.submit_many(jobs.clone()).await.expect("submit many");
+    assert_eq!(status(s, jobs[0].id).await, JobStatus::Pending);
+    assert_eq!(status(s, jobs[1].id).await, JobStatus::Scheduled);
+    assert_eq!(kinds(s, jobs[0].id).await, [EventKind::Enqueued]);
+    assert_eq!(kinds(s, jobs[1].id).await, [EventKind::Scheduled]);
+    let rec = s.get(jobs[2].id).await.expect("get").expect("job");
+    assert_eq!(rec.published_at, None, "in the outbox");
+    assert_eq!(rec.arguments, jobs[2].arguments);
+    assert!(s
+        .get(jobs[0].id)
+        .await
+        .expect("get")
+        .expect("job")
+        .published_at
+        .is_some());
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///
@@ -1094,6 +1121,7 @@ macro_rules! store_conformance_tests {
             a_started_job_leaves_the_outbox,
             queue_counts_stay_exact,
             a_batch_records_like_one_by_one,
+            bulk_submits_read_back,
             finished_executions_are_not_started_again
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
-use super::db;
 use super::row::{json_text, ms};
-use crate::store::{EventKind, Start, StartOutcome, StoreError, StoreOp, Transition};
+use super::{db, JobColumns};
+use crate::store::{EventKind, NewJob, Start, StartOutcome, StoreError, StoreOp, Transition};
 
 /// Rows per statement (well under SQLite's and PostgreSQL's bind limits).
 const CHUNK: usize = 200;
@@ -359,5 +359,59 @@ async fn insert_events(
         .execute(&mut **tx)
         .await
         .map_err(db("append events"))?;
+    Ok(())
+}
+
+/// New jobs (no dedup), as multi-row inserts: their rows, then their first events.
+pub(super) async fn insert_jobs(
+    tx: &mut Transaction<'_, Any>,
+    jobs: &[NewJob],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut events = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(CHUNK) {
+        let rows = placeholders(chunk.len(), 13, 2, &[]);
+        let sql = format!(
+            "INSERT INTO pj_jobs (id, job_class, queue, status, arguments, enqueued_at, scheduled_at, dedup_key,
+                                  published_at, outbox_claimed_until, outbox_topic, outbox_data, outbox_attributes, attempts, updated_at)
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8,
+                    v.column9, v.column10, v.column11, v.column12, v.column13, 0, $1
+             FROM (VALUES {rows}) AS v"
+        );
+        let mut vals = vec![V::I(Some(now))];
+        for job in chunk {
+            let c = JobColumns::of(job, now)?;
+            let (kind, detail) = c.event();
+            events.push(Event {
+                id: job.id,
+                kind,
+                attempt: 0,
+                error: None,
+                detail,
+            });
+            vals.extend([
+                V::T(Some(job.id.to_string())),
+                V::T(Some(job.job_class.clone())),
+                V::T(Some(job.queue.clone())),
+                V::T(Some(c.status.as_str().to_string())),
+                V::T(Some(json_text(&job.arguments))),
+                V::I(Some(ms(job.enqueued_at))),
+                V::I(c.due_later.map(ms)),
+                V::T(job.dedup.as_ref().map(|d| d.key.clone())),
+                V::I(c.published_at),
+                V::I(c.claimed_until),
+                V::T(c.topic),
+                V::T(c.data),
+                V::T(c.attributes),
+            ]);
+        }
+        bind_all(sqlx::query(&sql), vals)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("insert jobs"))?;
+    }
+    for chunk in events.chunks(CHUNK) {
+        insert_events(tx, chunk, now).await?;
+    }
     Ok(())
 }

@@ -144,35 +144,80 @@ async fn append_event(
     Ok(())
 }
 
+/// The columns of a new job's row, and its first event.
+pub(super) struct JobColumns {
+    status: JobStatus,
+    due_later: Option<chrono::DateTime<Utc>>,
+    published_at: Option<i64>,
+    claimed_until: Option<i64>,
+    topic: Option<String>,
+    data: Option<String>,
+    attributes: Option<String>,
+}
+
+impl JobColumns {
+    pub(super) fn of(job: &NewJob, now: i64) -> Result<Self, StoreError> {
+        let due_later = job.scheduled_at.filter(|at| *at > job.enqueued_at);
+        let status = if due_later.is_some() {
+            JobStatus::Scheduled
+        } else {
+            JobStatus::Pending
+        };
+        // With a message, the row is the outbox entry: unpublished until marked, and claimed by
+        // its enqueuer, which is publishing it, for ENQUEUER_CLAIM (no relay or dedup hit
+        // publishes it meanwhile).
+        let (published_at, claimed_until, topic, data, attributes) = match &job.message {
+            Some(m) => (
+                None,
+                Some(now + ENQUEUER_CLAIM.as_millis() as i64),
+                Some(m.topic.clone()),
+                Some(
+                    String::from_utf8(m.data.clone()).map_err(|e| StoreError::Corrupt {
+                        what: "outbox message",
+                        detail: format!("body is not UTF-8: {e}"),
+                    })?,
+                ),
+                Some(serde_json::to_string(&m.attributes).unwrap_or_default()),
+            ),
+            None => (Some(now), None, None, None, None),
+        };
+        Ok(Self {
+            status,
+            due_later,
+            published_at,
+            claimed_until,
+            topic,
+            data,
+            attributes,
+        })
+    }
+
+    /// The first event: enqueued, or scheduled with its time.
+    pub(super) fn event(&self) -> (EventKind, Option<serde_json::Value>) {
+        match self.due_later {
+            Some(at) => (
+                EventKind::Scheduled,
+                Some(serde_json::json!({ "scheduled_at": at })),
+            ),
+            None => (EventKind::Enqueued, None),
+        }
+    }
+}
+
 async fn insert_job(
     tx: &mut Transaction<'_, Any>,
     job: &NewJob,
     now: i64,
 ) -> Result<(), StoreError> {
-    let due_later = job.scheduled_at.filter(|at| *at > job.enqueued_at);
-    let status = if due_later.is_some() {
-        JobStatus::Scheduled
-    } else {
-        JobStatus::Pending
-    };
-    // With a message, the row is the outbox entry: unpublished until marked, and claimed by its
-    // enqueuer, which is publishing it, for ENQUEUER_CLAIM (no relay or dedup hit publishes it
-    // meanwhile).
-    let (published_at, claimed_until, topic, data, attributes) = match &job.message {
-        Some(m) => (
-            None,
-            Some(now + ENQUEUER_CLAIM.as_millis() as i64),
-            Some(m.topic.clone()),
-            Some(
-                String::from_utf8(m.data.clone()).map_err(|e| StoreError::Corrupt {
-                    what: "outbox message",
-                    detail: format!("body is not UTF-8: {e}"),
-                })?,
-            ),
-            Some(serde_json::to_string(&m.attributes).unwrap_or_default()),
-        ),
-        None => (Some(now), None, None, None, None),
-    };
+    let JobColumns {
+        status,
+        due_later,
+        published_at,
+        claimed_until,
+        topic,
+        data,
+        attributes,
+    } = JobColumns::of(job, now)?;
     sqlx::query(
         "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, updated_at, dedup_key,
                               published_at, outbox_claimed_until, outbox_topic, outbox_data, outbox_attributes)
@@ -195,13 +240,7 @@ async fn insert_job(
     .execute(&mut **tx)
     .await
     .map_err(db("insert job"))?;
-    let (kind, detail) = match due_later {
-        Some(at) => (
-            EventKind::Scheduled,
-            Some(serde_json::json!({ "scheduled_at": at })),
-        ),
-        None => (EventKind::Enqueued, None),
-    };
+    let (kind, detail) = JobColumns::of(job, now)?.event();
     append_event(tx, job.id, kind, 0, now, None, detail).await
 }
 
@@ -741,14 +780,10 @@ impl JobStore for SqlStore {
 
     async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
         let now = ms(Utc::now());
-        for chunk in jobs.chunks(500) {
-            let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-            for job in chunk {
-                insert_job(&mut tx, job, now).await?;
-            }
-            tx.commit().await.map_err(db("commit"))?;
-        }
-        Ok(())
+        // One transaction, multi-row statements.
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        batch::insert_jobs(&mut tx, &jobs, now).await?;
+        tx.commit().await.map_err(db("commit"))
     }
 
     async fn abandon(&self, id: Uuid) -> Result<(), StoreError> {

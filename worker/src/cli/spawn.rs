@@ -81,12 +81,15 @@ pub async fn run(client: &Client, opts: SpawnOptions) -> anyhow::Result<()> {
     let mut last_line = Instant::now();
     let mut out = std::io::stdout();
     while sent < opts.count {
-        interval.tick().await;
         let due =
             ((started.elapsed().as_secs_f64() * opts.rate).floor() as u64 + 1).min(opts.count);
         if due <= sent {
+            interval.tick().await;
             continue;
         }
+        // Behind schedule (a very large --rate: as fast as possible), in bulk enqueues of at
+        // most 5,000 (recorded in the store's outbox first when one is given).
+        let due = due.min(sent + 5_000);
         let jobs: Vec<MockJob> = (sent..due)
             .map(|_| MockJob::random(&mut rng, opts.max_sleep, opts.fail_ratio))
             .collect();
