@@ -422,3 +422,51 @@ async fn store_down_while_submitting_is_a_clear_error_and_nothing_half_recorded(
         "nothing of the refused jobs was published"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submits_share_batches_each_recorded_published_and_run_once() {
+    // 100 submits at once on one client: they go to the store and Pub/Sub in shared batches,
+    // and each caller's answer is its own job as the store has it.
+    let store = store::connect(&postgres_url()).await.expect("store");
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("batched");
+    client.ensure_queue(&queue).await.unwrap();
+    let prefix = unique("bs");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let client = client.clone();
+        let env = Envelope::new(
+            Probe::NAME,
+            &queue,
+            serde_json::to_value(Probe::new(&format!("{prefix}-{i}"), Mode::Ok)).unwrap(),
+        );
+        tasks.spawn(async move { (env.job_id, client.submit(env, None).await) });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (id, sub) = r.unwrap();
+        let sub = sub.expect("submit");
+        assert_eq!(sub.job_id, id);
+        let answered = sub.record.expect("a record");
+        let stored = store.get(id).await.unwrap().expect("recorded");
+        assert_eq!(answered.id, stored.id);
+        assert_eq!(answered.status, JobStatus::Pending);
+        assert_eq!(answered.enqueued_at, stored.enqueued_at);
+        assert_eq!(answered.arguments, stored.arguments);
+        assert!(stored.published_at.is_some(), "published and marked");
+        ids.push(id);
+    }
+    let worker = start_worker(&client, worker_config(&queue));
+    for id in &ids {
+        assert!(
+            wait_for_status(&store, *id, JobStatus::Succeeded).await,
+            "{id} ran"
+        );
+    }
+    worker.stop().await;
+    assert_eq!(keys_run(&format!("{prefix}-")), 100);
+    assert!(
+        keys_run_twice(&format!("{prefix}-")).is_empty(),
+        "each once"
+    );
+}

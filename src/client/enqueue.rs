@@ -54,6 +54,17 @@ impl Client {
             });
         };
         let message = self.outbox_message(&env, body.clone(), now);
+        if dedup.is_none() {
+            // Concurrent submits share one store transaction and one publish.
+            let job_id = env.job_id;
+            let job = new_job(&env, None, Some(message));
+            let record = self.submit_batched(store, env, body, job).await?;
+            return Ok(Submission {
+                job_id,
+                existing: false,
+                record: Some(Box::new(record)),
+            });
+        }
         let record = match store.submit(new_job(&env, dedup, Some(message))).await? {
             Submitted::Existing(rec) => {
                 tracing::info!(event = "job.deduplicated", job_id = %rec.id, job_class = %rec.job_class, queue = %rec.queue, "dedup key held: returning the existing job");
@@ -125,7 +136,7 @@ impl Client {
 
     /// Marks jobs published; a failure is logged (the relay then publishes them again: a
     /// duplicate delivery, never a loss).
-    async fn mark_published(&self, store: &Arc<dyn JobStore>, ids: &[Uuid]) {
+    pub(super) async fn mark_published(&self, store: &Arc<dyn JobStore>, ids: &[Uuid]) {
         if let Err(e) = store.mark_published(ids).await {
             tracing::warn!(error = %e, jobs = ids.len(), "job store: could not mark jobs published; the relay may publish them again");
         }

@@ -9,6 +9,7 @@
 //! `publish` (limits, routing, batched publishes); this file holds the client itself and its
 //! queues.
 
+mod batch;
 pub mod config;
 mod enqueue;
 mod publish;
@@ -31,6 +32,8 @@ struct Inner {
     config: ClientConfig,
     ensured: Mutex<HashSet<String>>,
     store: Option<Arc<dyn JobStore>>,
+    /// Submits waiting for the next store batch.
+    submits: batch::SubmitQueue,
 }
 
 /// Publishes jobs and manages queues. Cheap to clone; share one per process.
@@ -92,6 +95,7 @@ impl Client {
                 config,
                 ensured: Mutex::new(HashSet::new()),
                 store: None,
+                submits: Default::default(),
             }),
         }
     }
@@ -112,6 +116,7 @@ impl Client {
                 config: self.inner.config.clone(),
                 ensured: Mutex::new(ensured),
                 store: Some(store),
+                submits: Default::default(),
             }),
         }
     }

@@ -268,6 +268,38 @@ pub struct JobRecord {
     pub published_at: Option<DateTime<Utc>>,
 }
 
+impl JobRecord {
+    /// The record of a job just recorded by a bulk submit, as a read would return it
+    /// (times at the store's millisecond precision).
+    pub(crate) fn recorded(job: &NewJob, now: DateTime<Utc>, published: bool) -> Self {
+        let ms =
+            |t: DateTime<Utc>| DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t);
+        let due_later = job.scheduled_at.filter(|at| *at > job.enqueued_at);
+        Self {
+            id: job.id,
+            job_class: job.job_class.clone(),
+            queue: job.queue.clone(),
+            status: if due_later.is_some() {
+                JobStatus::Scheduled
+            } else {
+                JobStatus::Pending
+            },
+            attempts: 0,
+            arguments: job.arguments.clone(),
+            enqueued_at: ms(job.enqueued_at),
+            scheduled_at: due_later.map(ms),
+            started_at: None,
+            finished_at: None,
+            updated_at: ms(now),
+            last_error: None,
+            result: None,
+            dedup_key: job.dedup.as_ref().map(|d| d.key.clone()),
+            version: 1,
+            published_at: (published || job.message.is_none()).then(|| ms(now)),
+        }
+    }
+}
+
 /// One entry of a job's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]

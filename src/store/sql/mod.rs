@@ -1037,12 +1037,14 @@ impl JobStore for SqlStore {
     async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         let now = ms(Utc::now());
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        for id in ids {
-            sqlx::query(
-                "UPDATE pj_jobs SET published_at = $2, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-                 WHERE id = $1 AND published_at IS NULL",
-            )
-            .bind(id.to_string())
+        for chunk in ids.chunks(500) {
+            // Uuid's text is hex digits and dashes: safe to inline.
+            let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
+            sqlx::query(&format!(
+                "UPDATE pj_jobs SET published_at = $1, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+                 WHERE id IN ({}) AND published_at IS NULL",
+                list.join(", ")
+            ))
             .bind(now)
             .execute(&mut *tx)
             .await
