@@ -2,8 +2,9 @@
 //! adds its checked job to a queue; whoever finds no batch running starts one (a task, so a
 //! caller that goes away does not strand the others), which takes everything queued: one store
 //! transaction for all of them (multi-row inserts into the outbox), one publish per topic, one
-//! mark. Each caller is answered once its own job is durable in the store. While a batch runs,
-//! new jobs queue for the next, so the batch size follows the load with no timer.
+//! mark. Each caller is answered once its own job is durable in the store. Up to four batches
+//! run at once; while they run, new jobs queue for the next, so the batch size follows the load
+//! with no timer.
 //!
 //! Jobs with a dedup key do not come here: their key is claimed one job at a time.
 
@@ -33,8 +34,13 @@ pub(super) struct SubmitQueue {
 #[derive(Default)]
 struct State {
     pending: Vec<Pending>,
-    running: bool,
+    /// Batch runners at work.
+    running: usize,
 }
+
+/// Batches in flight at once, at most: under load each takes what queued meanwhile, so the
+/// store and Pub/Sub work on several batches side by side.
+const RUNNERS: usize = 4;
 
 impl Client {
     /// Records `job` (the outbox row of `env`, whose body is `body`) in the next batch and
@@ -60,7 +66,12 @@ impl Client {
                 job,
                 reply,
             });
-            !std::mem::replace(&mut st.running, true)
+            if st.running < RUNNERS {
+                st.running += 1;
+                true
+            } else {
+                false
+            }
         };
         if lead {
             let (client, store) = (self.clone(), store.clone());
@@ -82,7 +93,7 @@ impl Client {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 if st.pending.is_empty() {
-                    st.running = false;
+                    st.running -= 1;
                     return;
                 }
                 std::mem::take(&mut st.pending)

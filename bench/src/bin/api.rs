@@ -32,6 +32,9 @@ struct Args {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// The job store (default: SQLite in a temp directory), e.g. postgres://postgres@127.0.0.1/test.
+    #[arg(long)]
+    store: Option<String>,
 }
 
 struct Kill(Child);
@@ -63,7 +66,16 @@ fn parse_ms(s: &str) -> f64 {
 }
 
 fn wrk(url: &str, args: &Args) -> anyhow::Result<WrkResult> {
-    let out = Command::new("wrk")
+    wrk_with(url, args, None)
+}
+
+/// wrk with a Lua script (for POST requests).
+fn wrk_with(url: &str, args: &Args, script: Option<&std::path::Path>) -> anyhow::Result<WrkResult> {
+    let mut cmd = Command::new("wrk");
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd
         .args([
             "-t",
             &args.threads.to_string(),
@@ -131,7 +143,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let dir = std::env::temp_dir().join(format!("pubsub-jobs-api-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let store = format!("sqlite://{}", dir.join("jobs.db").display());
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("jobs.db").display()));
+    let store_name = if store.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -202,11 +222,20 @@ async fn main() -> anyhow::Result<()> {
     let health = wrk(&format!("{base}/healthz"), &args)?;
     let get_finished = wrk(&format!("{base}/v1/jobs/{finished}"), &args)?;
     let get_live = wrk(&format!("{base}/v1/jobs/{live}"), &args)?;
+    // Submits: each a new job, recorded in the outbox and published (no worker runs them).
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{{\"job_class\":\"MockJob\",\"arguments\":{{\"sleep_duration\":0,\"raise_error\":false}},\"queue\":\"{queue}\"}}'\n"
+        ),
+    )?;
+    let post = wrk_with(&format!("{base}/v1/jobs"), &args, Some(&script))?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
     println!(
-        "API benchmark: wrk -t{} -c{} -d{}s, SQLite store, {cores} cores (wrk and the API share them)",
+        "API benchmark: wrk -t{} -c{} -d{}s, {store_name} store, {cores} cores (wrk and the API share them)",
         args.threads, args.connections, args.duration
     );
     println!(
@@ -217,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
         ("GET /healthz (baseline)", &health),
         ("GET /v1/jobs/{id} (succeeded)", &get_finished),
         ("GET /v1/jobs/{id} (pending)", &get_live),
+        ("POST /v1/jobs", &post),
     ] {
         println!(
             "{:<34} {:>12.0} {:>10.2} {:>10.2} {:>8}",
@@ -230,12 +260,17 @@ async fn main() -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"healthz": health, "get_job_finished": get_finished, "get_job_pending": get_live})
+            serde_json::json!({"healthz": health, "get_job_finished": get_finished, "get_job_pending": get_live,
+                "post_job": post, "post_vs_get": post.requests_per_s / get_live.requests_per_s})
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    if get_finished.non_2xx_3xx + get_live.non_2xx_3xx > 0 {
-        bail!("some GETs failed");
+    println!(
+        "POST / GET (pending): {:.2}",
+        post.requests_per_s / get_live.requests_per_s
+    );
+    if get_finished.non_2xx_3xx + get_live.non_2xx_3xx + post.non_2xx_3xx > 0 {
+        bail!("some requests failed");
     }
     Ok(())
 }

@@ -590,27 +590,19 @@ impl SqlStore {
                 .map_err(db("fold aggregates"))?
             }
             Dialect::Sqlite => {
-                let last: Option<i64> = sqlx::query(
-                    "SELECT MAX(seq) AS last FROM (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT $1) AS s",
-                )
+                // The first statement writes, so the transaction holds SQLite's write lock
+                // from the start: nobody adds deltas between the sum and the delete.
+                let bound = "(SELECT MAX(seq) FROM (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT $1) AS s)";
+                sqlx::query(&format!(
+                    "INSERT INTO pj_agg (key, n) SELECT key, SUM(n) FROM pj_agg_delta WHERE seq <= {bound} GROUP BY key
+                     ON CONFLICT (key) DO UPDATE SET n = pj_agg.n + excluded.n"
+                ))
                 .bind(FOLD_LIMIT)
-                .fetch_one(&mut *tx)
-                .await
-                .and_then(|r| r.try_get("last"))
-                .map_err(db("fold aggregates"))?;
-                let Some(last) = last else {
-                    return Ok(0);
-                };
-                sqlx::query(
-                    "INSERT INTO pj_agg (key, n) SELECT key, SUM(n) FROM pj_agg_delta WHERE seq <= $1 GROUP BY key
-                     ON CONFLICT (key) DO UPDATE SET n = pj_agg.n + excluded.n",
-                )
-                .bind(last)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("fold aggregates"))?;
-                sqlx::query("DELETE FROM pj_agg_delta WHERE seq <= $1")
-                    .bind(last)
+                sqlx::query(&format!("DELETE FROM pj_agg_delta WHERE seq <= {bound}"))
+                    .bind(FOLD_LIMIT)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("fold aggregates"))?
@@ -629,48 +621,54 @@ impl SqlStore {
         queue: Option<&str>,
         dry_run: bool,
     ) -> Result<PruneReport, StoreError> {
-        // `$3` is the queue, or '' for every queue.
+        // Index-friendly: (status, finished_at); `failed` rows have no finished_at.
+        let queue_cond = if queue.is_some() {
+            " AND queue = $3"
+        } else {
+            ""
+        };
         let queue = queue.unwrap_or("").to_string();
         let now = Utc::now();
         let mut report = PruneReport::default();
         for (status, keep) in retention.rules() {
             let Some(keep) = keep else { continue };
+            let time = if status == JobStatus::Failed {
+                "updated_at"
+            } else {
+                "finished_at"
+            };
             let before =
                 ms(now - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX));
+            let count_sql = format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pj_jobs WHERE status = $1 AND {time} < $2{queue_cond}"
+            );
+            let delete_sql = format!(
+                "DELETE FROM pj_jobs WHERE seq IN (
+                     SELECT seq FROM pj_jobs WHERE status = $1 AND {time} < $2{queue_cond}
+                     ORDER BY seq LIMIT 1000)
+                 RETURNING id"
+            );
+            let only = (!queue_cond.is_empty()).then(|| queue.clone());
+            let bind = |sql| prune_query(sql, status.as_str(), before, only.clone());
             if dry_run {
-                let n: i64 = sqlx::query(
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pj_jobs WHERE status = $1 AND COALESCE(finished_at, updated_at) < $2
-                     AND ($3 = '' OR queue = $3)",
-                )
-                .bind(status.as_str())
-                .bind(before)
-                .bind(queue.clone())
-                .fetch_one(&self.pool)
-                .await
-                .and_then(|r| r.try_get("n"))
-                .map_err(db("prune"))?;
+                let n: i64 = bind(&count_sql)
+                    .fetch_one(&self.pool)
+                    .await
+                    .and_then(|r| r.try_get("n"))
+                    .map_err(db("prune"))?;
                 report.jobs += n as u64;
                 continue;
             }
             loop {
                 let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-                let ids: Vec<String> = sqlx::query(
-                    "DELETE FROM pj_jobs WHERE seq IN (
-                         SELECT seq FROM pj_jobs WHERE status = $1 AND COALESCE(finished_at, updated_at) < $2
-                           AND ($3 = '' OR queue = $3)
-                         ORDER BY seq LIMIT 1000)
-                     RETURNING id",
-                )
-                .bind(status.as_str())
-                .bind(before)
-                .bind(queue.clone())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db("prune"))?
-                .iter()
-                .map(|r| r.try_get::<String, _>("id"))
-                .collect::<Result<_, _>>()
-                .map_err(db("prune"))?;
+                let ids: Vec<String> = bind(&delete_sql)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("prune"))?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("id"))
+                    .collect::<Result<_, _>>()
+                    .map_err(db("prune"))?;
                 if ids.is_empty() {
                     break;
                 }
@@ -704,6 +702,20 @@ impl SqlStore {
                 .rows_affected();
         }
         Ok(report)
+    }
+}
+
+/// A prune statement's parameters: status, time bound, and the queue when one is given.
+fn prune_query<'q>(
+    sql: &'q str,
+    status: &'static str,
+    before: i64,
+    queue: Option<String>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    let q = sqlx::query(sql).bind(status).bind(before);
+    match queue {
+        Some(queue) => q.bind(queue),
+        None => q,
     }
 }
 
