@@ -2,8 +2,8 @@
 //! adds its checked job to a queue; whoever finds no batch running starts one (a task, so a
 //! caller that goes away does not strand the others), which takes everything queued: one store
 //! transaction for all of them (multi-row inserts into the outbox), one publish per topic, one
-//! mark. Each caller is answered once its own job is durable in the store. Up to four batches
-//! run at once; while they run, new jobs queue for the next, so the batch size follows the load
+//! mark. Each caller is answered once its own job is durable in the store. As many batches run
+//! at once as the store commits side by side (`JobStore::batch_writers`); while they run, new jobs queue for the next, so the batch size follows the load
 //! with no timer.
 //!
 //! Jobs with a dedup key do not come here: their key is claimed one job at a time.
@@ -38,10 +38,6 @@ struct State {
     running: usize,
 }
 
-/// Batches in flight at once, at most: under load each takes what queued meanwhile, so the
-/// store and Pub/Sub work on several batches side by side.
-const RUNNERS: usize = 4;
-
 impl Client {
     /// Records `job` (the outbox row of `env`, whose body is `body`) in the next batch and
     /// publishes it with the batch; returns its record once it is durable.
@@ -66,7 +62,9 @@ impl Client {
                 job,
                 reply,
             });
-            if st.running < RUNNERS {
+            // Batches in flight at once, at most: as many as the store commits side by side
+            // (one on SQLite, four on PostgreSQL).
+            if st.running < store.batch_writers().max(1) {
                 st.running += 1;
                 true
             } else {
