@@ -31,6 +31,12 @@ pub(super) struct SubmitQueue {
     state: Mutex<State>,
 }
 
+impl SubmitQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[derive(Default)]
 struct State {
     pending: Vec<Pending>,
@@ -50,12 +56,7 @@ impl Client {
     ) -> Result<JobRecord> {
         let (reply, answer) = oneshot::channel();
         let lead = {
-            let mut st = self
-                .inner
-                .submits
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut st = self.inner.submits.lock();
             st.pending.push(Pending {
                 env,
                 body,
@@ -84,12 +85,7 @@ impl Client {
     async fn run_batches(&self, store: Arc<dyn JobStore>) {
         loop {
             let batch = {
-                let mut st = self
-                    .inner
-                    .submits
-                    .state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut st = self.inner.submits.lock();
                 if st.pending.is_empty() {
                     st.running -= 1;
                     return;

@@ -142,9 +142,23 @@ pub(crate) async fn morgue_records(
     n: usize,
     timeout: Duration,
 ) -> Vec<MorgueRecord> {
-    let sub = client.resource_name(client.morgue_queue());
     // The worker creates the morgue at start; do not race it.
     client.ensure_morgue().await.expect("create the morgue");
+    pull(client, client.morgue_queue(), n, timeout)
+        .await
+        .iter()
+        .map(MorgueRecord::from_delivery)
+        .collect()
+}
+
+/// Pulls up to `n` deliveries from `queue`'s subscription within `timeout`, acking them.
+async fn pull(
+    client: &Client,
+    queue: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<pubsub_jobs::broker::Delivery> {
+    let sub = client.resource_name(queue);
     let broker = raw_broker().await;
     let mut stream = broker
         .subscribe(
@@ -155,17 +169,14 @@ pub(crate) async fn morgue_records(
             },
         )
         .await
-        .expect("subscribe to the morgue");
+        .expect("subscribe");
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     while out.len() < n {
         match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(d)) => {
-                broker
-                    .ack(&sub, vec![d.ack_id.clone()])
-                    .await
-                    .expect("ack morgue");
-                out.push(MorgueRecord::from_delivery(&d));
+                broker.ack(&sub, vec![d.ack_id.clone()]).await.expect("ack");
+                out.push(d);
             }
             _ => break,
         }
@@ -342,24 +353,5 @@ pub(crate) fn finished(key: &str) -> bool {
 /// How many messages the queue's subscription delivers within `timeout` (acking them): what a
 /// stopped worker left behind.
 pub(crate) async fn pending_messages(client: &Client, queue: &str, timeout: Duration) -> usize {
-    let sub = client.resource_name(queue);
-    let broker = raw_broker().await;
-    let mut stream = broker
-        .subscribe(
-            &sub,
-            StreamOptions {
-                ack_deadline: Duration::from_secs(30),
-                max_outstanding: 1000,
-            },
-        )
-        .await
-        .expect("subscribe to the queue");
-    let mut n = 0;
-    let deadline = tokio::time::Instant::now() + timeout;
-    while let Ok(Some(d)) = tokio::time::timeout_at(deadline, stream.next()).await {
-        broker.ack(&sub, vec![d.ack_id]).await.expect("ack");
-        n += 1;
-    }
-    stream.close().await;
-    n
+    pull(client, queue, usize::MAX, timeout).await.len()
 }

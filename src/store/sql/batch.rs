@@ -12,7 +12,7 @@ use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use super::row::{json_text, ms};
-use super::{db, JobColumns};
+use super::{db, JobColumns, START_UPSERT};
 use crate::store::{EventKind, NewJob, Start, StartOutcome, StoreError, StoreOp, Transition};
 
 /// Rows per statement (well under SQLite's and PostgreSQL's bind limits).
@@ -145,17 +145,7 @@ async fn start_rows(
         "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
          SELECT v.column1, v.column2, v.column3, 'running', v.column4, v.column5, v.column6, $1, $1, v.column7, $1, v.column8
          FROM (VALUES {rows}) AS v WHERE true
-         ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
-             started_at = excluded.started_at, updated_at = excluded.updated_at,
-             finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
-             generation = excluded.generation, version = pj_jobs.version + 1,
-             published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
-             outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-         WHERE pj_jobs.status <> 'cancelled'
-           AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
-                    AND pj_jobs.generation >= excluded.generation
-                    AND pj_jobs.attempts >= excluded.attempts)
-         RETURNING id"
+         {START_UPSERT} RETURNING id"
     );
     let mut vals = vec![V::I(Some(ms(now)))];
     for (_, s) in chunk {

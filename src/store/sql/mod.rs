@@ -93,6 +93,21 @@ fn statements(sql: &str) -> Vec<String> {
     out
 }
 
+/// How a start meets an existing row: it runs unless the job was cancelled or the store shows
+/// this execution (or a later one of this generation) finished; a started job leaves the
+/// outbox. Shared by one-by-one and batched starts.
+pub(super) const START_UPSERT: &str =
+    "ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
+     started_at = excluded.started_at, updated_at = excluded.updated_at,
+     finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
+     generation = excluded.generation, version = pj_jobs.version + 1,
+     published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
+     outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+ WHERE pj_jobs.status <> 'cancelled'
+   AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
+            AND pj_jobs.generation >= excluded.generation
+            AND pj_jobs.attempts >= excluded.attempts)";
+
 /// Aggregate deltas folded per transaction, at most.
 const FOLD_LIMIT: i64 = 50_000;
 
@@ -248,21 +263,12 @@ async fn insert_job(
 async fn start_in(tx: &mut Transaction<'_, Any>, s: &Start) -> Result<StartOutcome, StoreError> {
     let now = Utc::now();
     let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
-    let row = sqlx::query(
-            "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9)
-             ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
-                 started_at = excluded.started_at, updated_at = excluded.updated_at,
-                 finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
-                 generation = excluded.generation, version = pj_jobs.version + 1,
-                 published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
-                 outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-             WHERE pj_jobs.status <> 'cancelled'
-               AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
-                        AND pj_jobs.generation >= excluded.generation
-                        AND pj_jobs.attempts >= excluded.attempts)
-             RETURNING status",
-        )
+    let sql = format!(
+        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9)
+         {START_UPSERT} RETURNING status"
+    );
+    let row = sqlx::query(&sql)
         .bind(s.id.to_string())
         .bind(s.job_class.clone())
         .bind(s.queue.clone())
