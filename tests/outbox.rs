@@ -46,6 +46,17 @@ async fn record_without_publishing(
     env
 }
 
+/// The kinds of a job's events, oldest first.
+async fn event_kinds(store: &Arc<dyn JobStore>, id: uuid::Uuid) -> Vec<&'static str> {
+    store
+        .events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.as_str())
+        .collect()
+}
+
 async fn wait_for_status(store: &Arc<dyn JobStore>, id: uuid::Uuid, want: JobStatus) -> bool {
     let deadline = Instant::now() + Duration::from_secs(40);
     while Instant::now() < deadline {
@@ -255,13 +266,7 @@ async fn a_job_published_twice_runs_once_the_duplicate_is_skipped() {
     let summary = worker.stop().await;
     assert_eq!(run_count(&key), 1, "ran once");
     assert_eq!((summary.processed, summary.succeeded), (2, 1));
-    let kinds: Vec<_> = store
-        .events(env.job_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind.as_str())
-        .collect();
+    let kinds = event_kinds(&store, env.job_id).await;
     assert_eq!(
         kinds,
         ["enqueued", "started", "succeeded"],
@@ -392,13 +397,7 @@ async fn store_down_while_submitting_is_a_clear_error_and_nothing_half_recorded(
     }
     worker.stop().await;
     for env in &accepted {
-        let kinds: Vec<_> = store
-            .events(env.job_id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind.as_str())
-            .collect();
+        let kinds = event_kinds(&store, env.job_id).await;
         assert_eq!(
             kinds,
             ["enqueued", "started", "succeeded"],

@@ -14,13 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fault_proxy::{Fault, FaultProxy};
-use pubsub_jobs::store::{EventKind, JobRecord, JobStatus, JobStore, ListQuery};
+use pubsub_jobs::store::{JobRecord, JobStatus, JobStore, ListQuery};
 use serde_json::{json, Value};
-
-fn postgres_url() -> String {
-    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -135,13 +130,7 @@ async fn wait_all_succeeded(store: &Arc<dyn JobStore>, queue: &str, n: usize, ti
 /// Each job of the queue started exactly once.
 async fn assert_each_started_once(store: &Arc<dyn JobStore>, queue: &str) {
     for job in jobs_of(store, queue).await {
-        let starts = store
-            .events(job.id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|e| e.kind == EventKind::Started)
-            .count();
+        let starts = starts(store, job.id).await;
         assert_eq!(
             starts, 1,
             "job {} ({:?}) started once",

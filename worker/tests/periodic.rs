@@ -13,12 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use common::*;
 use pubsub_jobs::periodic::tick_job_id;
-use pubsub_jobs::store::{EventKind, JobStatus, JobStore};
-
-fn postgres_url() -> String {
-    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use pubsub_jobs::store::{JobStatus, JobStore};
 
 fn write_cron(dir: &Path, name: &str, queue: &str) -> String {
     let path = dir.join("cron.toml");
@@ -126,13 +121,7 @@ async fn three_schedulers_enqueue_each_tick_once(store_url: &str) {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let starts = store
-            .events(id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|e| e.kind == EventKind::Started)
-            .count();
+        let starts = starts(&store, id).await;
         assert_eq!(starts, 1, "tick {} ran once", t.tick_at);
     }
     // And no scheduler logged enqueuing a tick another one enqueued.

@@ -14,6 +14,26 @@ pub(crate) fn emulator_host() -> &'static str {
 
 pub(crate) use pubsub_jobs::testing::unique_queue as unique;
 
+/// The PostgreSQL the store tests use: `PUBSUB_JOBS_TEST_POSTGRES`, default the local `test`.
+pub(crate) fn postgres_url() -> String {
+    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// How many times the store shows job `id` started.
+pub(crate) async fn starts(
+    store: &std::sync::Arc<dyn pubsub_jobs::store::JobStore>,
+    id: uuid::Uuid,
+) -> usize {
+    store
+        .events(id)
+        .await
+        .expect("events")
+        .iter()
+        .filter(|e| e.kind == pubsub_jobs::store::EventKind::Started)
+        .count()
+}
+
 pub(crate) fn worker() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_worker"));
     c.env("PUBSUB_EMULATOR_HOST", emulator_host())
