@@ -122,12 +122,14 @@ pub enum DecodeError {
 }
 
 impl Envelope {
-    /// A fresh envelope for a first execution.
+    /// A fresh envelope for a first execution. Its job id is a UUIDv7: ids of jobs enqueued
+    /// close together sort together, so the store's indexes on them grow at one end instead of
+    /// touching a random page per job (a third of the store's write time on SQLite).
     pub fn new(job_class: &str, queue: &str, arguments: serde_json::Value) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             job_class: job_class.to_string(),
-            job_id: Uuid::new_v4(),
+            job_id: Uuid::now_v7(),
             queue_name: queue.to_string(),
             arguments,
             executions: 0,

@@ -18,6 +18,9 @@ use pubsub_jobs::{
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+#[path = "../fresh_pg.rs"]
+mod fresh_pg;
+
 #[derive(Parser, Debug, Clone)]
 struct Args {
     /// Jobs per measurement.
@@ -32,9 +35,13 @@ struct Args {
     /// Rounds (the medians are reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// The PostgreSQL job store.
+    /// The PostgreSQL server: the benchmark creates a database of its own there (dropped at
+    /// the end), so that figures do not depend on what earlier runs left behind.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1/test")]
     pg: String,
+    /// Use the database of --pg as it is instead of a fresh one.
+    #[arg(long)]
+    pg_as_is: bool,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -187,7 +194,22 @@ async fn fill_and_read(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let fresh = if args.pg_as_is {
+        None
+    } else {
+        let db = fresh_pg::create(&args.pg).await?;
+        args.pg = db.url.clone();
+        Some(db)
+    };
+    let result = run(args).await;
+    if let Some(db) = fresh {
+        db.drop().await?;
+    }
+    result
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.fill {
         let dir = std::env::temp_dir().join(format!("pubsub-jobs-fill-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;

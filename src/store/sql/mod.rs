@@ -41,6 +41,7 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0003_generation.sql"),
             include_str!("migrations/sqlite/0004_periodic.sql"),
             include_str!("migrations/sqlite/0005_aggregates.sql"),
+            include_str!("migrations/sqlite/0006_direct_aggregates.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
@@ -564,8 +565,13 @@ impl SqlStore {
     }
 
     /// Folds pending deltas into `pj_agg` (at most 50,000 at a time); returns how many. One
-    /// folder at a time on PostgreSQL (an advisory lock); SQLite has one writer anyway.
+    /// folder at a time on PostgreSQL (an advisory lock). SQLite keeps no deltas.
     async fn fold_aggregates(&self) -> Result<u64, StoreError> {
+        if self.dialect == Dialect::Sqlite {
+            // Its triggers add to pj_agg in place (migration 6, which folded what version 5
+            // had left): SQLite has one writer, so the hot rows deltas avoid cost nothing.
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
         let folded = match self.dialect {
             Dialect::Postgres => {
@@ -595,25 +601,7 @@ impl SqlStore {
                 .and_then(|r| r.try_get::<i64, _>("n"))
                 .map_err(db("fold aggregates"))?
             }
-            Dialect::Sqlite => {
-                // The first statement writes, so the transaction holds SQLite's write lock
-                // from the start: nobody adds deltas between the sum and the delete.
-                let bound = "(SELECT MAX(seq) FROM (SELECT seq FROM pj_agg_delta ORDER BY seq LIMIT $1) AS s)";
-                sqlx::query(&format!(
-                    "INSERT INTO pj_agg (key, n) SELECT key, SUM(n) FROM pj_agg_delta WHERE seq <= {bound} GROUP BY key
-                     ON CONFLICT (key) DO UPDATE SET n = pj_agg.n + excluded.n"
-                ))
-                .bind(FOLD_LIMIT)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("fold aggregates"))?;
-                sqlx::query(&format!("DELETE FROM pj_agg_delta WHERE seq <= {bound}"))
-                    .bind(FOLD_LIMIT)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("fold aggregates"))?
-                    .rows_affected() as i64
-            }
+            Dialect::Sqlite => 0,
         };
         tx.commit().await.map_err(db("commit"))?;
         Ok(folded.max(0) as u64)
@@ -1298,7 +1286,14 @@ mod aggregate_tests {
         let w = aggregate_workload(&s, "q").await;
         assert_eq!(counts(&s).await, scan_counts(&s).await);
         check_metrics(&s.metrics().await.unwrap(), &w);
-        assert!(s.maintain(&Retention::keep_all()).await.unwrap().folded > 0);
+        // SQLite's triggers add to pj_agg in place: no deltas wait for a fold.
+        let deltas: i64 = sqlx::query("SELECT COUNT(*) AS n FROM pj_agg_delta")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(deltas, 0);
+        assert_eq!(s.maintain(&Retention::keep_all()).await.unwrap().folded, 0);
         assert_eq!(counts(&s).await, scan_counts(&s).await, "folded");
         check_metrics(&s.metrics().await.unwrap(), &w);
         // Prune every succeeded job: the counts follow the table, the counters do not go back.
@@ -1314,5 +1309,74 @@ mod aggregate_tests {
         s.maintain(&Retention::keep_all()).await.unwrap();
         assert_eq!(counts(&s).await, scan_counts(&s).await, "pruned, folded");
         check_metrics(&s.metrics().await.unwrap(), &w);
+    }
+
+    /// A store at version 5 (deltas waiting for a fold) upgraded to version 6 (SQLite adds to
+    /// pj_agg in place): the waiting deltas are folded by the migration, the counts stay exact.
+    #[tokio::test]
+    async fn upgrading_to_in_place_aggregates_keeps_counts_exact() {
+        use sqlx::{Connection, Executor};
+
+        let dir = std::env::temp_dir().join(format!("pj-upgrade-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        conn.execute("CREATE TABLE pj_schema (version BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        for (i, file) in super::migrations(super::Dialect::Sqlite)[..5]
+            .iter()
+            .enumerate()
+        {
+            for step in super::statements(file) {
+                conn.execute(step.as_str()).await.unwrap();
+            }
+            conn.execute(format!("INSERT INTO pj_schema (version) VALUES ({})", i + 1).as_str())
+                .await
+                .unwrap();
+        }
+        for (i, status) in ["pending", "pending", "succeeded", "morgued"]
+            .iter()
+            .enumerate()
+        {
+            conn.execute(
+                format!(
+                    "INSERT INTO pj_jobs (id, job_class, queue, status, arguments, enqueued_at, updated_at)
+                     VALUES ('job-{i}', 'X', 'q', '{status}', '{{}}', 0, 0)"
+                )
+                .as_str(),
+            )
+            .await
+            .unwrap();
+        }
+        conn.execute("UPDATE pj_jobs SET status = 'succeeded' WHERE id = 'job-0'")
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+
+        let s = SqlStore::connect(&url).await.unwrap();
+        assert_eq!(counts(&s).await, scan_counts(&s).await);
+        assert_eq!(
+            counts(&s).await,
+            [
+                ("q".to_string(), "morgued".to_string(), 1),
+                ("q".to_string(), "pending".to_string(), 1),
+                ("q".to_string(), "succeeded".to_string(), 2)
+            ]
+        );
+        let deltas: i64 = sqlx::query("SELECT COUNT(*) AS n FROM pj_agg_delta")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(deltas, 0);
+        // And from now on in place.
+        sqlx::query("UPDATE pj_jobs SET status = 'cancelled' WHERE id = 'job-1'")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(counts(&s).await, scan_counts(&s).await);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
