@@ -425,7 +425,8 @@ async fn store_down_while_submitting_is_a_clear_error_and_nothing_half_recorded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submits_share_batches_each_recorded_published_and_run_once() {
     // 100 submits at once on one client: they go to the store and Pub/Sub in shared batches,
-    // and each caller's answer is its own job as the store has it.
+    // and each caller's answer is its own job as the store has it, durable when answered;
+    // after `flush` every one is published and marked.
     let store = store::connect(&postgres_url()).await.expect("store");
     let client = support::client().await.with_store(store.clone());
     let queue = unique("batched");
@@ -452,8 +453,12 @@ async fn concurrent_submits_share_batches_each_recorded_published_and_run_once()
         assert_eq!(answered.status, JobStatus::Pending);
         assert_eq!(answered.enqueued_at, stored.enqueued_at);
         assert_eq!(answered.arguments, stored.arguments);
-        assert!(stored.published_at.is_some(), "published and marked");
         ids.push(id);
+    }
+    client.flush().await;
+    for id in &ids {
+        let stored = store.get(*id).await.unwrap().expect("recorded");
+        assert!(stored.published_at.is_some(), "{id} published and marked");
     }
     let worker = start_worker(&client, worker_config(&queue));
     for id in &ids {

@@ -178,7 +178,7 @@ fn not_found(id: Uuid) -> ApiError {
 
 /// Submit a job.
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest, responses(
-    (status = 202, description = "Accepted: published", body = JobResource),
+    (status = 202, description = "Accepted: recorded in the store's outbox, published right after (or by a relay)", body = JobResource),
     (status = 200, description = "The dedup key is held: the existing job", body = JobResource),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 413, description = "Body over 1 MiB", body = ErrorBody),

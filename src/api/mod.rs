@@ -119,16 +119,20 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown`, then finishes requests in flight.
+/// Serves the API on `listener` until `shutdown`, then finishes requests in flight and the
+/// publishes of jobs they submitted ([`Client::flush`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, auth = !state.config.tokens.is_empty(), "HTTP API listening");
-    axum::serve(listener, router(state))
+    let client = state.client.clone();
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+        .await;
+    client.flush().await;
+    served
 }
 
 /// An error answer: `{"error": {"code", "message", "field"?}}`.

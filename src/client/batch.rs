@@ -1,22 +1,41 @@
 //! Batched submits: where concurrent enqueues on one client with a job store meet. Each caller
 //! adds its checked job to a queue; whoever finds no batch running starts one (a task, so a
 //! caller that goes away does not strand the others), which takes everything queued: one store
-//! transaction for all of them (multi-row inserts into the outbox), one publish per topic, one
-//! mark. Each caller is answered once its own job is durable in the store. As many batches run
-//! at once as the store commits side by side (`JobStore::batch_writers`); while they run, new jobs queue for the next, so the batch size follows the load
-//! with no timer.
+//! transaction for all of them (multi-row inserts into the outbox), then one publish per topic.
+//! While batches run, new jobs queue for the next, so the batch size follows the load with no
+//! timer.
+//!
+//! Each caller is answered once its own job is durable in the store, as River answers an
+//! insert: from then on the job will be published, by this batch right after, or, if this
+//! process dies first, by a relay once the enqueuer's claim on the row lapses (see `relay`).
+//! [`Client::flush`] waits for the publishes and marks still under way.
+//!
+//! Published jobs are marked in the outbox by a marker that gathers the ids of many batches
+//! for up to [`MARK_LINGER`] and marks them in one statement: a mark is an update of the job's
+//! row, which costs far more one batch at a time than many at once. Until its mark lands the
+//! row stays claimed by this client ([`crate::store::sql`] gives an enqueuer 5 s), and a job a
+//! worker has already started needs no mark (the start marks it).
+//!
+//! On a store that commits one transaction at a time (SQLite, `JobStore::batch_writers() ==
+//! 1`) the batches' writes and the marker's take turns through an async lock here, rather than
+//! through SQLite's sleeping busy handler.
 //!
 //! Jobs with a dedup key do not come here: their key is claimed one job at a time.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+use uuid::Uuid;
 
 use super::Client;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::store::{JobRecord, JobStore, NewJob, Submitted};
+
+/// How long the marker gathers published ids before it marks them.
+pub(super) const MARK_LINGER: Duration = Duration::from_millis(50);
 
 struct Pending {
     env: Envelope,
@@ -25,10 +44,14 @@ struct Pending {
     reply: oneshot::Sender<Result<JobRecord>>,
 }
 
-/// The queue of submits waiting for a batch.
+/// The queue of submits waiting for a batch, and the published ids waiting for their mark.
 #[derive(Default)]
 pub(super) struct SubmitQueue {
     state: Mutex<State>,
+    /// Turns at a one-writer store.
+    store_turn: tokio::sync::Mutex<()>,
+    /// Signalled whenever a batch runner or the marker stops.
+    idle: Notify,
 }
 
 impl SubmitQueue {
@@ -42,11 +65,21 @@ struct State {
     pending: Vec<Pending>,
     /// Batch runners at work.
     running: usize,
+    /// Published, not marked yet.
+    to_mark: Vec<Uuid>,
+    /// Whether the marker is at work.
+    marking: bool,
+}
+
+impl State {
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.running == 0 && self.to_mark.is_empty() && !self.marking
+    }
 }
 
 impl Client {
-    /// Records `job` (the outbox row of `env`, whose body is `body`) in the next batch and
-    /// publishes it with the batch; returns its record once it is durable.
+    /// Records `job` (the outbox row of `env`, whose body is `body`) in the next batch; returns
+    /// its record once it is durable. The batch publishes it right after.
     pub(super) async fn submit_batched(
         &self,
         store: &Arc<dyn JobStore>,
@@ -81,6 +114,24 @@ impl Client {
             .map_err(|_| Error::WorkerTask("the submit batch stopped before answering".into()))?
     }
 
+    /// Waits until every job submitted on this client so far is published (or left to the
+    /// relay, if its publish failed) and marked in the store's outbox. Call it before a
+    /// short-lived process exits: `perform_later` with a store returns once the job is
+    /// durable, and publishes it in the background. Without a store, or with nothing under
+    /// way, it returns at once.
+    pub async fn flush(&self) {
+        let queue = &self.inner.submits;
+        loop {
+            let idle = queue.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if queue.lock().idle() {
+                return;
+            }
+            idle.await;
+        }
+    }
+
     /// Runs batches until nothing is queued.
     async fn run_batches(&self, store: Arc<dyn JobStore>) {
         loop {
@@ -88,6 +139,8 @@ impl Client {
                 let mut st = self.inner.submits.lock();
                 if st.pending.is_empty() {
                     st.running -= 1;
+                    drop(st);
+                    self.inner.submits.idle.notify_waiters();
                     return;
                 }
                 std::mem::take(&mut st.pending)
@@ -96,9 +149,25 @@ impl Client {
         }
     }
 
+    /// The store's turn for this client's writes (on a one-writer store; else no wait).
+    async fn store_turn(
+        &self,
+        store: &Arc<dyn JobStore>,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if store.batch_writers() <= 1 {
+            Some(self.inner.submits.store_turn.lock().await)
+        } else {
+            None
+        }
+    }
+
     async fn submit_batch(&self, store: &Arc<dyn JobStore>, batch: Vec<Pending>) {
         let jobs: Vec<NewJob> = batch.iter().map(|p| p.job.clone()).collect();
-        if let Err(e) = store.submit_many(jobs).await {
+        let written = {
+            let _turn = self.store_turn(store).await;
+            store.submit_many(jobs).await
+        };
+        if let Err(e) = written {
             // One by one: one job's trouble (or a store that is down) answers each its own.
             tracing::debug!(error = %e, jobs = batch.len(), "job store: a submit batch failed; recording one by one");
             for p in batch {
@@ -114,31 +183,55 @@ impl Client {
             }
             return;
         }
+        // Durable: answer now, publish next.
         let now = Utc::now();
-        let ids: Vec<_> = batch.iter().map(|p| p.job.id).collect();
-        let (mut envs, mut bodies, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        let ids: Vec<Uuid> = batch.iter().map(|p| p.job.id).collect();
+        let (mut envs, mut bodies) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
         for p in batch {
+            let _ = p.reply.send(Ok(JobRecord::recorded(&p.job, now, false)));
             envs.push(p.env);
             bodies.push(p.body);
-            rest.push((p.job, p.reply));
         }
-        let published = match self.publish_envelopes(envs, bodies).await {
-            Ok(()) => {
-                self.mark_published(store, &ids).await;
-                true
-            }
-            Err(e) => {
-                tracing::warn!(
-                    event = "job.publish_deferred",
-                    jobs = ids.len(),
-                    error = %e,
-                    "publish failed; the jobs are in the outbox and the relay publishes them"
-                );
-                false
-            }
+        match self.publish_envelopes(envs, bodies).await {
+            Ok(()) => self.to_mark(store, ids),
+            Err(e) => tracing::warn!(
+                event = "job.publish_deferred",
+                jobs = ids.len(),
+                error = %e,
+                "publish failed; the jobs are in the outbox and the relay publishes them"
+            ),
+        }
+    }
+
+    /// Hands published ids to the marker (starting it if it is not at work).
+    fn to_mark(&self, store: &Arc<dyn JobStore>, ids: Vec<Uuid>) {
+        let start = {
+            let mut st = self.inner.submits.lock();
+            st.to_mark.extend(ids);
+            !std::mem::replace(&mut st.marking, true)
         };
-        for (job, reply) in rest {
-            let _ = reply.send(Ok(JobRecord::recorded(&job, now, published)));
+        if start {
+            let (client, store) = (self.clone(), store.clone());
+            tokio::spawn(async move { client.run_marker(store).await });
+        }
+    }
+
+    /// Marks what was published, every [`MARK_LINGER`], until nothing is left.
+    async fn run_marker(&self, store: Arc<dyn JobStore>) {
+        loop {
+            tokio::time::sleep(MARK_LINGER).await;
+            let ids = {
+                let mut st = self.inner.submits.lock();
+                if st.to_mark.is_empty() {
+                    st.marking = false;
+                    drop(st);
+                    self.inner.submits.idle.notify_waiters();
+                    return;
+                }
+                std::mem::take(&mut st.to_mark)
+            };
+            let _turn = self.store_turn(&store).await;
+            self.mark_published(&store, &ids).await;
         }
     }
 }

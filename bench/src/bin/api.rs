@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 struct Args {
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 10)]
@@ -32,9 +32,13 @@ struct Args {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
-    /// The job store (default: SQLite in a temp directory), e.g. postgres://postgres@127.0.0.1/test.
+    /// The job store (default: SQLite in a temp directory), e.g. postgres://postgres@127.0.0.1/test
+    /// (the benchmark then creates a database of its own on that server and drops it at the end).
     #[arg(long)]
     store: Option<String>,
+    /// Rounds of the four measurements, alternating (the medians are reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 struct Kill(Child);
@@ -128,9 +132,34 @@ async fn wait_http(url: &str, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
+#[path = "../fresh_pg.rs"]
+mod fresh_pg;
+
+/// The median run of `runs` by requests/s.
+fn median(mut runs: Vec<WrkResult>) -> WrkResult {
+    runs.sort_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
+    runs.swap_remove(runs.len() / 2)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let fresh = match &args.store {
+        Some(url) if url.starts_with("postgres") => {
+            let db = fresh_pg::create(url).await?;
+            args.store = Some(db.url.clone());
+            Some(db)
+        }
+        _ => None,
+    };
+    let result = run(args).await;
+    if let Some(db) = fresh {
+        db.drop().await?;
+    }
+    result
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let host = pubsub_jobs::emulator::shared_host()
         .context("an emulator")?
         .to_string();
@@ -218,10 +247,6 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let (_, _) = (&live, &finished);
-    let health = wrk(&format!("{base}/healthz"), &args)?;
-    let get_finished = wrk(&format!("{base}/v1/jobs/{finished}"), &args)?;
-    let get_live = wrk(&format!("{base}/v1/jobs/{live}"), &args)?;
     // Submits: each a new job, recorded in the outbox and published (no worker runs them).
     let script = dir.join("post.lua");
     std::fs::write(
@@ -230,13 +255,38 @@ async fn main() -> anyhow::Result<()> {
             "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{{\"job_class\":\"MockJob\",\"arguments\":{{\"sleep_duration\":0,\"raise_error\":false}},\"queue\":\"{queue}\"}}'\n"
         ),
     )?;
-    let post = wrk_with(&format!("{base}/v1/jobs"), &args, Some(&script))?;
+    // Warm-up, unmeasured: the emulator's JIT compiles its publish path, the store its caches.
+    let warm = Args {
+        duration: args.duration.min(3),
+        ..args.clone()
+    };
+    wrk_with(&format!("{base}/v1/jobs"), &warm, Some(&script))?;
+    wrk(&format!("{base}/v1/jobs/{live}"), &warm)?;
+    let (mut health, mut get_finished, mut get_live, mut post) = (vec![], vec![], vec![], vec![]);
+    for r in 1..=args.rounds.max(1) {
+        health.push(wrk(&format!("{base}/healthz"), &args)?);
+        get_finished.push(wrk(&format!("{base}/v1/jobs/{finished}"), &args)?);
+        get_live.push(wrk(&format!("{base}/v1/jobs/{live}"), &args)?);
+        post.push(wrk_with(&format!("{base}/v1/jobs"), &args, Some(&script))?);
+        eprintln!(
+            "round {r}: GET pending {:.0} req/s, POST {:.0} req/s (p99 {:.1} ms)",
+            get_live[r - 1].requests_per_s,
+            post[r - 1].requests_per_s,
+            post[r - 1].p99_ms
+        );
+    }
+    let (health, get_finished, get_live, post) = (
+        median(health),
+        median(get_finished),
+        median(get_live),
+        median(post),
+    );
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
     println!(
-        "API benchmark: wrk -t{} -c{} -d{}s, {store_name} store, {cores} cores (wrk and the API share them)",
-        args.threads, args.connections, args.duration
+        "API benchmark: wrk -t{} -c{} -d{}s, {store_name} store, {cores} cores (wrk and the API share them), medians of {} rounds",
+        args.threads, args.connections, args.duration, args.rounds.max(1)
     );
     println!(
         "{:<34} {:>12} {:>10} {:>10} {:>8}",

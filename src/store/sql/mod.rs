@@ -1042,19 +1042,52 @@ impl JobStore for SqlStore {
 
     async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         let now = ms(Utc::now());
-        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        for chunk in ids.chunks(500) {
-            // Uuid's text is hex digits and dashes: safe to inline.
-            let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
-            sqlx::query(&format!(
-                "UPDATE pj_jobs SET published_at = $1, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+        let mark = |chunk: &[Uuid]| {
+            // Bound, not inlined: one prepared statement per chunk size, reused (an inlined
+            // list would be parsed and planned on every call, and crowd the statement cache).
+            let list: Vec<String> = match self.dialect {
+                // SQLite looks `$N` up by a linear scan; anonymous `?`s bind in order.
+                Dialect::Sqlite => vec!["?".to_string(); chunk.len()],
+                Dialect::Postgres => (2..chunk.len() + 2).map(|i| format!("${i}")).collect(),
+            };
+            let first = if self.dialect == Dialect::Sqlite {
+                "?"
+            } else {
+                "$1"
+            };
+            format!(
+                "UPDATE pj_jobs SET published_at = {first}, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
                  WHERE id IN ({}) AND published_at IS NULL",
                 list.join(", ")
-            ))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("mark published"))?;
+            )
+        };
+        fn bind<'q>(
+            sql: &'q str,
+            now: i64,
+            chunk: &[Uuid],
+        ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+            let mut q = sqlx::query(sql).bind(now);
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            q
+        }
+        if ids.len() <= 500 {
+            // One statement: atomic without a transaction around it.
+            let sql = mark(ids);
+            bind(&sql, now, ids)
+                .execute(&self.pool)
+                .await
+                .map_err(db("mark published"))?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        for chunk in ids.chunks(500) {
+            let sql = mark(chunk);
+            bind(&sql, now, chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("mark published"))?;
         }
         tx.commit().await.map_err(db("commit"))
     }

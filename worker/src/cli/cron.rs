@@ -200,6 +200,7 @@ pub(crate) async fn run(
             let client = connect(g).await?;
             let env = Envelope::new(&d.job_class, &d.queue, d.arguments);
             let submission = client.submit(env, None).await?;
+            client.flush().await;
             println!("{}", submission.job_id);
         }
     }

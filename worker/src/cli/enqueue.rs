@@ -26,6 +26,7 @@ pub(crate) async fn run(
         .transpose()?;
     let client = connect(g).await?;
     client.submit(env.clone(), None).await?;
+    client.flush().await;
     if g.log_format == LogFormat::Json {
         let line = serde_json::json!({
             "timestamp": chrono::Utc::now().to_rfc3339(),
