@@ -125,7 +125,7 @@ async fn fill_and_read(
         let k = (n - done).min(1_000);
         let jobs: Vec<NewJob> = (0..k)
             .map(|i| NewJob {
-                id: uuid::Uuid::new_v4(),
+                id: uuid::Uuid::now_v7(),
                 job_class: "StoreBenchNoop".into(),
                 queue: format!("fill-{}", (done + i) % 4),
                 arguments: serde_json::json!({ "pad": "x".repeat(100) }),

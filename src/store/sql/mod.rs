@@ -49,6 +49,7 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/postgres/0003_generation.sql"),
             include_str!("migrations/postgres/0004_periodic.sql"),
             include_str!("migrations/postgres/0005_aggregates.sql"),
+            include_str!("migrations/postgres/0006_autovacuum.sql"),
         ],
     }
 }
