@@ -1051,16 +1051,23 @@ impl JobStore for SqlStore {
                 Dialect::Sqlite => vec!["?".to_string(); chunk.len()],
                 Dialect::Postgres => (2..chunk.len() + 2).map(|i| format!("${i}")).collect(),
             };
-            let first = if self.dialect == Dialect::Sqlite {
-                "?"
-            } else {
-                "$1"
-            };
-            format!(
-                "UPDATE pj_jobs SET published_at = {first}, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-                 WHERE id IN ({}) AND published_at IS NULL",
-                list.join(", ")
-            )
+            match self.dialect {
+                Dialect::Sqlite => format!(
+                    "UPDATE pj_jobs SET published_at = ?, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+                     WHERE id IN ({}) AND published_at IS NULL",
+                    list.join(", ")
+                ),
+                // Rows another transaction holds are skipped, never waited for: a mark spans
+                // jobs of every recorder lane, and waiting on their starts (which mark the job
+                // themselves) while they wait on the mark's rows was a deadlock. A row skipped
+                // for another reason (a cancel) stays in the outbox; a relay publishes it again
+                // and the worker skips it.
+                Dialect::Postgres => format!(
+                    "UPDATE pj_jobs SET published_at = $1, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+                     WHERE id IN (SELECT id FROM pj_jobs WHERE id IN ({}) AND published_at IS NULL FOR UPDATE SKIP LOCKED)",
+                    list.join(", ")
+                ),
+            }
         };
         fn bind<'q>(
             sql: &'q str,
