@@ -3,6 +3,7 @@
 //! dialect. Every write is one transaction that begins with a write, so that SQLite takes its
 //! write lock at once (and waits on busy_timeout) instead of failing an upgrade.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -109,6 +110,19 @@ pub(super) const START_UPSERT: &str =
    AND NOT (pj_jobs.status IN ('succeeded', 'morgued', 'discarded')
             AND pj_jobs.generation >= excluded.generation
             AND pj_jobs.attempts >= excluded.attempts)";
+
+/// `sql` with `now` bound first, then each id's text.
+fn bind_ids<'q>(
+    sql: &'q str,
+    now: i64,
+    ids: &[Uuid],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql).bind(now);
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    q
+}
 
 /// Aggregate deltas folded per transaction, at most.
 const FOLD_LIMIT: i64 = 50_000;
@@ -1043,61 +1057,59 @@ impl JobStore for SqlStore {
 
     async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         let now = ms(Utc::now());
-        let mark = |chunk: &[Uuid]| {
-            // Bound, not inlined: one prepared statement per chunk size, reused (an inlined
-            // list would be parsed and planned on every call, and crowd the statement cache).
-            let list: Vec<String> = match self.dialect {
-                // SQLite looks `$N` up by a linear scan; anonymous `?`s bind in order.
-                Dialect::Sqlite => vec!["?".to_string(); chunk.len()],
-                Dialect::Postgres => (2..chunk.len() + 2).map(|i| format!("${i}")).collect(),
-            };
+        // Ids bound, not inlined: one prepared statement per chunk size, reused (an inlined list
+        // would be parsed and planned on every call, and crowd the statement cache). Each chunk
+        // is its own statement: a mark is idempotent, so a partial one loses nothing.
+        let set = "UPDATE pj_jobs SET published_at = $1, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL";
+        let list = |n: usize| -> String {
             match self.dialect {
-                Dialect::Sqlite => format!(
-                    "UPDATE pj_jobs SET published_at = ?, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-                     WHERE id IN ({}) AND published_at IS NULL",
-                    list.join(", ")
-                ),
-                // Rows another transaction holds are skipped, never waited for: a mark spans
-                // jobs of every recorder lane, and waiting on their starts (which mark the job
-                // themselves) while they wait on the mark's rows was a deadlock. A row skipped
-                // for another reason (a cancel) stays in the outbox; a relay publishes it again
-                // and the worker skips it.
-                Dialect::Postgres => format!(
-                    "UPDATE pj_jobs SET published_at = $1, outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
-                     WHERE id IN (SELECT id FROM pj_jobs WHERE id IN ({}) AND published_at IS NULL FOR UPDATE SKIP LOCKED)",
-                    list.join(", ")
-                ),
+                // SQLite looks `$N` up by a linear scan; anonymous `?`s bind in order.
+                Dialect::Sqlite => vec!["?"; n].join(", "),
+                Dialect::Postgres => (2..n + 2)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }
         };
-        fn bind<'q>(
-            sql: &'q str,
-            now: i64,
-            chunk: &[Uuid],
-        ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-            let mut q = sqlx::query(sql).bind(now);
-            for id in chunk {
-                q = q.bind(id.to_string());
+        let set_now = if self.dialect == Dialect::Sqlite {
+            set.replace("$1", "?")
+        } else {
+            set.to_string()
+        };
+        for chunk in ids.chunks(500) {
+            let mut rest: Vec<Uuid> = chunk.to_vec();
+            if self.dialect == Dialect::Postgres {
+                // First the rows nobody else holds. A mark spans the jobs of every recorder
+                // lane, and waiting on their starts while they waited on the mark's rows was a
+                // deadlock; a start marks its job itself, so usually nothing is left.
+                let sql = format!(
+                    "{set} WHERE id IN (SELECT id FROM pj_jobs WHERE id IN ({}) AND published_at IS NULL FOR UPDATE SKIP LOCKED)
+                     RETURNING id",
+                    list(chunk.len())
+                );
+                let marked: HashSet<String> = bind_ids(&sql, now, chunk)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db("mark published"))?
+                    .iter()
+                    .filter_map(|r| r.try_get::<String, _>("id").ok())
+                    .collect();
+                rest.retain(|id| !marked.contains(&id.to_string()));
+                if rest.is_empty() {
+                    continue;
+                }
             }
-            q
-        }
-        if ids.len() <= 500 {
-            // One statement: atomic without a transaction around it.
-            let sql = mark(ids);
-            bind(&sql, now, ids)
+            // Then the rest, waiting for their holders (another relay's claim, a cancel).
+            let sql = format!(
+                "{set_now} WHERE id IN ({}) AND published_at IS NULL",
+                list(rest.len())
+            );
+            bind_ids(&sql, now, &rest)
                 .execute(&self.pool)
                 .await
                 .map_err(db("mark published"))?;
-            return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        for chunk in ids.chunks(500) {
-            let sql = mark(chunk);
-            bind(&sql, now, chunk)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("mark published"))?;
-        }
-        tx.commit().await.map_err(db("commit"))
+        Ok(())
     }
 
     async fn claim_unpublished(
@@ -1306,6 +1318,14 @@ mod aggregate_tests {
             .collect()
     }
 
+    async fn unfolded_deltas(s: &SqlStore) -> i64 {
+        sqlx::query("SELECT COUNT(*) AS n FROM pj_agg_delta")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+            .get("n")
+    }
+
     async fn counts(s: &SqlStore) -> Vec<(String, String, i64)> {
         let mut v: Vec<_> = s
             .queue_counts()
@@ -1328,12 +1348,7 @@ mod aggregate_tests {
         assert_eq!(counts(&s).await, scan_counts(&s).await);
         check_metrics(&s.metrics().await.unwrap(), &w);
         // SQLite's triggers add to pj_agg in place: no deltas wait for a fold.
-        let deltas: i64 = sqlx::query("SELECT COUNT(*) AS n FROM pj_agg_delta")
-            .fetch_one(&s.pool)
-            .await
-            .unwrap()
-            .get("n");
-        assert_eq!(deltas, 0);
+        assert_eq!(unfolded_deltas(&s).await, 0);
         assert_eq!(s.maintain(&Retention::keep_all()).await.unwrap().folded, 0);
         assert_eq!(counts(&s).await, scan_counts(&s).await, "folded");
         check_metrics(&s.metrics().await.unwrap(), &w);
@@ -1406,12 +1421,7 @@ mod aggregate_tests {
                 ("q".to_string(), "succeeded".to_string(), 2)
             ]
         );
-        let deltas: i64 = sqlx::query("SELECT COUNT(*) AS n FROM pj_agg_delta")
-            .fetch_one(&s.pool)
-            .await
-            .unwrap()
-            .get("n");
-        assert_eq!(deltas, 0);
+        assert_eq!(unfolded_deltas(&s).await, 0);
         // And from now on in place.
         sqlx::query("UPDATE pj_jobs SET status = 'cancelled' WHERE id = 'job-1'")
             .execute(&s.pool)
