@@ -22,7 +22,7 @@ use crate::store::{
 /// A job to run.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SubmitRequest {
+pub(crate) struct SubmitRequest {
     /// A job class registered in the worker binary (`worker jobs` lists them).
     pub job_class: String,
     /// The job's arguments: its struct as JSON.
@@ -58,6 +58,8 @@ pub(super) struct JobLinks {
 /// A job's status and result.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct JobResource {
+    /// Bumped by every retry of the finished job.
+    pub generation: u32,
     /// The job id.
     pub id: Uuid,
     /// The class.
@@ -97,6 +99,7 @@ impl From<JobRecord> for JobResource {
                 self_: format!("/v1/jobs/{}", r.id),
                 events: format!("/v1/jobs/{}/events", r.id),
             },
+            generation: r.generation,
             id: r.id,
             job_class: r.job_class,
             queue: r.queue,
@@ -125,7 +128,7 @@ pub(super) struct EventsResponse {
 
 /// A page of jobs.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct JobList {
+pub(crate) struct JobList {
     /// Newest first.
     pub jobs: Vec<JobResource>,
     /// Pass as `cursor` for the next page; null on the last.
@@ -134,7 +137,7 @@ pub(super) struct JobList {
 
 /// Counts of one queue.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct QueueCounts {
+pub(crate) struct QueueCounts {
     /// The queue.
     pub queue: String,
     /// Jobs by status.
@@ -145,25 +148,71 @@ pub(super) struct QueueCounts {
 
 /// Counts per queue.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct QueuesResponse {
+pub(crate) struct QueuesResponse {
     /// The queues with jobs in the store.
     pub queues: Vec<QueueCounts>,
 }
 
 /// List filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub(super) struct ListParams {
+pub(crate) struct ListParams {
     /// Only this status.
     pub status: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only this job class.
+    pub class: Option<String>,
+    /// Only jobs whose arguments or last error contain this text (case-insensitive; looks at
+    /// the newest 20,000 jobs of the other filters per page, so a page may be short with a
+    /// `next_cursor` that goes on).
+    pub q: Option<String>,
     /// Page size, 1-500 (default 50).
     pub limit: Option<u32>,
     /// From `next_cursor`.
     pub cursor: Option<String>,
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+impl ListParams {
+    /// The store query, or a 422 naming the bad parameter. Empty values mean no filter.
+    pub(crate) fn to_query(&self) -> Result<ListQuery, ApiError> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let status = given(&self.status)
+            .map(str::parse::<JobStatus>)
+            .transpose()
+            .map_err(|m| ApiError::unprocessable(m).field("status"))?;
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(
+                ApiError::unprocessable(format!("limit must be 1-500, not {limit}")).field("limit"),
+            );
+        }
+        let cursor = given(&self.cursor).map(str::to_string);
+        if let Some(c) = &cursor {
+            if c.parse::<i64>().is_err() {
+                return Err(ApiError::unprocessable(format!(
+                    "cursor {c:?} is not one this API returned"
+                ))
+                .field("cursor"));
+            }
+        }
+        let text = given(&self.q).map(str::to_string);
+        if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+            return Err(ApiError::unprocessable("q must be at most 200 characters").field("q"));
+        }
+        Ok(ListQuery {
+            status,
+            queue: given(&self.queue).map(str::to_string),
+            job_class: given(&self.class).map(str::to_string),
+            text,
+            limit,
+            cursor,
+        })
+    }
+}
+
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -172,7 +221,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-fn not_found(id: Uuid) -> ApiError {
+pub(crate) fn not_found(id: Uuid) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))
 }
 
@@ -214,6 +263,36 @@ pub(crate) async fn submit(
             ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
         }
     })?;
+    let (env, dedup) = prepare(&state, req)?;
+    let submission = state.client.submit(env, dedup).await?;
+    let record = match submission.record {
+        Some(r) => *r,
+        None => state
+            .store
+            .get(submission.job_id)
+            .await?
+            .ok_or_else(|| not_found(submission.job_id))?,
+    };
+    let status = if submission.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location = format!("/v1/jobs/{}", record.id);
+    let mut resp = (status, Json(JobResource::from(record))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// Checks a submit request as `POST /v1/jobs` and the dashboard's Enqueue form do: the class,
+/// the arguments (decoded once), the queue, the due time and the dedup options. Returns the
+/// envelope to submit, or a 422 naming the field.
+pub(crate) fn prepare(
+    state: &ApiState,
+    req: SubmitRequest,
+) -> Result<(Envelope, Option<Dedup>), ApiError> {
     // Decoded once: checks the class and arguments, and gives the job's own queue.
     let job = state
         .registry
@@ -268,26 +347,7 @@ pub(crate) async fn submit(
     };
     let mut env = Envelope::new(&req.job_class, &queue, req.arguments);
     env.scheduled_at = scheduled_at;
-    let submission = state.client.submit(env, dedup).await?;
-    let record = match submission.record {
-        Some(r) => *r,
-        None => state
-            .store
-            .get(submission.job_id)
-            .await?
-            .ok_or_else(|| not_found(submission.job_id))?,
-    };
-    let status = if submission.existing {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    let location = format!("/v1/jobs/{}", record.id);
-    let mut resp = (status, Json(JobResource::from(record))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    Ok((env, dedup))
 }
 
 fn etag(r: &JobRecord) -> String {
@@ -365,35 +425,7 @@ pub(crate) async fn list(
     State(state): State<ApiState>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
-    let status = p
-        .status
-        .as_deref()
-        .map(str::parse::<JobStatus>)
-        .transpose()
-        .map_err(|m| ApiError::unprocessable(m).field("status"))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(
-            ApiError::unprocessable(format!("limit must be 1-500, not {limit}")).field("limit"),
-        );
-    }
-    if let Some(c) = &p.cursor {
-        if c.parse::<i64>().is_err() {
-            return Err(ApiError::unprocessable(format!(
-                "cursor {c:?} is not one this API returned"
-            ))
-            .field("cursor"));
-        }
-    }
-    let page = state
-        .store
-        .list(ListQuery {
-            status,
-            queue: p.queue,
-            limit,
-            cursor: p.cursor,
-        })
-        .await?;
+    let page = state.store.list(p.to_query()?).await?;
     Ok(Json(JobList {
         jobs: page.jobs.into_iter().map(JobResource::from).collect(),
         next_cursor: page.next_cursor,
@@ -430,9 +462,9 @@ pub(crate) async fn cancel(
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct OutboxResponse {
     /// How many.
-    unpublished: u64,
+    pub unpublished: u64,
     /// Seconds since the oldest was enqueued; null when none.
-    oldest_age_seconds: Option<f64>,
+    pub oldest_age_seconds: Option<f64>,
 }
 
 pub(crate) fn outbox_age(s: &crate::store::OutboxStatus) -> Option<f64> {
@@ -460,6 +492,13 @@ pub(crate) async fn outbox(
 pub(crate) async fn queues(
     State(state): State<ApiState>,
 ) -> Result<Json<QueuesResponse>, ApiError> {
+    Ok(Json(QueuesResponse {
+        queues: queue_counts(&state).await?,
+    }))
+}
+
+/// Counts by status per queue, from the store's aggregates, queues by name.
+pub(crate) async fn queue_counts(state: &ApiState) -> Result<Vec<QueueCounts>, ApiError> {
     let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
     for c in state.store.queue_counts().await? {
         let q = by_queue
@@ -475,7 +514,5 @@ pub(crate) async fn queues(
         q.counts.insert(c.status.as_str().to_string(), c.count);
         q.total += c.count;
     }
-    Ok(Json(QueuesResponse {
-        queues: by_queue.into_values().collect(),
-    }))
+    Ok(by_queue.into_values().collect())
 }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod actions;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -103,7 +104,14 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/count", get(actions::count))
+        .route("/v1/jobs/bulk", post(actions::bulk))
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(actions::retry))
+        .route("/v1/jobs/{id}/delete", post(actions::delete))
+        .route("/v1/jobs/{id}/cancel", post(actions::cancel))
+        .route("/v1/stats", get(actions::stats))
+        .route("/v1/classes", get(actions::classes))
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/queues", get(jobs::queues))
         .route("/v1/outbox", get(jobs::outbox))

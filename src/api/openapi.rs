@@ -11,6 +11,8 @@ use super::jobs;
     info(title = "pubsub-jobs", description = "Background jobs on Google Cloud Pub/Sub: submit, poll, cancel."),
     paths(
         jobs::submit, jobs::get_job, jobs::events, jobs::list, jobs::cancel, jobs::queues, jobs::outbox,
+        super::actions::retry, super::actions::delete, super::actions::cancel, super::actions::bulk,
+        super::actions::count, super::actions::stats, super::actions::classes,
         super::periodic::list, super::periodic::pause, super::periodic::resume, super::periodic::run_now,
         super::metrics::metrics, super::healthz
     ),
@@ -18,7 +20,11 @@ use super::jobs;
         jobs::SubmitRequest, jobs::JobResource, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
         jobs::QueueCounts, jobs::QueuesResponse, jobs::OutboxResponse, super::periodic::PeriodicResource,
         super::periodic::PeriodicList, super::ErrorBody, super::ErrorDetail,
-        crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent
+        crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent,
+        crate::store::JobCount, crate::store::MinuteCount, crate::store::ProcessInfo,
+        super::actions::Deleted, super::actions::BulkAction, super::actions::BulkRequest,
+        super::actions::BulkResponse, super::actions::Percentiles, super::actions::StatsResponse,
+        super::actions::ClassInfo
     )),
     modifiers(&BearerAuth)
 )]

@@ -126,7 +126,12 @@ impl Client {
     }
 
     /// The outbox entry of an envelope whose body is `data`.
-    fn outbox_message(&self, env: &Envelope, data: Vec<u8>, now: DateTime<Utc>) -> OutboxMessage {
+    pub(super) fn outbox_message(
+        &self,
+        env: &Envelope,
+        data: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> OutboxMessage {
         OutboxMessage {
             topic: self.topic_for(env, now),
             data,

@@ -13,6 +13,7 @@ mod batch;
 pub mod config;
 mod enqueue;
 mod publish;
+mod requeue;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

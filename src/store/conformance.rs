@@ -324,6 +324,7 @@ pub async fn list_pages_newest_first(s: &dyn JobStore, queue: &str) {
                 queue: Some(queue.into()),
                 limit: 2,
                 cursor: cursor.take(),
+                ..Default::default()
             })
             .await
             .expect("list");

@@ -1,7 +1,9 @@
 //! Store housekeeping beside the job's life: every process with a store (workers, `worker api`,
 //! `worker relay`) runs a [`Maintainer`] that calls [`JobStore::maintain`] every second: the
 //! aggregates' deltas are folded (so counts stay fast to read), and the one process holding the
-//! short prune lease deletes finished jobs past their retention, in small batches.
+//! short prune lease deletes finished jobs past their retention, in small batches. Given a
+//! [`ProcessInfo`], it also reports the process every [`HEARTBEAT_INTERVAL`] (the dashboard's
+//! list of workers, API servers and relays) and forgets it on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobStore, Retention};
+use super::{JobStore, ProcessInfo, Retention, HEARTBEAT_INTERVAL};
 
 /// Settings of the [`Maintainer`].
 #[derive(Clone, Debug)]
@@ -18,6 +20,8 @@ pub struct MaintainerConfig {
     pub interval: Duration,
     /// What to keep; [`Retention::keep_all`] turns pruning off.
     pub retention: Retention,
+    /// The process to report to the store, if any.
+    pub process: Option<ProcessInfo>,
 }
 
 impl Default for MaintainerConfig {
@@ -25,6 +29,7 @@ impl Default for MaintainerConfig {
         Self {
             interval: Duration::from_secs(1),
             retention: Retention::default(),
+            process: None,
         }
     }
 }
@@ -41,7 +46,16 @@ impl Maintainer {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let handle = tokio::spawn(async move {
+            let mut last_beat: Option<tokio::time::Instant> = None;
             loop {
+                if let Some(p) = &config.process {
+                    if last_beat.map_or(true, |t| t.elapsed() >= HEARTBEAT_INTERVAL) {
+                        last_beat = Some(tokio::time::Instant::now());
+                        if let Err(e) = store.heartbeat(p).await {
+                            tracing::debug!(error = %e, "job store: heartbeat failed");
+                        }
+                    }
+                }
                 match store.maintain(&config.retention).await {
                     Ok(m) if m.pruned.jobs > 0 => tracing::info!(
                         event = "store.pruned",
@@ -53,7 +67,12 @@ impl Maintainer {
                     Err(e) => tracing::warn!(error = %e, "job store: maintenance failed; retrying"),
                 }
                 tokio::select! {
-                    _ = token.cancelled() => return,
+                    _ = token.cancelled() => {
+                        if let Some(p) = &config.process {
+                            let _ = store.forget_process(&p.id).await;
+                        }
+                        return;
+                    }
                     _ = tokio::time::sleep(config.interval) => {}
                 }
             }

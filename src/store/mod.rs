@@ -263,6 +263,9 @@ pub struct JobRecord {
     pub dedup_key: Option<String>,
     /// Grows by one on every change (the API's ETag).
     pub version: i64,
+    /// Bumped by every retry of the finished job (from the dashboard, the API or the morgue).
+    #[serde(default)]
+    pub generation: u32,
     /// When its message was published (`None`: still in the outbox, the relay publishes it).
     #[serde(default)]
     pub published_at: Option<DateTime<Utc>>,
@@ -295,6 +298,7 @@ impl JobRecord {
             result: None,
             dedup_key: job.dedup.as_ref().map(|d| d.key.clone()),
             version: 1,
+            generation: 0,
             published_at: (published || job.message.is_none()).then(|| ms(now)),
         }
     }
@@ -479,11 +483,153 @@ pub struct ListQuery {
     pub status: Option<JobStatus>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only this job class.
+    pub job_class: Option<String>,
+    /// Only jobs whose arguments or last error contain this text (case-insensitive). Read over
+    /// at most the newest [`SCAN_WINDOW`] jobs of the other filters per page: a page may come
+    /// back short with a cursor that goes on below.
+    pub text: Option<String>,
     /// Page size (1-500).
     pub limit: u32,
     /// From [`Page::next_cursor`] of the previous page.
     pub cursor: Option<String>,
 }
+
+impl ListQuery {
+    /// True when a read needs more than one index (two or more of queue, status and class) or
+    /// a text match: it is then bounded by [`SCAN_WINDOW`].
+    pub fn is_windowed(&self) -> bool {
+        let indexed = [
+            self.status.is_some(),
+            self.queue.is_some(),
+            self.job_class.is_some(),
+        ]
+        .into_iter()
+        .filter(|x| *x)
+        .count();
+        indexed > 1 || self.text.is_some()
+    }
+}
+
+/// How many jobs a filtered read looks at, at most, per page or count: the newest of the most
+/// selective filter's jobs. Keeps every dashboard page fast at millions of jobs.
+pub const SCAN_WINDOW: u32 = 20_000;
+
+/// How many jobs match a [`ListQuery`] (its limit and cursor ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct JobCount {
+    /// The count.
+    pub count: u64,
+    /// False when only the newest [`SCAN_WINDOW`] jobs were looked at and more lie beyond: the
+    /// count is then a lower bound.
+    pub exact: bool,
+}
+
+/// A retry of a finished job from the store ([`JobStore::requeue`]): the job runs again under
+/// the same id, as a new generation.
+#[derive(Clone, Debug)]
+pub struct Requeue {
+    /// The job.
+    pub id: Uuid,
+    /// The row's version it was read at: the requeue applies only if nothing changed since.
+    pub version: i64,
+    /// The new generation (the row's plus one), also in the message.
+    pub generation: u32,
+    /// The message to publish, written to the outbox.
+    pub message: OutboxMessage,
+}
+
+/// What [`JobStore::requeue`] did.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RequeueOutcome {
+    /// Back to pending, in the outbox: publish it.
+    Requeued(Box<JobRecord>),
+    /// Not retryable now (not failed, morgued, discarded or cancelled), or changed since it
+    /// was read.
+    Conflict(Box<JobRecord>),
+    /// No such job.
+    NotFound,
+}
+
+/// What [`JobStore::delete`] did.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum DeleteOutcome {
+    /// Deleted with its events.
+    Deleted,
+    /// Not finished: cancel it first (a pending job's message would still run).
+    Conflict(Box<JobRecord>),
+    /// No such job.
+    NotFound,
+}
+
+/// Executions finished in one minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// Executions that succeeded.
+    pub succeeded: u64,
+    /// Executions that failed.
+    pub failed: u64,
+}
+
+/// How long per-minute execution counts are kept ([`JobStore::throughput`]).
+pub const THROUGHPUT_KEPT: Duration = Duration::from_secs(2 * 3600);
+
+/// A process that uses the store: a worker, `worker api`, a relay. Each reports itself every
+/// [`HEARTBEAT_INTERVAL`] through its [`Maintainer`](maintenance::Maintainer).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct ProcessInfo {
+    /// Unique per process: host, pid and a random suffix.
+    pub id: String,
+    /// What it is: `worker`, `api`, `relay`.
+    pub kind: String,
+    /// Its queue, for a worker.
+    pub queue: Option<String>,
+    /// The host name.
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it last reported (set by the store).
+    pub seen_at: DateTime<Utc>,
+}
+
+impl ProcessInfo {
+    /// This process, as `kind` (serving `queue`, for a worker).
+    pub fn this(kind: &str, queue: Option<&str>) -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        let pid = std::process::id();
+        let now = Utc::now();
+        Self {
+            id: format!("{host}:{pid}:{}", &Uuid::new_v4().simple().to_string()[..8]),
+            kind: kind.to_string(),
+            queue: queue.map(str::to_string),
+            host,
+            pid,
+            started_at: now,
+            seen_at: now,
+        }
+    }
+}
+
+/// How often a process reports itself to the store.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long finished jobs (and their events) are kept, per final status; `None` keeps them.
 /// Defaults: succeeded 7 days; failed, morgued, discarded and cancelled 30 days.
@@ -656,8 +802,29 @@ pub trait JobStore: Send + Sync + 'static {
     async fn events(&self, id: Uuid) -> Result<Vec<JobEvent>, StoreError>;
     /// A page of jobs, newest first.
     async fn list(&self, query: ListQuery) -> Result<Page, StoreError>;
+    /// How many jobs match `query` (its limit and cursor ignored). Exact from the aggregates
+    /// for queue and status filters, through the class index for a class alone; otherwise over
+    /// at most [`SCAN_WINDOW`] jobs (then `exact` says whether that held them all).
+    async fn count(&self, query: &ListQuery) -> Result<JobCount, StoreError>;
     /// Cancels a job that has not started (pending, scheduled, retrying).
     async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
+    /// Puts a failed, morgued, discarded or cancelled job back to pending as
+    /// `requeue.generation`, with its message in the outbox (claimed by the caller, who
+    /// publishes it, as an enqueue does), and records an `enqueued` event; only if its version
+    /// is still `requeue.version`.
+    async fn requeue(&self, requeue: Requeue) -> Result<RequeueOutcome, StoreError>;
+    /// Deletes a finished job (succeeded, morgued, discarded, cancelled, or failed), its events
+    /// and its dedup key.
+    async fn delete(&self, id: Uuid) -> Result<DeleteOutcome, StoreError>;
+    /// Executions finished per minute, for the minutes from `since` (at most
+    /// [`THROUGHPUT_KEPT`] back), oldest first; minutes without any are left out.
+    async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError>;
+    /// Records that `process` is alive now (insert or update).
+    async fn heartbeat(&self, process: &ProcessInfo) -> Result<(), StoreError>;
+    /// Forgets a process that is shutting down.
+    async fn forget_process(&self, id: &str) -> Result<(), StoreError>;
+    /// Processes that reported since `since`, by kind then id.
+    async fn processes(&self, since: DateTime<Utc>) -> Result<Vec<ProcessInfo>, StoreError>;
     /// Marks an execution started, unless the job was cancelled, or the store shows it finished
     /// (succeeded, morgued, discarded) at this attempt or a later one of the same or a later
     /// generation: a duplicate. Creates the row for a job enqueued without a store. Atomic with

@@ -189,7 +189,14 @@ impl Worker {
             None => None,
         };
         let maintainer = client.store().map(|store| {
-            crate::store::maintenance::Maintainer::start(store.clone(), config.maintenance.clone())
+            let mut maintenance = config.maintenance.clone();
+            if maintenance.process.is_none() {
+                maintenance.process = Some(crate::store::ProcessInfo::this(
+                    "worker",
+                    Some(&config.queue),
+                ));
+            }
+            crate::store::maintenance::Maintainer::start(store.clone(), maintenance)
         });
         let lease = LeaseKeeper::start(LeaseKeeperParams {
             broker: broker.clone(),

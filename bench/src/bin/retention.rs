@@ -199,6 +199,7 @@ async fn run(args: &Args, pg_url: &str) -> anyhow::Result<()> {
         cfg.maintenance = MaintainerConfig {
             interval: Duration::from_secs(1),
             retention: Retention::all(keep),
+            ..Default::default()
         };
         workers.push(tokio::spawn(
             Worker::new(client.clone(), cfg).run(stop_workers.clone()),

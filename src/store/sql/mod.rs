@@ -13,6 +13,7 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use uuid::Uuid;
 
 mod batch;
+mod dashboard;
 mod periodic;
 mod row;
 pub(crate) mod tx;
@@ -20,10 +21,11 @@ pub(crate) mod tx;
 use row::{event_from_row, job_from_row, json_text, ms, unpublished_from_row, JOB_COLUMNS};
 
 use super::{
-    CancelOutcome, EventKind, Histogram, JobEvent, JobRecord, JobStatus, JobStore, ListQuery,
-    Maintenance, MetricsSnapshot, NewJob, OutboxStatus, Page, PeriodicDefinition, PeriodicState,
-    PruneReport, QueueCount, Retention, Start, StartOutcome, StoreError, StoreOp, Submitted,
-    TickAction, TickClaim, TickRecord, Transition, Unpublished, HISTOGRAM_BOUNDS,
+    CancelOutcome, DeleteOutcome, EventKind, Histogram, JobCount, JobEvent, JobRecord, JobStatus,
+    JobStore, ListQuery, Maintenance, MetricsSnapshot, MinuteCount, NewJob, OutboxStatus, Page,
+    PeriodicDefinition, PeriodicState, ProcessInfo, PruneReport, QueueCount, Requeue,
+    RequeueOutcome, Retention, Start, StartOutcome, StoreError, StoreOp, Submitted, TickAction,
+    TickClaim, TickRecord, Transition, Unpublished, HISTOGRAM_BOUNDS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,7 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0004_periodic.sql"),
             include_str!("migrations/sqlite/0005_aggregates.sql"),
             include_str!("migrations/sqlite/0006_direct_aggregates.sql"),
+            include_str!("migrations/sqlite/0007_dashboard.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
@@ -51,6 +54,7 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/postgres/0004_periodic.sql"),
             include_str!("migrations/postgres/0005_aggregates.sql"),
             include_str!("migrations/postgres/0006_autovacuum.sql"),
+            include_str!("migrations/postgres/0007_dashboard.sql"),
         ],
     }
 }
@@ -844,54 +848,41 @@ impl JobStore for SqlStore {
     }
 
     async fn list(&self, q: ListQuery) -> Result<Page, StoreError> {
-        let limit = q.limit.clamp(1, 500) as i64;
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM pj_jobs WHERE 1 = 1");
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
-        };
-        if q.status.is_some() {
-            sql.push_str(&format!(" AND status = {}", next()));
-        }
-        if q.queue.is_some() {
-            sql.push_str(&format!(" AND queue = {}", next()));
-        }
-        let cursor: Option<i64> = match &q.cursor {
-            Some(c) => Some(c.parse().map_err(|_| StoreError::Corrupt {
-                what: "cursor",
-                detail: format!("{c:?} is not a cursor this API returned"),
-            })?),
-            None => None,
-        };
-        if cursor.is_some() {
-            sql.push_str(&format!(" AND seq < {}", next()));
-        }
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", next()));
-        let mut query = sqlx::query(&sql);
-        if let Some(s) = q.status {
-            query = query.bind(s.as_str());
-        }
-        if let Some(queue) = q.queue.clone() {
-            query = query.bind(queue);
-        }
-        if let Some(c) = cursor {
-            query = query.bind(c);
-        }
-        query = query.bind(limit + 1);
-        let rows = query.fetch_all(&self.pool).await.map_err(db("list jobs"))?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut last_seq = None;
-        for row in rows.iter().take(limit as usize) {
-            jobs.push(job_from_row(row)?);
-            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db("list jobs"))?);
-        }
-        let next_cursor = if rows.len() as i64 > limit {
-            last_seq.map(|s| s.to_string())
-        } else {
-            None
-        };
-        Ok(Page { jobs, next_cursor })
+        self.list_filtered(&q).await
+    }
+
+    async fn count(&self, q: &ListQuery) -> Result<JobCount, StoreError> {
+        self.count_filtered(q).await
+    }
+
+    async fn requeue(&self, r: Requeue) -> Result<RequeueOutcome, StoreError> {
+        self.requeue_job(r).await
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<DeleteOutcome, StoreError> {
+        self.delete_job(id).await
+    }
+
+    async fn throughput(
+        &self,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Vec<MinuteCount>, StoreError> {
+        self.throughput_since(since).await
+    }
+
+    async fn heartbeat(&self, process: &ProcessInfo) -> Result<(), StoreError> {
+        self.heartbeat_process(process).await
+    }
+
+    async fn forget_process(&self, id: &str) -> Result<(), StoreError> {
+        self.forget(id).await
+    }
+
+    async fn processes(
+        &self,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Vec<ProcessInfo>, StoreError> {
+        self.processes_since(since).await
     }
 
     async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
@@ -1039,6 +1030,7 @@ impl JobStore for SqlStore {
             }
         }
         let pruned = if self.take_lease("prune", Duration::from_secs(30)).await? {
+            self.prune_dashboard().await?;
             self.prune(retention, None, false).await?
         } else {
             PruneReport::default()

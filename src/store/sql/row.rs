@@ -7,7 +7,7 @@ use sqlx::Row;
 use crate::store::{EventKind, JobEvent, JobRecord, OutboxMessage, StoreError, Unpublished};
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
-pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at";
+pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at, generation";
 
 pub(super) fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
@@ -60,6 +60,7 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
         result: result.map(|r| parse_json("result", &r)).transpose()?,
         dedup_key: row.try_get("dedup_key").map_err(get_err)?,
         version: row.try_get("version").map_err(get_err)?,
+        generation: row.try_get::<i64, _>("generation").map_err(get_err)? as u32,
         published_at: row
             .try_get::<Option<i64>, _>("published_at")
             .map_err(get_err)?

@@ -220,9 +220,14 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, env = "PUBSUB_JOBS_API_BIND", default_value = "127.0.0.1:8080")]
         bind: String,
-        /// Bearer tokens, comma-separated; when set, requests without one get 401.
+        /// Bearer tokens, comma-separated; when set, requests without one get 401 and the
+        /// dashboard asks for one.
         #[arg(long, env = "PUBSUB_JOBS_API_TOKENS", hide_env_values = true)]
         tokens: Option<String>,
+        /// Serve without tokens on an address other than loopback (anyone who reaches it can
+        /// submit, retry and delete jobs).
+        #[arg(long, env = "PUBSUB_JOBS_API_ALLOW_UNAUTHENTICATED")]
+        allow_unauthenticated: bool,
     },
     /// Run only the outbox relay: publish jobs the store recorded but nobody published (needs
     /// --store). Every worker and `worker api` with a store runs one too.
@@ -409,7 +414,11 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
         }
         Some(Command::Clear { yes, morgue }) => clear::run(g, yes, morgue).await,
         Some(Command::Morgue(cmd)) => morgue::run(g, cmd).await,
-        Some(Command::Api { bind, tokens }) => api::run(g, registry, &bind, tokens).await,
+        Some(Command::Api {
+            bind,
+            tokens,
+            allow_unauthenticated,
+        }) => api::run(g, registry, &bind, tokens, allow_unauthenticated).await,
         Some(Command::Health) => health::run(g).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,

@@ -14,7 +14,8 @@ pub(crate) async fn relay(g: &GlobalArgs) -> anyhow::Result<()> {
         "the relay needs a job store: pass --store or set PUBSUB_JOBS_STORE"
     );
     let client = connect(g).await?;
-    let maintenance = super::common::maintainer_config(g)?;
+    let mut maintenance = super::common::maintainer_config(g)?;
+    maintenance.process = Some(pubsub_jobs::store::ProcessInfo::this("relay", None));
     let maintainer = client
         .store()
         .map(|s| Maintainer::start(s.clone(), maintenance));

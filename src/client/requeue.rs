@@ -1,0 +1,55 @@
+//! Retrying a finished job from the store: a second life for a failed, morgued, discarded or
+//! cancelled job, asked for from the dashboard or `POST /v1/jobs/{id}/retry`. The job keeps its
+//! id and runs again as a new generation, from its first execution, published through the
+//! outbox like any enqueue (so a crash between the store's write and the publish loses nothing:
+//! the relay publishes it).
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::Client;
+use crate::envelope::Envelope;
+use crate::error::{Error, Result};
+use crate::store::{JobRecord, Requeue, RequeueOutcome};
+
+impl Client {
+    /// Retries the stored job `id` now (see the module docs). Returns
+    /// [`RequeueOutcome::Conflict`] for a job that is not failed, morgued, discarded or
+    /// cancelled, or that changed while this ran.
+    pub async fn retry_from_store(&self, id: Uuid) -> Result<RequeueOutcome> {
+        let store = self.store().ok_or_else(|| {
+            Error::Config("retrying a stored job needs a job store (--store)".into())
+        })?;
+        let Some(rec) = store.get(id).await? else {
+            return Ok(RequeueOutcome::NotFound);
+        };
+        self.retry_record(&rec).await
+    }
+
+    /// Retries the stored job as read in `rec` (applies only if it has not changed since).
+    pub(crate) async fn retry_record(&self, rec: &JobRecord) -> Result<RequeueOutcome> {
+        let store = self.store().ok_or_else(|| {
+            Error::Config("retrying a stored job needs a job store (--store)".into())
+        })?;
+        let mut env = Envelope::new(&rec.job_class, &rec.queue, rec.arguments.clone());
+        env.job_id = rec.id;
+        env.enqueued_at = rec.enqueued_at;
+        env.generation = rec.generation + 1;
+        let now = Utc::now();
+        let body = self.check_envelope(&env, now)?;
+        let message = self.outbox_message(&env, body.clone(), now);
+        let outcome = store
+            .requeue(Requeue {
+                id: rec.id,
+                version: rec.version,
+                generation: env.generation,
+                message,
+            })
+            .await?;
+        if let RequeueOutcome::Requeued(r) = &outcome {
+            tracing::info!(event = "job.retry_requested", job_id = %r.id, job_class = %r.job_class, queue = %r.queue, generation = env.generation, "stored job retried");
+            self.publish_recorded(store, env, body).await;
+        }
+        Ok(outcome)
+    }
+}

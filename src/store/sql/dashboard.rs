@@ -1,0 +1,512 @@
+//! The dashboard's reads and actions: filtered pages and counts that stay bounded at millions
+//! of jobs, retry and delete of finished jobs, executions per minute, and the processes that
+//! use the store.
+//!
+//! A page or count filtered by one of queue, status and class is read through that column's
+//! index. Several filters, or a text match, read at most the newest [`SCAN_WINDOW`] jobs of the
+//! most selective filter (chosen from the exact aggregate counts, never left to the planner,
+//! which may pick an index that reads a whole class) and filter those.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::row::{job_from_row, ms, JOB_COLUMNS};
+use super::{append_event, db, SqlStore, ENQUEUER_CLAIM};
+use crate::store::{
+    DeleteOutcome, EventKind, JobCount, JobRecord, ListQuery, MinuteCount, Page, ProcessInfo,
+    Requeue, RequeueOutcome, StoreError, SCAN_WINDOW, THROUGHPUT_KEPT,
+};
+
+/// A value bound to a built statement.
+#[derive(Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A statement built clause by clause, its `$n` placeholders numbered as values are added.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    fn bind(&mut self, b: Bind) -> &mut Self {
+        self.binds.push(b);
+        let n = self.binds.len();
+        self.text.push_str(&format!("${n}"));
+        self
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+/// One indexed filter: its column and value.
+#[derive(Clone)]
+struct Filter {
+    column: &'static str,
+    value: String,
+}
+
+/// `%text%` for LIKE, lowercased, with `\`, `%` and `_` taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn cursor_of(q: &ListQuery) -> Result<Option<i64>, StoreError> {
+    q.cursor
+        .as_deref()
+        .map(|c| {
+            c.parse().map_err(|_| StoreError::Corrupt {
+                what: "cursor",
+                detail: format!("{c:?} is not a cursor this API returned"),
+            })
+        })
+        .transpose()
+}
+
+fn filters(q: &ListQuery) -> Vec<Filter> {
+    let mut f = Vec::new();
+    if let Some(s) = q.status {
+        f.push(Filter {
+            column: "status",
+            value: s.as_str().to_string(),
+        });
+    }
+    if let Some(queue) = &q.queue {
+        f.push(Filter {
+            column: "queue",
+            value: queue.clone(),
+        });
+    }
+    if let Some(c) = &q.job_class {
+        f.push(Filter {
+            column: "job_class",
+            value: c.clone(),
+        });
+    }
+    f
+}
+
+/// The conditions on the window's rows: the filters other than the driving one, and the text.
+fn outer_conditions(sql: &mut Sql, others: &[Filter], text: Option<&str>) {
+    sql.push(" WHERE 1 = 1");
+    for f in others {
+        sql.push(&format!(" AND w.{} = ", f.column))
+            .bind(Bind::Text(f.value.clone()));
+    }
+    if let Some(t) = text {
+        let p = like_pattern(t);
+        sql.push(" AND (LOWER(w.arguments) LIKE ")
+            .bind(Bind::Text(p.clone()))
+            .push(" ESCAPE '\\' OR LOWER(COALESCE(w.last_error, '')) LIKE ")
+            .bind(Bind::Text(p))
+            .push(" ESCAPE '\\')");
+    }
+}
+
+/// `FROM pj_jobs WHERE driver = $ AND seq < $cursor`: the rows a window is taken from.
+fn driven(sql: &mut Sql, driver: Option<&Filter>, cursor: Option<i64>) {
+    sql.push(" FROM pj_jobs WHERE 1 = 1");
+    if let Some(d) = driver {
+        sql.push(&format!(" AND {} = ", d.column))
+            .bind(Bind::Text(d.value.clone()));
+    }
+    if let Some(c) = cursor {
+        sql.push(" AND seq < ").bind(Bind::Int(c));
+    }
+}
+
+impl SqlStore {
+    /// How many jobs have `filter`'s value, exact: from the aggregates for queue and status;
+    /// through the class index, up to `cap`, for a class.
+    async fn filter_count(&self, filter: &Filter, cap: i64) -> Result<i64, StoreError> {
+        if filter.column == "job_class" {
+            let n: i64 = sqlx::query(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT 1 FROM pj_jobs WHERE job_class = $1 LIMIT $2) AS c",
+            )
+            .bind(filter.value.clone())
+            .bind(cap)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .map_err(db("count jobs"))?;
+            return Ok(n);
+        }
+        let mut total = 0;
+        for c in self.queue_counts_raw().await? {
+            let hit = match filter.column {
+                "status" => c.1 == filter.value,
+                _ => c.0 == filter.value,
+            };
+            if hit {
+                total += c.2;
+            }
+        }
+        Ok(total)
+    }
+
+    /// (queue, status, count) from the aggregates.
+    async fn queue_counts_raw(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(self
+            .aggregates("jobs|")
+            .await?
+            .into_iter()
+            .filter_map(|(key, n)| {
+                let mut parts = key.splitn(3, '|').skip(1);
+                Some((parts.next()?.to_string(), parts.next()?.to_string(), n))
+            })
+            .collect())
+    }
+
+    /// The filter whose jobs are fewest, to drive a windowed read; and the others.
+    async fn plan(&self, all: Vec<Filter>) -> Result<(Option<Filter>, Vec<Filter>), StoreError> {
+        if all.len() <= 1 {
+            return Ok((all.into_iter().next(), Vec::new()));
+        }
+        let mut best: Option<(i64, usize)> = None;
+        for (i, f) in all.iter().enumerate() {
+            let n = self.filter_count(f, SCAN_WINDOW as i64 + 1).await?;
+            if best.map_or(true, |(b, _)| n < b) {
+                best = Some((n, i));
+            }
+        }
+        let mut all = all;
+        let driver = best.map(|(_, i)| all.remove(i));
+        Ok((driver, all))
+    }
+
+    pub(super) async fn list_filtered(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, 500) as i64;
+        let cursor = cursor_of(q)?;
+        let (driver, others) = self.plan(filters(q)).await?;
+        let windowed = q.is_windowed();
+        let mut sql = Sql::default();
+        if windowed {
+            sql.push(&format!("SELECT {JOB_COLUMNS} FROM (SELECT {JOB_COLUMNS}"));
+            driven(&mut sql, driver.as_ref(), cursor);
+            sql.push(" ORDER BY seq DESC LIMIT ")
+                .bind(Bind::Int(SCAN_WINDOW as i64))
+                .push(") AS w");
+            outer_conditions(&mut sql, &others, q.text.as_deref());
+            sql.push(" ORDER BY w.seq DESC LIMIT ")
+                .bind(Bind::Int(limit + 1));
+        } else {
+            sql.push(&format!("SELECT {JOB_COLUMNS}"));
+            driven(&mut sql, driver.as_ref(), cursor);
+            sql.push(" ORDER BY seq DESC LIMIT ")
+                .bind(Bind::Int(limit + 1));
+        }
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list jobs"))?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for row in rows.iter().take(limit as usize) {
+            jobs.push(job_from_row(row)?);
+            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db("list jobs"))?);
+        }
+        let next_cursor = if rows.len() as i64 > limit {
+            last_seq.map(|s| s.to_string())
+        } else if windowed {
+            // The window may have ended before the jobs did: go on below it.
+            let (n, lowest) = self.window_extent(driver.as_ref(), cursor).await?;
+            (n >= SCAN_WINDOW as i64).then(|| lowest.to_string())
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    /// How many rows the window below `cursor` held, and its lowest seq.
+    async fn window_extent(
+        &self,
+        driver: Option<&Filter>,
+        cursor: Option<i64>,
+    ) -> Result<(i64, i64), StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(MIN(seq), 0) AS BIGINT) AS lowest FROM (SELECT seq");
+        driven(&mut sql, driver, cursor);
+        sql.push(" ORDER BY seq DESC LIMIT ")
+            .bind(Bind::Int(SCAN_WINDOW as i64))
+            .push(") AS w");
+        let row = sql
+            .query()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("list jobs"))?;
+        Ok((
+            row.try_get("n").map_err(db("list jobs"))?,
+            row.try_get("lowest").map_err(db("list jobs"))?,
+        ))
+    }
+
+    pub(super) async fn count_filtered(&self, q: &ListQuery) -> Result<JobCount, StoreError> {
+        if q.text.is_none() && q.job_class.is_none() {
+            // Queue and status: the aggregates, exact.
+            let n: i64 = self
+                .queue_counts_raw()
+                .await?
+                .into_iter()
+                .filter(|(queue, status, _)| {
+                    q.queue.as_deref().map_or(true, |x| x == queue)
+                        && q.status.map_or(true, |s| s.as_str() == status)
+                })
+                .map(|(_, _, n)| n.max(0))
+                .sum();
+            return Ok(JobCount {
+                count: n as u64,
+                exact: true,
+            });
+        }
+        if !q.is_windowed() {
+            // A class alone: its index, exact.
+            let f = filters(q).remove(0);
+            let n = self.filter_count(&f, i64::MAX).await?;
+            return Ok(JobCount {
+                count: n.max(0) as u64,
+                exact: true,
+            });
+        }
+        let (driver, others) = self.plan(filters(q)).await?;
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM (SELECT seq, arguments, last_error, status, queue, job_class");
+        driven(&mut sql, driver.as_ref(), None);
+        sql.push(" ORDER BY seq DESC LIMIT ")
+            .bind(Bind::Int(SCAN_WINDOW as i64 + 1))
+            .push(") AS w");
+        outer_conditions(&mut sql, &others, q.text.as_deref());
+        let n: i64 = sql
+            .query()
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .map_err(db("count jobs"))?;
+        let (seen, _) = self.window_extent(driver.as_ref(), None).await?;
+        Ok(JobCount {
+            count: n.max(0) as u64,
+            exact: seen < SCAN_WINDOW as i64,
+        })
+    }
+
+    pub(super) async fn requeue_job(&self, r: Requeue) -> Result<RequeueOutcome, StoreError> {
+        let now = ms(Utc::now());
+        let data = String::from_utf8(r.message.data.clone()).map_err(|e| StoreError::Corrupt {
+            what: "outbox message",
+            detail: format!("body is not UTF-8: {e}"),
+        })?;
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let updated = sqlx::query(
+            "UPDATE pj_jobs SET status = 'pending', scheduled_at = NULL, finished_at = NULL,
+                 updated_at = $3, version = version + 1, generation = $4, published_at = NULL,
+                 outbox_topic = $5, outbox_data = $6, outbox_attributes = $7, outbox_claimed_until = $8
+             WHERE id = $1 AND version = $2
+               AND status IN ('failed', 'morgued', 'discarded', 'cancelled')",
+        )
+        .bind(r.id.to_string())
+        .bind(r.version)
+        .bind(now)
+        .bind(i64::from(r.generation))
+        .bind(r.message.topic.clone())
+        .bind(data)
+        .bind(serde_json::to_string(&r.message.attributes).unwrap_or_default())
+        .bind(now + ENQUEUER_CLAIM.as_millis() as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("requeue job"))?
+        .rows_affected();
+        if updated == 1 {
+            append_event(
+                &mut tx,
+                r.id,
+                EventKind::Enqueued,
+                0,
+                now,
+                None,
+                Some(serde_json::json!({ "retry": true, "generation": r.generation })),
+            )
+            .await?;
+        }
+        let rec = self.get_in(&mut tx, &r.id.to_string()).await?;
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(match rec {
+            None => RequeueOutcome::NotFound,
+            Some(rec) if updated == 1 => RequeueOutcome::Requeued(Box::new(rec)),
+            Some(rec) => RequeueOutcome::Conflict(Box::new(rec)),
+        })
+    }
+
+    pub(super) async fn delete_job(&self, id: Uuid) -> Result<DeleteOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let deleted = sqlx::query(
+            "DELETE FROM pj_jobs WHERE id = $1
+               AND status IN ('succeeded', 'failed', 'morgued', 'discarded', 'cancelled')
+             RETURNING dedup_key",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("delete job"))?;
+        let Some(row) = deleted else {
+            let rec: Option<JobRecord> = self.get_in(&mut tx, &id.to_string()).await?;
+            tx.commit().await.map_err(db("commit"))?;
+            return Ok(match rec {
+                None => DeleteOutcome::NotFound,
+                Some(rec) => DeleteOutcome::Conflict(Box::new(rec)),
+            });
+        };
+        sqlx::query("DELETE FROM pj_events WHERE job_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete job"))?;
+        if let Some(key) = row
+            .try_get::<Option<String>, _>("dedup_key")
+            .map_err(db("delete job"))?
+        {
+            sqlx::query("DELETE FROM pj_dedup WHERE key = $1 AND job_id = $2")
+                .bind(key)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("delete job"))?;
+        }
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(DeleteOutcome::Deleted)
+    }
+
+    pub(super) async fn throughput_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<MinuteCount>, StoreError> {
+        let first = since.timestamp().div_euclid(60);
+        let mut by_minute = std::collections::BTreeMap::<i64, MinuteCount>::new();
+        for (key, n) in self.aggregates("min|").await? {
+            let mut parts = key.splitn(3, '|').skip(1);
+            let (Some(minute), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(minute) = minute.parse::<i64>() else {
+                continue;
+            };
+            if minute < first || n <= 0 {
+                continue;
+            }
+            let Some(at) = DateTime::from_timestamp(minute * 60, 0) else {
+                continue;
+            };
+            let m = by_minute.entry(minute).or_insert(MinuteCount {
+                minute: at,
+                succeeded: 0,
+                failed: 0,
+            });
+            match kind {
+                "succeeded" => m.succeeded += n as u64,
+                "failed" => m.failed += n as u64,
+                _ => {}
+            }
+        }
+        Ok(by_minute.into_values().collect())
+    }
+
+    /// Deletes per-minute counts older than [`THROUGHPUT_KEPT`] and processes not seen for an
+    /// hour (the prune lease holder, from `maintain`).
+    pub(super) async fn prune_dashboard(&self) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let oldest = (now.timestamp() - THROUGHPUT_KEPT.as_secs() as i64).div_euclid(60);
+        // Epoch minutes have 8 digits until the year 2160: text order is number order.
+        sqlx::query("DELETE FROM pj_agg WHERE key >= 'min|' AND key < $1")
+            .bind(format!("min|{oldest}"))
+            .execute(&self.pool)
+            .await
+            .map_err(db("prune"))?;
+        sqlx::query("DELETE FROM pj_processes WHERE seen_at < $1")
+            .bind(ms(now) - 3_600_000)
+            .execute(&self.pool)
+            .await
+            .map_err(db("prune"))?;
+        Ok(())
+    }
+
+    pub(super) async fn heartbeat_process(&self, p: &ProcessInfo) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pj_processes (id, kind, queue, host, pid, started_at, seen_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(p.id.clone())
+        .bind(p.kind.clone())
+        .bind(p.queue.clone())
+        .bind(p.host.clone())
+        .bind(i64::from(p.pid))
+        .bind(ms(p.started_at))
+        .bind(ms(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(db("heartbeat"))?;
+        Ok(())
+    }
+
+    pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pj_processes WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db("forget process"))?;
+        Ok(())
+    }
+
+    pub(super) async fn processes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ProcessInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, queue, host, pid, started_at, seen_at FROM pj_processes
+             WHERE seen_at >= $1 ORDER BY kind, id",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list processes"))?;
+        let at = |v: i64| DateTime::from_timestamp_millis(v).unwrap_or_default();
+        rows.iter()
+            .map(|r| {
+                Ok(ProcessInfo {
+                    id: r.try_get("id").map_err(db("list processes"))?,
+                    kind: r.try_get("kind").map_err(db("list processes"))?,
+                    queue: r.try_get("queue").map_err(db("list processes"))?,
+                    host: r.try_get("host").map_err(db("list processes"))?,
+                    pid: r.try_get::<i64, _>("pid").map_err(db("list processes"))? as u32,
+                    started_at: at(r.try_get("started_at").map_err(db("list processes"))?),
+                    seen_at: at(r.try_get("seen_at").map_err(db("list processes"))?),
+                })
+            })
+            .collect()
+    }
+}
