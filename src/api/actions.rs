@@ -198,10 +198,10 @@ pub(crate) async fn bulk_apply(
             }
             out.matched += 1;
             let applied = match action {
-                BulkAction::Retry => match state.client.retry_record(job).await? {
-                    RequeueOutcome::Requeued(_) => true,
-                    _ => false,
-                },
+                BulkAction::Retry => matches!(
+                    state.client.retry_record(job).await?,
+                    RequeueOutcome::Requeued(_)
+                ),
                 BulkAction::Cancel => matches!(
                     state.store.cancel(job.id).await?,
                     CancelOutcome::Cancelled(_)

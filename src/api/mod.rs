@@ -21,6 +21,7 @@ mod jobs;
 mod metrics;
 mod openapi;
 mod periodic;
+mod ui;
 
 use std::sync::Arc;
 
@@ -74,6 +75,8 @@ pub struct ApiState {
     pub(crate) store: Arc<dyn JobStore>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: Arc<ApiConfig>,
+    /// Signs dashboard sessions (derived from the tokens).
+    pub(crate) session_key: [u8; 32],
 }
 
 impl ApiState {
@@ -88,6 +91,7 @@ impl ApiState {
             client,
             store,
             registry: Arc::new(Registry::from_inventory()?),
+            session_key: ui::session::key(&config.tokens),
             config: Arc::new(config),
         })
     }
@@ -122,7 +126,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::spec))
         .route("/healthz", get(healthz))
+        .merge(ui::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn(same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -162,7 +168,7 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// A stable code: bad_request, unauthorized, not_found, conflict, payload_too_large,
+    /// A stable code: bad_request, unauthorized, forbidden, not_found, conflict, payload_too_large,
     /// unprocessable, unavailable, internal.
     pub code: String,
     /// A message naming what is wrong.
@@ -177,6 +183,7 @@ impl ApiError {
         let code = match status {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::CONFLICT => "conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
@@ -259,25 +266,49 @@ impl From<crate::Error> for ApiError {
     }
 }
 
-/// Bearer-token check: on when tokens are configured; `/healthz` stays open for probes.
-async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if state.config.tokens.is_empty() || req.uri().path() == "/healthz" {
-        return next.run(req).await;
+/// Refuses state-changing requests from another origin (see `ui/session.rs`), for the JSON
+/// API and the dashboard alike.
+async fn same_origin(req: Request, next: Next) -> Response {
+    if ui::session::cross_origin(req.method(), req.headers()) {
+        tracing::warn!(event = "api.cross_origin_refused", method = %req.method(), path = %req.uri().path(), "cross-origin request refused");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused: state-changing requests must come from this origin",
+        )
+        .into_response();
     }
-    let given = req
-        .headers()
+    next.run(req).await
+}
+
+/// True when the request carries one of the configured bearer tokens.
+pub(crate) fn has_bearer(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = given.is_some_and(|g| {
+    given.is_some_and(|g| {
         state
             .config
             .tokens
             .iter()
             .any(|t| constant_time_eq(t.as_bytes(), g.as_bytes()))
-    });
-    if ok {
+    })
+}
+
+/// Bearer-token check: on when tokens are configured; `/healthz` stays open for probes, and
+/// the dashboard (`/ui`) checks its own sessions.
+async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if state.config.tokens.is_empty()
+        || path == "/healthz"
+        || path == "/"
+        || path == "/ui"
+        || path.starts_with("/ui/")
+    {
+        return next.run(req).await;
+    }
+    if has_bearer(&state, req.headers()) {
         next.run(req).await
     } else {
         ApiError::new(
@@ -288,7 +319,7 @@ async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Respon
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -86,14 +86,24 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<PeriodicL
     }))
 }
 
-async fn set_paused(state: &ApiState, name: &str, paused: bool) -> Result<Response, ApiError> {
+/// Pauses or resumes entry `name` (shared with the dashboard).
+pub(crate) async fn set_paused_entry(
+    state: &ApiState,
+    name: &str,
+    paused: bool,
+) -> Result<PeriodicState, ApiError> {
     match state.store.set_periodic_paused(name, paused).await? {
         Some(s) => {
             tracing::info!(event = if paused { "periodic.paused_by_operator" } else { "periodic.resumed_by_operator" }, entry = %name, "periodic entry {}", if paused { "paused" } else { "resumed" });
-            Ok(Json(PeriodicResource::from(s)).into_response())
+            Ok(s)
         }
         None => Err(unknown(name)),
     }
+}
+
+async fn set_paused(state: &ApiState, name: &str, paused: bool) -> Result<Response, ApiError> {
+    let s = set_paused_entry(state, name, paused).await?;
+    Ok(Json(PeriodicResource::from(s)).into_response())
 }
 
 /// Pauses an entry: its ticks enqueue nothing until resumed.
@@ -127,13 +137,22 @@ pub(super) async fn run_now(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    let record = run_entry(&state, &name).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobResource::from(record))).into_response())
+}
+
+/// Enqueues entry `name`'s job now (shared with the dashboard).
+pub(crate) async fn run_entry(
+    state: &ApiState,
+    name: &str,
+) -> Result<crate::store::JobRecord, ApiError> {
     let entry = state
         .store
         .periodic_entries()
         .await?
         .into_iter()
         .find(|e| e.definition.name == name)
-        .ok_or_else(|| unknown(&name))?;
+        .ok_or_else(|| unknown(name))?;
     let d = entry.definition;
     state
         .registry
@@ -149,5 +168,5 @@ pub(super) async fn run_now(
             })?,
         };
     tracing::info!(event = "periodic.run_now", entry = %name, job_id = %record.id, "periodic entry run now");
-    Ok((StatusCode::ACCEPTED, Json(JobResource::from(record))).into_response())
+    Ok(record)
 }

@@ -49,7 +49,7 @@ impl Maintainer {
             let mut last_beat: Option<tokio::time::Instant> = None;
             loop {
                 if let Some(p) = &config.process {
-                    if last_beat.map_or(true, |t| t.elapsed() >= HEARTBEAT_INTERVAL) {
+                    if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_INTERVAL) {
                         last_beat = Some(tokio::time::Instant::now());
                         if let Err(e) = store.heartbeat(p).await {
                             tracing::debug!(error = %e, "job store: heartbeat failed");

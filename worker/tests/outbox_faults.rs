@@ -101,7 +101,7 @@ async fn jobs_of(store: &Arc<dyn JobStore>, queue: &str) -> Vec<JobRecord> {
             status: None,
             queue: Some(queue.to_string()),
             limit: 500,
-            cursor: None,
+            ..Default::default()
         })
         .await
         .expect("list")

@@ -191,7 +191,7 @@ impl SqlStore {
         let mut best: Option<(i64, usize)> = None;
         for (i, f) in all.iter().enumerate() {
             let n = self.filter_count(f, SCAN_WINDOW as i64 + 1).await?;
-            if best.map_or(true, |(b, _)| n < b) {
+            if best.is_none_or(|(b, _)| n < b) {
                 best = Some((n, i));
             }
         }
@@ -275,8 +275,8 @@ impl SqlStore {
                 .await?
                 .into_iter()
                 .filter(|(queue, status, _)| {
-                    q.queue.as_deref().map_or(true, |x| x == queue)
-                        && q.status.map_or(true, |s| s.as_str() == status)
+                    q.queue.as_deref().is_none_or(|x| x == queue)
+                        && q.status.is_none_or(|s| s.as_str() == status)
                 })
                 .map(|(_, _, n)| n.max(0))
                 .sum();
