@@ -8,7 +8,6 @@ mod common;
 mod fault_proxy;
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,69 +15,6 @@ use common::*;
 use fault_proxy::{Fault, FaultProxy};
 use pubsub_jobs::store::{JobRecord, JobStatus, JobStore, ListQuery};
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `worker api` process on Pub/Sub at `pubsub_host`.
-struct Api {
-    child: Child,
-    base: String,
-}
-
-impl Api {
-    async fn start(pubsub_host: &str, store: &str, env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut cmd = worker();
-        cmd.env("PUBSUB_EMULATOR_HOST", pubsub_host);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .args([
-                "api",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--store",
-                store,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start worker api");
-        let api = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/healthz", api.base)).send().await {
-                if r.status().is_success() {
-                    return api;
-                }
-            }
-            assert!(Instant::now() < deadline, "worker api did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn submit(http: &reqwest::Client, base: &str, queue: &str, key: &str) -> (u16, Value) {
     let r = http

@@ -238,7 +238,7 @@ fn select(name: &str, label: &str, options: &[String], current: Option<&str>) ->
         } else {
             ""
         };
-        let _ = write!(s, "<option{sel}>{}</option>", esc(o));
+        let _ = write!(s, "<option value=\"{0}\"{sel}>{0}</option>", esc(o));
     }
     s.push_str("</select></label>");
     s
@@ -998,7 +998,11 @@ fn enqueue_page(state: &ApiState, f: &EnqueueForm, error: Option<(&str, &str)>) 
         } else {
             ""
         };
-        let _ = write!(b, "<option{sel}>{}</option>", esc(&c.job_class));
+        let _ = write!(
+            b,
+            "<option value=\"{0}\"{sel}>{0}</option>",
+            esc(&c.job_class)
+        );
     }
     let _ = write!(b, "</select>{err}");
     let (attr, err) = field_error("arguments");

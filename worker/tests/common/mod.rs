@@ -235,3 +235,67 @@ pub(crate) fn event<'a>(
 ) -> impl Fn(&serde_json::Value) -> bool + 'a {
     move |v| v["event"] == name && v["job_id"] == job_id
 }
+
+/// A TCP port free on loopback now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `worker api` process on Pub/Sub at `pubsub_host`.
+pub(crate) struct Api {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Api {
+    pub(crate) async fn start(pubsub_host: &str, store: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut cmd = worker();
+        cmd.env("PUBSUB_EMULATOR_HOST", pubsub_host);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .args([
+                "api",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--store",
+                store,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start worker api");
+        let api = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/healthz", api.base)).send().await {
+                if r.status().is_success() {
+                    return api;
+                }
+            }
+            assert!(Instant::now() < deadline, "worker api did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
