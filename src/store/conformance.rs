@@ -14,8 +14,9 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{
-    CancelOutcome, Dedup, EventKind, JobStatus, JobStore, ListQuery, NewJob, OutboxMessage, Start,
-    StartOutcome, Submitted, Transition,
+    CancelOutcome, Dedup, DeleteOutcome, EventKind, JobStatus, JobStore, ListQuery, NewJob,
+    OutboxMessage, ProcessInfo, Requeue, RequeueOutcome, Start, StartOutcome, Submitted,
+    Transition,
 };
 
 /// A fresh queue name for one check.
@@ -1100,6 +1101,255 @@ pub async fn bulk_submits_read_back(s: &dyn JobStore, queue: &str) {
         .is_some());
 }
 
+/// Every id of the jobs `q` lists, page after page.
+async fn list_all(s: &dyn JobStore, mut q: ListQuery) -> Vec<Uuid> {
+    let mut out = Vec::new();
+    q.limit = q.limit.max(1);
+    loop {
+        let page = s.list(q.clone()).await.expect("list");
+        out.extend(page.jobs.iter().map(|j| j.id));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Filters by class and by text in the arguments or the last error (case-insensitive, `%` and
+/// `_` taken literally) combine with queue and status, page newest first, and count the same.
+pub async fn filters_by_class_and_text(s: &dyn JobStore, queue: &str) {
+    let class_a = format!("{queue}-A");
+    let class_b = format!("{queue}-B");
+    let mut made = Vec::new();
+    for (class, tag) in [
+        (&class_a, "Alpha_1%"),
+        (&class_a, "alpha-1"),
+        (&class_b, "ALPHA_1% again"),
+        (&class_a, "beta"),
+    ] {
+        let mut j = new_job(queue, made.len() as u32);
+        j.job_class = class.clone();
+        j.arguments = serde_json::json!({ "tag": tag });
+        s.submit(j.clone()).await.expect("submit");
+        made.push(j);
+    }
+    // The last one fails with an error worth finding.
+    s.start(start_of(&made[3], 1)).await.expect("start");
+    let failed = Transition::Failed {
+        error: "Boom: Disk Full".into(),
+        run: Duration::from_millis(5),
+        result: None,
+    };
+    s.finish(made[3].id, 1, failed).await.expect("finish");
+    let q = |class: Option<&str>, text: Option<&str>, status: Option<JobStatus>| ListQuery {
+        queue: Some(queue.to_string()),
+        job_class: class.map(str::to_string),
+        text: text.map(str::to_string),
+        status,
+        limit: 2,
+        cursor: None,
+    };
+    let ids = |idx: &[usize]| -> Vec<Uuid> { idx.iter().rev().map(|i| made[*i].id).collect() };
+    let cases = [
+        (q(Some(&class_a), None, None), ids(&[0, 1, 3])),
+        (q(Some(&class_b), None, None), ids(&[2])),
+        (q(None, Some("alpha_1%"), None), ids(&[0, 2])),
+        (q(Some(&class_a), Some("ALPHA_1%"), None), ids(&[0])),
+        (q(None, Some("disk full"), None), ids(&[3])),
+        (q(None, None, Some(JobStatus::Failed)), ids(&[3])),
+        (
+            q(Some(&class_a), None, Some(JobStatus::Pending)),
+            ids(&[0, 1]),
+        ),
+        (q(None, Some("no such text"), None), vec![]),
+    ];
+    for (query, want) in cases {
+        let got = list_all(s, query.clone()).await;
+        assert_eq!(got, want, "{query:?}");
+        let count = s.count(&query).await.expect("count");
+        assert_eq!(count.count, want.len() as u64, "count of {query:?}");
+        assert!(count.exact, "a small store counts exactly: {query:?}");
+    }
+    // A class alone, across queues, counts through its index.
+    let only_class = ListQuery {
+        job_class: Some(class_a.clone()),
+        ..Default::default()
+    };
+    assert_eq!(s.count(&only_class).await.expect("count").count, 3);
+}
+
+/// A failed, morgued, discarded or cancelled job goes back to pending as a new generation, in
+/// the outbox, only at the version it was read at; a start of the new generation runs; a
+/// finished job is deleted with its history, an unfinished one is not.
+pub async fn requeue_and_delete_follow_the_status(s: &dyn JobStore, queue: &str) {
+    let job = new_job(queue, 1);
+    s.submit(job.clone()).await.expect("submit");
+    let message = OutboxMessage {
+        topic: format!("topic-{queue}"),
+        data: br#"{"job":"again"}"#.to_vec(),
+        attributes: Default::default(),
+    };
+    let requeue = |version: i64| Requeue {
+        id: job.id,
+        version,
+        generation: 1,
+        message: message.clone(),
+    };
+    let rec = s.get(job.id).await.expect("get").expect("exists");
+    assert!(
+        matches!(
+            s.requeue(requeue(rec.version)).await.expect("requeue"),
+            RequeueOutcome::Conflict(_)
+        ),
+        "a pending job is not retried"
+    );
+    assert!(
+        matches!(
+            s.delete(job.id).await.expect("delete"),
+            DeleteOutcome::Conflict(_)
+        ),
+        "a pending job is not deleted"
+    );
+    s.start(start_of(&job, 1)).await.expect("start");
+    s.finish(
+        job.id,
+        1,
+        Transition::Morgued {
+            error: "dead".into(),
+        },
+    )
+    .await
+    .expect("finish");
+    let rec = s.get(job.id).await.expect("get").expect("exists");
+    assert!(
+        matches!(
+            s.requeue(requeue(rec.version - 1)).await.expect("requeue"),
+            RequeueOutcome::Conflict(_)
+        ),
+        "a stale version does not apply"
+    );
+    let back = match s.requeue(requeue(rec.version)).await.expect("requeue") {
+        RequeueOutcome::Requeued(r) => r,
+        other => panic!("expected Requeued, got {other:?}"),
+    };
+    assert_eq!((back.status, back.generation), (JobStatus::Pending, 1));
+    assert!(back.published_at.is_none(), "in the outbox");
+    assert_eq!(back.finished_at, None);
+    assert_eq!(
+        *kinds(s, job.id).await.last().expect("events"),
+        EventKind::Enqueued
+    );
+    assert!(matches!(
+        s.requeue(requeue(back.version)).await.expect("requeue"),
+        RequeueOutcome::Conflict(_)
+    ));
+    let mut again = start_of(&job, 1);
+    again.generation = 1;
+    assert_eq!(s.start(again).await.expect("start"), StartOutcome::Run);
+    let done = Transition::Succeeded {
+        result: None,
+        run: Duration::from_millis(1),
+    };
+    s.finish(job.id, 1, done).await.expect("finish");
+    assert!(matches!(
+        s.delete(job.id).await.expect("delete"),
+        DeleteOutcome::Deleted
+    ));
+    assert!(s.get(job.id).await.expect("get").is_none());
+    assert!(s.events(job.id).await.expect("events").is_empty());
+    assert!(matches!(
+        s.delete(job.id).await.expect("delete"),
+        DeleteOutcome::NotFound
+    ));
+    assert!(matches!(
+        s.requeue(requeue(1)).await.expect("requeue"),
+        RequeueOutcome::NotFound
+    ));
+}
+
+/// Finished executions are counted per minute (other checks may add to the same minutes:
+/// the counts grow by at least what this check finished).
+pub async fn throughput_counts_finished_executions(s: &dyn JobStore, queue: &str) {
+    let since = Utc::now() - chrono::Duration::minutes(1);
+    let total = |m: &[super::MinuteCount]| {
+        (
+            m.iter().map(|x| x.succeeded).sum::<u64>(),
+            m.iter().map(|x| x.failed).sum::<u64>(),
+        )
+    };
+    let (ok0, bad0) = total(&s.throughput(since).await.expect("throughput"));
+    for n in 0..5 {
+        let job = new_job(queue, n);
+        s.submit(job.clone()).await.expect("submit");
+        s.start(start_of(&job, 1)).await.expect("start");
+        let t = if n < 3 {
+            Transition::Succeeded {
+                result: None,
+                run: Duration::from_millis(1),
+            }
+        } else {
+            Transition::Failed {
+                error: "x".into(),
+                run: Duration::from_millis(1),
+                result: None,
+            }
+        };
+        s.finish(job.id, 1, t).await.expect("finish");
+    }
+    // PostgreSQL folds deltas in the background; reads add the unfolded ones.
+    let minutes = s.throughput(since).await.expect("throughput");
+    let (ok1, bad1) = total(&minutes);
+    assert!(ok1 >= ok0 + 3, "succeeded {ok0} -> {ok1}");
+    assert!(bad1 >= bad0 + 2, "failed {bad0} -> {bad1}");
+    let now_minute = Utc::now().timestamp().div_euclid(60);
+    for m in &minutes {
+        let minute = m.minute.timestamp();
+        assert_eq!(minute % 60, 0, "minutes start on the minute");
+        assert!(minute / 60 <= now_minute && minute / 60 >= now_minute - 2);
+    }
+    assert!(
+        s.throughput(Utc::now() + chrono::Duration::minutes(2))
+            .await
+            .expect("throughput")
+            .is_empty(),
+        "nothing in the future"
+    );
+}
+
+/// A process that reports is listed until it is forgotten.
+pub async fn heartbeats_list_live_processes(s: &dyn JobStore, queue: &str) {
+    let p = ProcessInfo::this("worker", Some(queue));
+    let since = Utc::now() - chrono::Duration::seconds(60);
+    s.heartbeat(&p).await.expect("heartbeat");
+    s.heartbeat(&p).await.expect("heartbeat again");
+    let listed: Vec<ProcessInfo> = s
+        .processes(since)
+        .await
+        .expect("processes")
+        .into_iter()
+        .filter(|x| x.id == p.id)
+        .collect();
+    assert_eq!(listed.len(), 1, "one row per process");
+    assert_eq!(listed[0].queue.as_deref(), Some(queue));
+    assert_eq!((listed[0].kind.as_str(), listed[0].pid), ("worker", p.pid));
+    assert!(listed[0].seen_at >= since);
+    assert!(
+        !s.processes(Utc::now() + chrono::Duration::seconds(5))
+            .await
+            .expect("processes")
+            .iter()
+            .any(|x| x.id == p.id),
+        "not seen since then"
+    );
+    s.forget_process(&p.id).await.expect("forget");
+    assert!(!s
+        .processes(since)
+        .await
+        .expect("processes")
+        .iter()
+        .any(|x| x.id == p.id));
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///
@@ -1123,7 +1373,11 @@ macro_rules! store_conformance_tests {
             queue_counts_stay_exact,
             a_batch_records_like_one_by_one,
             bulk_submits_read_back,
-            finished_executions_are_not_started_again
+            finished_executions_are_not_started_again,
+            filters_by_class_and_text,
+            requeue_and_delete_follow_the_status,
+            throughput_counts_finished_executions,
+            heartbeats_list_live_processes
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn each_tick_is_claimed_once() {

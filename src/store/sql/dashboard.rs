@@ -510,3 +510,68 @@ impl SqlStore {
             .collect()
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::like_pattern;
+    use crate::store::{JobStore, ListQuery, NewJob, SCAN_WINDOW};
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_pattern("A_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
+
+    /// Jobs below the newest SCAN_WINDOW are still reached, page after page, and a count that
+    /// could not look at them says so.
+    #[tokio::test]
+    async fn windowed_reads_go_on_below_the_window() {
+        let s = super::SqlStore::connect("sqlite::memory:").await.unwrap();
+        let total = SCAN_WINDOW as usize + 100;
+        let jobs: Vec<NewJob> = (0..total)
+            .map(|n| NewJob {
+                id: Uuid::now_v7(),
+                job_class: "Probe".into(),
+                queue: "windowed".into(),
+                arguments: serde_json::json!({ "tag": if n < 30 { "early" } else { "later" } }),
+                enqueued_at: Utc::now(),
+                scheduled_at: None,
+                dedup: None,
+                message: None,
+            })
+            .collect();
+        let early: Vec<Uuid> = jobs[..30].iter().rev().map(|j| j.id).collect();
+        s.submit_many(jobs).await.unwrap();
+        let mut q = ListQuery {
+            queue: Some("windowed".into()),
+            text: Some("EARLY".into()),
+            limit: 20,
+            ..Default::default()
+        };
+        let first = s.list(q.clone()).await.unwrap();
+        assert!(first.jobs.is_empty(), "the newest window holds none");
+        assert!(first.next_cursor.is_some(), "but the reading goes on");
+        let mut found = Vec::new();
+        q.cursor = first.next_cursor;
+        while let Some(c) = q.cursor.take() {
+            q.cursor = Some(c);
+            let page = s.list(q.clone()).await.unwrap();
+            found.extend(page.jobs.iter().map(|j| j.id));
+            q.cursor = page.next_cursor;
+        }
+        assert_eq!(found, early, "every match, newest first, once");
+        let count = s.count(&q).await.unwrap();
+        assert!(!count.exact, "the window did not hold everything");
+        assert_eq!(count.count, 0, "a lower bound over the newest window");
+        let all = s
+            .count(&ListQuery {
+                queue: Some("windowed".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!((all.count, all.exact), (total as u64, true));
+    }
+}
