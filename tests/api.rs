@@ -949,3 +949,340 @@ async fn periodic_entries_listed_paused_resumed_and_run_now() {
     scheduler.shutdown().await;
     s.stop().await;
 }
+
+async fn post(s: &Setup, path: &str, body: Value) -> (u16, Value) {
+    let r = s.http.post(s.url(path)).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `key`'s job ran `n` times and the store shows it `status`.
+async fn wait_runs(s: &Setup, id: &str, key: &str, n: u32, status: &'static str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while runs(key) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{key} ran {} times, not {n}",
+            runs(key)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.poll(id, status_is(status), Duration::from_secs(30)).await;
+    assert_eq!(runs(key), n, "{key} ran exactly {n} times");
+}
+
+#[tokio::test]
+async fn retry_delete_cancel_count_bulk_and_stats_through_the_json_api() {
+    let s = Setup::sqlite(true, &[]).await;
+    let dead = |key: &str| json!({"job_class": "ApiProbe", "queue": s.queue, "arguments": {"key": key, "fail_first": 99}});
+    // A morgued job retried runs again from its first execution, as generation 1.
+    let key = unique("retry");
+    let (_, job) = s.submit(dead(&key)).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_runs(&s, &id, &key, 3, "morgued").await;
+    let (code, back) = post(&s, &format!("/v1/jobs/{id}/retry"), json!({})).await;
+    assert_eq!(code, 200, "{back}");
+    assert_eq!(
+        (back["status"].as_str(), back["generation"].as_u64()),
+        (Some("pending"), Some(1))
+    );
+    wait_runs(&s, &id, &key, 6, "morgued").await;
+    let kinds = s.event_kinds(&id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "enqueued").count(),
+        2,
+        "{kinds:?}"
+    );
+
+    // A job that succeeded is not retried; a scheduled one is not deleted until cancelled.
+    let ok = unique("ok");
+    let (_, job) = s
+        .submit(json!({"job_class": "ApiProbe", "queue": s.queue, "arguments": {"key": ok}}))
+        .await;
+    let ok_id = job["id"].as_str().unwrap().to_string();
+    s.poll(&ok_id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    let (code, err) = post(&s, &format!("/v1/jobs/{ok_id}/retry"), json!({})).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{err}"
+    );
+    let (_, later) = s
+        .submit(json!({"job_class": "ApiProbe", "queue": s.queue, "wait_seconds": 3600, "arguments": {"key": unique("later")}}))
+        .await;
+    let later = later["id"].as_str().unwrap().to_string();
+    let (code, _) = post(&s, &format!("/v1/jobs/{later}/delete"), json!({})).await;
+    assert_eq!(code, 409);
+    let (code, c) = post(&s, &format!("/v1/jobs/{later}/cancel"), json!({})).await;
+    assert_eq!((code, c["status"].as_str()), (200, Some("cancelled")));
+    let (code, d) = post(&s, &format!("/v1/jobs/{later}/delete"), json!({})).await;
+    assert_eq!((code, d["deleted"].as_bool()), (200, Some(true)));
+    assert_eq!(s.get(&format!("/v1/jobs/{later}")).await.0, 404);
+    assert_eq!(
+        post(&s, &format!("/v1/jobs/{later}/delete"), json!({}))
+            .await
+            .0,
+        404
+    );
+
+    // Bulk: three more morgued jobs; count them, retry them all (each runs once more per
+    // attempt), then delete them all.
+    let mut dead_jobs = vec![(id.clone(), key.clone(), 6)];
+    for n in 0..3 {
+        let key = unique(&format!("bulk{n}"));
+        let (_, job) = s.submit(dead(&key)).await;
+        dead_jobs.push((job["id"].as_str().unwrap().to_string(), key, 3));
+    }
+    for (id, key, n) in &dead_jobs {
+        wait_runs(&s, id, key, *n, "morgued").await;
+    }
+    let q = &s.queue;
+    let (_, count) = s
+        .get(&format!("/v1/jobs/count?queue={q}&status=morgued"))
+        .await;
+    assert_eq!(
+        (count["count"].as_u64(), count["exact"].as_bool()),
+        (Some(4), Some(true))
+    );
+    let (_, count) = s
+        .get(&format!(
+            "/v1/jobs/count?queue={q}&class=ApiProbe&q=fail_first"
+        ))
+        .await;
+    assert_eq!(count["count"], 4, "class and text: {count}");
+    let (code, out) = post(
+        &s,
+        "/v1/jobs/bulk",
+        json!({"action": "retry", "queue": q, "status": "morgued"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(
+        (
+            out["matched"].as_u64(),
+            out["done"].as_u64(),
+            out["skipped"].as_u64()
+        ),
+        (Some(4), Some(4), Some(0))
+    );
+    for (id, key, n) in &dead_jobs {
+        wait_runs(&s, id, key, n + 3, "morgued").await;
+    }
+    let (code, out) = post(
+        &s,
+        "/v1/jobs/bulk",
+        json!({"action": "delete", "queue": q, "status": "morgued"}),
+    )
+    .await;
+    assert_eq!((code, out["done"].as_u64()), (200, Some(4)), "{out}");
+    let (_, count) = s
+        .get(&format!("/v1/jobs/count?queue={q}&status=morgued"))
+        .await;
+    assert_eq!(count["count"], 0);
+    let (code, err) = post(
+        &s,
+        "/v1/jobs/bulk",
+        json!({"action": "retry", "status": "dead"}),
+    )
+    .await;
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (422, Some("status")),
+        "{err}"
+    );
+
+    // Stats: the queue's counts, this hour's executions, percentiles, processes.
+    let (code, stats) = s.get("/v1/stats").await;
+    assert_eq!(code, 200, "{stats}");
+    let mine = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["queue"] == s.queue.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(mine["counts"]["succeeded"], 1, "{mine}");
+    let failed: u64 = stats["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["failed"].as_u64().unwrap())
+        .sum();
+    assert!(failed >= 21, "at least the 21 failures here: {stats}");
+    assert!(stats["run_time"]["count"].as_u64().unwrap() >= 22);
+    assert!(stats["queue_latency"]["p50_seconds"].as_f64().is_some());
+    let (_, classes) = s.get("/v1/classes").await;
+    assert!(
+        classes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["job_class"] == "ApiProbe"),
+        "{classes}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_sends_security_headers_and_refuses_other_origins() {
+    let s = Setup::sqlite(false, &[]).await;
+    let r = s.http.get(s.url("/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<h1>Overview</h1>"));
+
+    // Another origin may not change state, on the JSON API or the dashboard.
+    let job = json!({"job_class": "ApiProbe", "queue": s.queue, "arguments": {"key": unique("o")}});
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "null"),
+    ] {
+        let r = s
+            .http
+            .post(s.url("/v1/jobs"))
+            .header(name, value)
+            .json(&job)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{name}: {value}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "forbidden");
+        let r = s
+            .http
+            .post(s.url("/ui/enqueue"))
+            .header(name, value)
+            .form(&[("job_class", "ApiProbe")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "dashboard, {name}: {value}");
+    }
+    let host = s.base.trim_start_matches("http://").to_string();
+    let r = s
+        .http
+        .post(s.url("/v1/jobs"))
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "same origin passes");
+    let (count, _) = (
+        s.get(&format!("/v1/jobs/count?queue={}", s.queue)).await.1,
+        (),
+    );
+    assert_eq!(count["count"], 1, "only the same-origin submit landed");
+
+    // Whatever a path holds is escaped on the error page.
+    let r = s
+        .http
+        .get(s.url("/ui/jobs/%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("<script>alert"), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{body}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_sessions_need_a_token_and_cannot_be_forged() {
+    let s = Setup::sqlite(false, &["tok-one", "tok-two"]).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .get(s.url("/ui/jobs?status=morgued"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/ui/login?next=%2Fui%2Fjobs%3Fstatus%3Dmorgued"
+    );
+    assert_eq!(
+        http.get(s.url("/ui/login")).send().await.unwrap().status(),
+        200,
+        "the sign-in page is open"
+    );
+    // A wrong token: 401, no cookie.
+    let r = http
+        .post(s.url("/ui/login"))
+        .form(&[("token", "nope"), ("next", "/ui/jobs")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    // The right one: a session, and never a redirect off the site.
+    let r = http
+        .post(s.url("/ui/login"))
+        .form(&[("token", "tok-two"), ("next", "//evil.example/x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let r = http
+        .get(s.url("/ui/jobs"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A forged or tampered session is refused.
+    let (value, mac) = pair.split_once('.').unwrap();
+    let forged = format!("{}9.{mac}", value);
+    for c in [forged.as_str(), "pj_session=1999999999.00"] {
+        let r = http
+            .get(s.url("/ui/jobs"))
+            .header("cookie", c)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{c}");
+    }
+    let r = http
+        .post(s.url(&format!("/ui/jobs/{}/retry", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "an action without a session");
+    // A bearer token works on the dashboard too (scripts, curl).
+    let r = http
+        .get(s.url("/ui/"))
+        .bearer_auth("tok-one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
