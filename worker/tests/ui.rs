@@ -27,6 +27,10 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
         let driver = Command::new(std::env::var("CHROMEDRIVER").unwrap_or("chromedriver".into()))
@@ -48,6 +52,9 @@ impl Browser {
             "--disable-component-update", "--disable-sync", "--window-size=1280,900",
             format!("--user-data-dir={}", profile.path().display()),
         ]});
+        for a in extra {
+            options["args"].as_array_mut().unwrap().push(json!(a));
+        }
         if std::path::Path::new("/usr/bin/chromium").exists() {
             options["binary"] = json!("/usr/bin/chromium");
         }
@@ -352,7 +359,7 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
         .goto(&format!("{base}/ui/morgue?queue={queue}"))
         .await
         .unwrap();
-    assert!(b.text("#live").await.contains(&dead[..8]));
+    assert!(b.text("#live").await.contains(&dead[dead.len() - 8..]));
     for (path, title) in [
         (format!("/ui/jobs?queue={queue}&status=morgued"), "Jobs"),
         (format!("/ui/jobs/{dead}"), "MockJob"),
@@ -585,4 +592,114 @@ async fn with_tokens_the_dashboard_needs_a_session() {
     b.client.goto(&format!("{base}/ui/")).await.unwrap();
     b.wait_text("h1", "Sign in", Duration::from_secs(15)).await;
     b.close().await;
+}
+
+/// Saves a screenshot of each page at a realistic state into docs/screenshots (run by hand:
+/// `cargo test -p worker --test ui -- --ignored screenshots`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/screenshots; run by hand"]
+async fn screenshots_for_the_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("ui.db").display());
+    let api = Api::start(emulator_host(), &store, &[]).await;
+    let base = api.base.clone();
+    let mut workers = Vec::new();
+    for queue in ["default", "mailers"] {
+        let w = Running::start(
+            queue,
+            &[("MOCK_JOB_RETRY_WAIT", "4")],
+            &["--store", &store, "--concurrency", "8"],
+        );
+        workers.push(w);
+    }
+    for w in &mut workers {
+        w.wait_for("worker started", Duration::from_secs(60), |v| {
+            v["message"] == "worker started"
+        });
+    }
+    let http = reqwest::Client::new();
+    let mut retried = String::new();
+    for n in 0..60u32 {
+        let queue = if n % 3 == 0 { "mailers" } else { "default" };
+        let mut args = json!({"sleep_duration": (n % 7) as f64 * 0.15, "raise_error": false,
+                              "customer_id": 1000 + n, "plan": if n % 2 == 0 { "pro" } else { "team" }});
+        let mut body = json!({"job_class": "MockJob", "queue": queue});
+        if n % 10 == 3 {
+            args["raise_error"] = json!(true);
+        } else if n % 10 == 5 {
+            args["fail_attempts"] = json!(1);
+        } else if n % 10 == 7 {
+            body["wait_seconds"] = json!(600 + n * 30);
+        }
+        body["arguments"] = args;
+        let id = submit(&http, &base, body).await;
+        if n == 5 {
+            retried = id;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    wait_job(
+        &http,
+        &base,
+        &retried,
+        "succeeded",
+        Duration::from_secs(60),
+        |j, _| j["status"] == "succeeded",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await; // the morgue fills
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&out).unwrap();
+    let b = Browser::start().await;
+    let shots = [
+        ("overview", "/ui/".to_string()),
+        ("jobs", "/ui/jobs".to_string()),
+        ("job", format!("/ui/jobs/{retried}")),
+        ("morgue", "/ui/morgue".to_string()),
+        ("scheduled", "/ui/scheduled".to_string()),
+    ];
+    for (name, path) in &shots {
+        b.client.goto(&format!("{base}{path}")).await.unwrap();
+        std::fs::write(
+            out.join(format!("{name}.png")),
+            b.client.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+    b.client.goto(&format!("{base}/ui/enqueue")).await.unwrap();
+    let args = b.client.find(Locator::Id("arguments")).await.unwrap();
+    args.clear().await.unwrap();
+    args.send_keys(r#"{"sleep_duration": "soon"}"#)
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Id("submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "Enqueue", Duration::from_secs(10)).await;
+    std::fs::write(
+        out.join("enqueue.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.client.goto(&format!("{base}/ui/")).await.unwrap();
+    std::fs::write(out.join("phone.png"), b.client.screenshot().await.unwrap()).unwrap();
+    b.close().await;
+    let dark = Browser::start_with(&[
+        "--force-dark-mode",
+        "--blink-settings=preferredColorScheme=0",
+    ])
+    .await;
+    dark.client.goto(&format!("{base}/ui/jobs")).await.unwrap();
+    std::fs::write(
+        out.join("dark.png"),
+        dark.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    dark.close().await;
+    drop(workers);
 }

@@ -362,7 +362,7 @@ async fn list_page(state: &ApiState, lp: ListPage<'_>, p: ListParams, done: &Don
                 b,
                 "<tr><td><a href=\"/ui/jobs/{id}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td>\
                  <td class=\"num\">{}</td><td>{when}</td><td class=\"args\">{detail}</td>",
-                &id[..8],
+                short(&id),
                 esc(&j.job_class),
                 esc(&j.queue),
                 badge(j.status.as_str()),
@@ -412,7 +412,7 @@ fn action_button(id: &str, action: &str, back: &str) -> String {
          <input type=\"hidden\" name=\"back\" value=\"{}\">\
          <button type=\"submit\" class=\"{class}\" aria-label=\"{label} job {}\">{label}</button></form>",
         esc(back),
-        &id[..8],
+        short(&id),
     )
 }
 
@@ -623,7 +623,7 @@ pub(crate) async fn job(
     }
     b.push_str("<h2>Timeline</h2>");
     b.push_str(&timeline(&j, &events));
-    let title = format!("{} {}", j.job_class, &ids[..8]);
+    let title = format!("{} {}", j.job_class, short(&ids));
     Ok(html(layout(&state, &title, "/ui/jobs", done.flash()), &b))
 }
 
@@ -1204,4 +1204,10 @@ pub(crate) async fn logout() -> Response {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The last 8 hex digits of a job id: its random part (a UUIDv7 starts with the time, which
+/// jobs enqueued together share).
+fn short(id: &str) -> &str {
+    &id[id.len().saturating_sub(8)..]
 }
