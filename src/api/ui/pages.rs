@@ -361,7 +361,7 @@ async fn list_page(state: &ApiState, lp: ListPage<'_>, p: ListParams, done: &Don
             let _ = write!(
                 b,
                 "<tr><td><a href=\"/ui/jobs/{id}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td class=\"num\">{}</td><td>{when}</td><td class=\"args\">{detail}</td>",
+                 <td class=\"num\">{}</td><td>{when}</td><td class=\"args\" title=\"{detail}\">{detail}</td>",
                 short(&id),
                 esc(&j.job_class),
                 esc(&j.queue),
