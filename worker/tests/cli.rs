@@ -17,6 +17,23 @@ fn jobs_lists_mock_job_and_the_built_in_http_job() {
 }
 
 #[test]
+fn api_without_tokens_refuses_an_open_address_before_opening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let store = format!("sqlite://{}", db.display());
+    let (code, _, err) = run(&["api", "--bind", "0.0.0.0:0", "--store", &store], &[]);
+    assert_eq!(code, 1, "{err}");
+    for needed in [
+        "0.0.0.0:0",
+        "PUBSUB_JOBS_API_TOKENS",
+        "--allow-unauthenticated",
+    ] {
+        assert!(err.contains(needed), "the error names {needed}: {err}");
+    }
+    assert!(!db.exists(), "refused before the store was opened");
+}
+
+#[test]
 fn enqueue_refuses_bad_input_naming_what_is_wrong() {
     let cases: [(&[&str], &str); 4] = [
         (
