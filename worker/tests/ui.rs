@@ -102,6 +102,17 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `locator` finds.
+    async fn click(&self, locator: Locator<'_>) {
+        self.client
+            .find(locator)
+            .await
+            .unwrap_or_else(|e| panic!("nothing to click: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.expect(script)
     }
@@ -252,13 +263,7 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
     args.send_keys(r#"{"sleep_duration": "slow", "raise_error": false}"#)
         .await
         .unwrap();
-    b.client
-        .find(Locator::Id("submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("submit")).await;
     b.wait_text(
         "#arguments-error",
         "sleep_duration",
@@ -283,13 +288,7 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
     args.send_keys(r#"{"sleep_duration": 5, "raise_error": false}"#)
         .await
         .unwrap();
-    b.client
-        .find(Locator::Id("submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("submit")).await;
     let url = b.wait_path("/ui/jobs/").await;
     let status = b.text("#status").await;
     assert!(
@@ -304,13 +303,7 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
         .select_by_value("1")
         .await
         .unwrap();
-    b.client
-        .find(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap(); // focus leaves the select
+    b.click(Locator::Css("h1")).await; // focus leaves the select
     b.wait_text("#status", "succeeded", Duration::from_secs(60))
         .await;
     assert_eq!(
@@ -426,15 +419,10 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
         .goto(&format!("{base}/ui/morgue?queue={queue}"))
         .await
         .unwrap();
-    b.client
-        .find(Locator::Css(&format!(
-            "form[action='/ui/jobs/{dead}/retry'] button"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css(&format!(
+        "form[action='/ui/jobs/{dead}/retry'] button"
+    )))
+    .await;
     b.wait_text(".flash", "Retried", Duration::from_secs(15))
         .await;
     let (job, events) = wait_job(
@@ -463,15 +451,10 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
         .goto(&format!("{base}/ui/scheduled?queue={queue}"))
         .await
         .unwrap();
-    b.client
-        .find(Locator::Css(&format!(
-            "form[action='/ui/jobs/{later}/cancel'] button"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css(&format!(
+        "form[action='/ui/jobs/{later}/cancel'] button"
+    )))
+    .await;
     b.wait_text(".flash", "Cancelled", Duration::from_secs(15))
         .await;
     let (job, events) = wait_job(
@@ -491,21 +474,9 @@ async fn dashboard_pages_actions_and_live_refresh_in_a_browser() {
         .goto(&format!("{base}/ui/morgue?queue={queue}"))
         .await
         .unwrap();
-    b.client
-        .find(Locator::LinkText("Retry all matching"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::LinkText("Retry all matching")).await;
     b.wait_text("h1", "Confirm", Duration::from_secs(15)).await;
-    b.client
-        .find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("confirm")).await;
     b.wait_text(".flash", "Retried 1 jobs", Duration::from_secs(30))
         .await;
     wait_job(
@@ -540,24 +511,12 @@ async fn with_tokens_the_dashboard_needs_a_session() {
     b.wait_text("h1", "Sign in", Duration::from_secs(15)).await;
     let token = b.client.find(Locator::Id("token")).await.unwrap();
     token.send_keys("wrong").await.unwrap();
-    b.client
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css("form button[type=submit]")).await;
     b.wait_text("#token-error", "not one of", Duration::from_secs(15))
         .await;
     let token = b.client.find(Locator::Id("token")).await.unwrap();
     token.send_keys("second-token").await.unwrap();
-    b.client
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css("main form button[type=submit]")).await;
     b.wait_text("h1", "Morgue", Duration::from_secs(15)).await;
     let cookie = b.client.get_named_cookie("pj_session").await.unwrap();
     assert_eq!(cookie.http_only(), Some(true));
@@ -589,13 +548,7 @@ async fn with_tokens_the_dashboard_needs_a_session() {
     assert_eq!(r.status(), 401, "the JSON API still needs a bearer token");
 
     // Sign out: the session is gone.
-    b.client
-        .find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css("header form button")).await;
     b.wait_text("h1", "Sign in", Duration::from_secs(15)).await;
     b.client.goto(&format!("{base}/ui/")).await.unwrap();
     b.wait_text("h1", "Sign in", Duration::from_secs(15)).await;
@@ -680,13 +633,7 @@ async fn screenshots_for_the_docs() {
     args.send_keys(r#"{"sleep_duration": "soon"}"#)
         .await
         .unwrap();
-    b.client
-        .find(Locator::Id("submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("submit")).await;
     b.wait_text("h1", "Enqueue", Duration::from_secs(10)).await;
     std::fs::write(
         out.join("enqueue.png"),

@@ -10,6 +10,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../fill.rs"]
+mod fill;
+
 use anyhow::Context;
 use clap::Parser;
 use pubsub_jobs::{
@@ -118,7 +121,7 @@ async fn fill_and_read(
     store: &std::sync::Arc<dyn store::JobStore>,
     n: usize,
 ) -> anyhow::Result<(f64, f64, f64)> {
-    use store::{NewJob, Start, StoreOp, Transition};
+    use store::NewJob;
     let t0 = Instant::now();
     let mut done = 0;
     while done < n {
@@ -136,41 +139,12 @@ async fn fill_and_read(
             })
             .collect();
         store.submit_many(jobs.clone()).await?;
-        let starts: Vec<StoreOp> = jobs
-            .iter()
-            .map(|j| {
-                StoreOp::Start(Start {
-                    id: j.id,
-                    job_class: j.job_class.clone(),
-                    queue: j.queue.clone(),
-                    arguments: j.arguments.clone(),
-                    attempt: 1,
-                    enqueued_at: j.enqueued_at,
-                    due_at: j.enqueued_at,
-                    generation: 0,
-                })
-            })
-            .collect();
-        store.record_batch(&starts).await?;
-        let ends: Vec<StoreOp> = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| StoreOp::Finish {
-                id: j.id,
-                attempt: 1,
-                transition: if i % 50 == 0 {
-                    Transition::Morgued {
-                        error: "dead".into(),
-                    }
-                } else {
-                    Transition::Succeeded {
-                        result: None,
-                        run: Duration::from_millis(i as u64 % 300),
-                    }
-                },
-            })
-            .collect();
-        store.record_batch(&ends).await?;
+        store.record_batch(&fill::starts(&jobs)).await?;
+        store
+            .record_batch(&fill::ends(&jobs, |i| {
+                (i % 50 == 0).then(|| "dead".to_string())
+            }))
+            .await?;
         done += k;
         if done % 100_000 == 0 {
             store.maintain(&store::Retention::keep_all()).await?;

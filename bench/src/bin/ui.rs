@@ -9,13 +9,16 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "../fill.rs"]
+mod fill;
 
 use anyhow::Context;
 use clap::Parser;
 use pubsub_jobs::api::{ApiConfig, ApiState};
 use pubsub_jobs::broker::MemoryBroker;
-use pubsub_jobs::store::{self, JobStore, NewJob, Start, StoreOp, Transition};
+use pubsub_jobs::store::{self, JobStore, NewJob};
 use pubsub_jobs::{Client, ClientConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -70,44 +73,16 @@ async fn fill(s: &Arc<dyn JobStore>, n: usize) -> anyhow::Result<uuid::Uuid> {
         let jobs: Vec<NewJob> = (done..done + k).map(|i| job(i, false)).collect();
         last = jobs[jobs.len() - 1].id;
         s.submit_many(jobs.clone()).await?;
-        let starts: Vec<StoreOp> = jobs
-            .iter()
-            .map(|j| {
-                StoreOp::Start(Start {
-                    id: j.id,
-                    job_class: j.job_class.clone(),
-                    queue: j.queue.clone(),
-                    arguments: j.arguments.clone(),
-                    attempt: 1,
-                    enqueued_at: j.enqueued_at,
-                    due_at: j.enqueued_at,
-                    generation: 0,
-                })
+        s.record_batch(&fill::starts(&jobs)).await?;
+        s.record_batch(&fill::ends(&jobs, |i| {
+            ((done + i) % 50 == 0).then(|| {
+                format!(
+                    "connection refused by payments-{} after 3 attempts",
+                    (done + i) % 7
+                )
             })
-            .collect();
-        s.record_batch(&starts).await?;
-        let ends: Vec<StoreOp> = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| StoreOp::Finish {
-                id: j.id,
-                attempt: 1,
-                transition: if (done + i) % 50 == 0 {
-                    Transition::Morgued {
-                        error: format!(
-                            "connection refused by payments-{} after 3 attempts",
-                            (done + i) % 7
-                        ),
-                    }
-                } else {
-                    Transition::Succeeded {
-                        result: None,
-                        run: Duration::from_millis((done + i) as u64 % 300),
-                    }
-                },
-            })
-            .collect();
-        s.record_batch(&ends).await?;
+        }))
+        .await?;
         done += k;
         if done % 100_000 == 0 {
             s.maintain(&store::Retention::keep_all()).await?;
