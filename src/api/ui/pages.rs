@@ -412,7 +412,7 @@ fn action_button(id: &str, action: &str, back: &str) -> String {
          <input type=\"hidden\" name=\"back\" value=\"{}\">\
          <button type=\"submit\" class=\"{class}\" aria-label=\"{label} job {}\">{label}</button></form>",
         esc(back),
-        short(&id),
+        short(id),
     )
 }
 
