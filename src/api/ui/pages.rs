@@ -328,7 +328,13 @@ async fn list_page(state: &ApiState, lp: ListPage<'_>, p: ListParams, done: &Don
     if page.jobs.is_empty() {
         b.push_str("<p class=\"muted\">No jobs match.</p>");
     } else {
-        let when = if lp.due { "Due" } else { "Enqueued" };
+        let when = if lp.due {
+            "Due"
+        } else if lp.errors {
+            "Died"
+        } else {
+            "Enqueued"
+        };
         let _ = write!(
             b,
             "<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Job</th><th scope=\"col\">Class</th>\
@@ -350,6 +356,8 @@ async fn list_page(state: &ApiState, lp: ListPage<'_>, p: ListParams, done: &Don
                     ),
                     None => time(None),
                 }
+            } else if lp.errors {
+                time(j.finished_at.or(Some(j.updated_at)))
             } else {
                 time(Some(j.enqueued_at))
             };
