@@ -1286,3 +1286,89 @@ async fn dashboard_sessions_need_a_token_and_cannot_be_forged() {
     assert_eq!(r.status(), 200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_periodic_page_pauses_resumes_and_runs_an_entry() {
+    let s = Setup::sqlite(false, &[]).await;
+    let store = s.client.store().unwrap().clone();
+    let name = unique("nightly <b>report</b>");
+    store
+        .register_periodic(&[pubsub_jobs::store::PeriodicDefinition {
+            name: name.clone(),
+            schedule: "0 3 * * *".into(),
+            timezone: "Europe/Paris".into(),
+            job_class: "ApiProbe".into(),
+            queue: s.queue.clone(),
+            arguments: json!({"key": unique("nightly")}),
+        }])
+        .await
+        .unwrap();
+    let page = s
+        .http
+        .get(s.url("/ui/periodic"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("0 3 * * *") && page.contains("Europe/Paris"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>report</b>") && page.contains("&lt;b&gt;report&lt;/b&gt;"));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let path = |action: &str| {
+        let enc: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        s.url(&format!("/ui/periodic/{enc}/{action}"))
+    };
+    let paused = |st: &Vec<pubsub_jobs::store::PeriodicState>| {
+        st.iter()
+            .find(|e| e.definition.name == name)
+            .unwrap()
+            .paused
+    };
+    let r = http.post(path("pause")).send().await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["location"].to_str().unwrap()
+        ),
+        (303, "/ui/periodic?done=paused")
+    );
+    assert!(paused(&store.periodic_entries().await.unwrap()));
+    http.post(path("resume")).send().await.unwrap();
+    assert!(!paused(&store.periodic_entries().await.unwrap()));
+    let r = http.post(path("run")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let job_page = r.headers()["location"].to_str().unwrap().to_string();
+    let id = job_page
+        .trim_start_matches("/ui/jobs/")
+        .trim_end_matches("?done=ran");
+    let (code, job) = s.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        (code, job["job_class"].as_str(), job["queue"].as_str()),
+        (200, Some("ApiProbe"), Some(s.queue.as_str()))
+    );
+    assert_eq!(
+        http.post(s.url("/ui/periodic/no-such-entry/pause"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    s.stop().await;
+}
