@@ -245,6 +245,7 @@ pub(crate) async fn bulk(
         queue: req.queue,
         class: req.class,
         q: req.q,
+        order: None,
         limit: None,
         cursor: None,
     }

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::{ApiError, ApiState, ErrorBody};
 use crate::envelope::Envelope;
 use crate::store::{
-    CancelOutcome, Dedup, JobEvent, JobRecord, JobStatus, ListQuery, DEFAULT_DEDUP_WINDOW,
+    CancelOutcome, Dedup, JobEvent, JobRecord, JobStatus, ListOrder, ListQuery,
+    DEFAULT_DEDUP_WINDOW,
 };
 
 /// A job to run.
@@ -166,6 +167,9 @@ pub(crate) struct ListParams {
     /// the newest 20,000 jobs of the other filters per page, so a page may be short with a
     /// `next_cursor` that goes on).
     pub q: Option<String>,
+    /// `newest` (the default) or `due`: soonest due first, for `status=scheduled` or
+    /// `status=retrying` (with at most a `queue` filter).
+    pub order: Option<String>,
     /// Page size, 1-500 (default 50).
     pub limit: Option<u32>,
     /// From `next_cursor`.
@@ -188,9 +192,23 @@ impl ListParams {
                 ApiError::unprocessable(format!("limit must be 1-500, not {limit}")).field("limit"),
             );
         }
+        let order = match given(&self.order) {
+            None | Some("newest") => ListOrder::Newest,
+            Some("due") => ListOrder::DueFirst,
+            Some(o) => {
+                return Err(ApiError::unprocessable(format!(
+                    "order must be newest or due, not {o:?}"
+                ))
+                .field("order"))
+            }
+        };
         let cursor = given(&self.cursor).map(str::to_string);
         if let Some(c) = &cursor {
-            if c.parse::<i64>().is_err() {
+            let due_cursor = c
+                .strip_prefix('d')
+                .and_then(|c| c.split_once(':'))
+                .is_some_and(|(a, s)| a.parse::<i64>().is_ok() && s.parse::<i64>().is_ok());
+            if c.parse::<i64>().is_err() && !due_cursor {
                 return Err(ApiError::unprocessable(format!(
                     "cursor {c:?} is not one this API returned"
                 ))
@@ -208,6 +226,7 @@ impl ListParams {
             text,
             limit,
             cursor,
+            order,
         })
     }
 }

@@ -14,8 +14,8 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{
-    CancelOutcome, Dedup, DeleteOutcome, EventKind, JobStatus, JobStore, ListQuery, NewJob,
-    OutboxMessage, ProcessInfo, Requeue, RequeueOutcome, Start, StartOutcome, Submitted,
+    CancelOutcome, Dedup, DeleteOutcome, EventKind, JobStatus, JobStore, ListOrder, ListQuery,
+    NewJob, OutboxMessage, ProcessInfo, Requeue, RequeueOutcome, Start, StartOutcome, Submitted,
     Transition,
 };
 
@@ -1147,7 +1147,7 @@ pub async fn filters_by_class_and_text(s: &dyn JobStore, queue: &str) {
         text: text.map(str::to_string),
         status,
         limit: 2,
-        cursor: None,
+        ..Default::default()
     };
     let ids = |idx: &[usize]| -> Vec<Uuid> { idx.iter().rev().map(|i| made[*i].id).collect() };
     let cases = [
@@ -1350,6 +1350,52 @@ pub async fn heartbeats_list_live_processes(s: &dyn JobStore, queue: &str) {
         .any(|x| x.id == p.id));
 }
 
+/// Scheduled (and retrying) jobs list soonest due first, ties in enqueue order, page after page.
+pub async fn scheduled_jobs_list_soonest_due_first(s: &dyn JobStore, queue: &str) {
+    let now = Utc::now();
+    let mut made = Vec::new();
+    for (n, secs) in [50i64, 10, 30, 10, 40, 10].into_iter().enumerate() {
+        let mut j = new_job(queue, n as u32);
+        j.scheduled_at = Some(now + chrono::Duration::seconds(secs));
+        s.submit(j.clone()).await.expect("submit");
+        made.push(j);
+    }
+    s.submit(new_job(queue, 99))
+        .await
+        .expect("submit a pending job");
+    let due = |status| ListQuery {
+        status: Some(status),
+        queue: Some(queue.to_string()),
+        order: ListOrder::DueFirst,
+        limit: 2,
+        ..Default::default()
+    };
+    let got = list_all(s, due(JobStatus::Scheduled)).await;
+    let want: Vec<Uuid> = [1, 3, 5, 2, 4, 0].iter().map(|i| made[*i].id).collect();
+    assert_eq!(got, want, "soonest due first, ties in enqueue order");
+    // A retrying job waits for its retry's due time.
+    let retried = &made[0];
+    s.start(start_of(retried, 1)).await.expect("start");
+    let failed = Transition::Failed {
+        error: "x".into(),
+        run: Duration::from_millis(1),
+        result: None,
+    };
+    s.finish(retried.id, 1, failed).await.expect("finish");
+    let retry = Transition::RetryScheduled {
+        at: now + chrono::Duration::seconds(20),
+    };
+    s.finish(retried.id, 1, retry).await.expect("finish");
+    assert_eq!(
+        list_all(s, due(JobStatus::Retrying)).await,
+        vec![retried.id]
+    );
+    assert_eq!(
+        list_all(s, due(JobStatus::Scheduled)).await,
+        want[..5].to_vec()
+    );
+}
+
 /// Runs the whole store conformance suite as `#[tokio::test]`s, one per check, each on the
 /// store that `$make` (an async closure returning `Arc<dyn JobStore>`) gives:
 ///
@@ -1377,7 +1423,8 @@ macro_rules! store_conformance_tests {
             filters_by_class_and_text,
             requeue_and_delete_follow_the_status,
             throughput_counts_finished_executions,
-            heartbeats_list_live_processes
+            heartbeats_list_live_processes,
+            scheduled_jobs_list_soonest_due_first
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn each_tick_is_claimed_once() {

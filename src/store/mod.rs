@@ -493,9 +493,34 @@ pub struct ListQuery {
     pub limit: u32,
     /// From [`Page::next_cursor`] of the previous page.
     pub cursor: Option<String>,
+    /// The order of the page.
+    pub order: ListOrder,
+}
+
+/// The order of a [`ListQuery`]'s page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListOrder {
+    /// Newest enqueued first.
+    #[default]
+    Newest,
+    /// Soonest due first (then oldest enqueued): for scheduled and retrying jobs, filtered by
+    /// status (one of those two) and at most a queue; other queries fall back to newest first.
+    DueFirst,
 }
 
 impl ListQuery {
+    /// True when the page is read in due order (see [`ListOrder::DueFirst`]).
+    pub fn is_due_order(&self) -> bool {
+        self.order == ListOrder::DueFirst
+            && matches!(
+                self.status,
+                Some(JobStatus::Scheduled) | Some(JobStatus::Retrying)
+            )
+            && self.job_class.is_none()
+            && self.text.is_none()
+    }
+
     /// True when a read needs more than one index (two or more of queue, status and class) or
     /// a text match: it is then bounded by [`SCAN_WINDOW`].
     pub fn is_windowed(&self) -> bool {

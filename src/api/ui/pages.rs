@@ -228,6 +228,8 @@ struct ListPage<'a> {
     bulk: &'a [BulkAction],
     /// Per-row actions.
     row_actions: &'a [&'a str],
+    /// Offer the class and text filters (not in due order, which reads one index).
+    class_and_text: bool,
 }
 
 fn select(name: &str, label: &str, options: &[String], current: Option<&str>) -> String {
@@ -278,13 +280,26 @@ async fn list_page(state: &ApiState, lp: ListPage<'_>, p: ListParams, done: &Don
     }
     let _ = write!(
         b,
-        "<label>Queue<input name=\"queue\" value=\"{}\" size=\"12\"></label>{}\
-         <label>Text in arguments or error<input type=\"search\" name=\"q\" value=\"{}\" size=\"18\"></label>\
-         <button type=\"submit\">Filter</button> <a href=\"{}\">Clear</a></form>",
+        "<label>Queue<input name=\"queue\" value=\"{}\" size=\"12\"></label>",
         esc(p.queue.as_deref().unwrap_or("")),
-        select("class", "Class", &classes, p.class.as_deref()),
-        esc(p.q.as_deref().unwrap_or("")),
+    );
+    if lp.class_and_text {
+        let _ = write!(
+            b,
+            "{}<label>Text in arguments or error<input type=\"search\" name=\"q\" value=\"{}\" size=\"18\"></label>",
+            select("class", "Class", &classes, p.class.as_deref()),
+            esc(p.q.as_deref().unwrap_or("")),
+        );
+    }
+    let _ = write!(
+        b,
+        "<button type=\"submit\">Filter</button> <a href=\"{}{}\">Clear</a></form>",
         lp.path,
+        if lp.class_and_text {
+            String::new()
+        } else {
+            query(&[("status", p.status.as_deref())])
+        },
     );
     let counted = if count.exact {
         format!("{} jobs", num(count.count))
@@ -445,6 +460,7 @@ impl ListPageParams {
                 queue: self.queue,
                 class: self.class,
                 q: self.q,
+                order: None,
                 limit: Some(50),
                 cursor: self.cursor,
             },
@@ -480,6 +496,7 @@ pub(crate) async fn jobs(
             errors: false,
             bulk,
             row_actions: &[],
+            class_and_text: true,
         },
         p,
         &done,
@@ -496,6 +513,10 @@ pub(crate) async fn scheduled(
     if !matches!(p.status.as_deref(), Some("retrying")) {
         p.status = Some("scheduled".into());
     }
+    // Soonest due first, through the due-time index.
+    p.order = Some("due".into());
+    p.class = None;
+    p.q = None;
     let tabs = format!(
         "<nav class=\"actions\" aria-label=\"Which\"><a href=\"/ui/scheduled\"{}>Scheduled</a><a href=\"/ui/scheduled?status=retrying\"{}>Retrying</a></nav>",
         if p.status.as_deref() == Some("scheduled") { " aria-current=\"page\"" } else { "" },
@@ -512,6 +533,7 @@ pub(crate) async fn scheduled(
             errors: p.status.as_deref() == Some("retrying"),
             bulk: &[BulkAction::Cancel],
             row_actions: &["cancel"],
+            class_and_text: false,
         },
         p,
         &done,
@@ -552,6 +574,7 @@ pub(crate) async fn morgue(
             errors: true,
             bulk: &[BulkAction::Retry, BulkAction::Delete],
             row_actions: &["retry", "delete"],
+            class_and_text: true,
         },
         p,
         &done,
@@ -786,6 +809,7 @@ impl BulkForm {
                 queue: self.queue.clone(),
                 class: self.class.clone(),
                 q: self.q.clone(),
+                order: None,
                 limit: None,
                 cursor: None,
             },

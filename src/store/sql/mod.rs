@@ -46,6 +46,7 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0005_aggregates.sql"),
             include_str!("migrations/sqlite/0006_direct_aggregates.sql"),
             include_str!("migrations/sqlite/0007_dashboard.sql"),
+            include_str!("migrations/sqlite/0008_due_order.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
@@ -55,6 +56,7 @@ fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/postgres/0005_aggregates.sql"),
             include_str!("migrations/postgres/0006_autovacuum.sql"),
             include_str!("migrations/postgres/0007_dashboard.sql"),
+            include_str!("migrations/postgres/0008_due_order.sql"),
         ],
     }
 }
