@@ -166,6 +166,17 @@ async fn fill_and_read(
     Ok((median(q), median(m), fill_rate))
 }
 
+/// The server's write-ahead log bytes so far (`pg_stat_wal`, PostgreSQL 14+), if it tells.
+async fn wal_bytes(url: &str) -> Option<i64> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    sqlx::query("SELECT CAST(wal_bytes AS BIGINT) AS b FROM pg_stat_wal")
+        .fetch_one(&mut conn)
+        .await
+        .and_then(|r| r.try_get::<i64, _>("b"))
+        .ok()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
@@ -228,10 +239,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         round(c, &warm, "warm").await?;
     }
     let (mut none, mut sqlite, mut pg) = (Vec::new(), Vec::new(), Vec::new());
+    let mut wal_per_job = Vec::new();
     for r in 1..=args.rounds.max(1) {
         none.push(round(&plain, &args, "none").await?);
         sqlite.push(round(&with_sqlite, &args, "sqlite").await?);
+        let wal_before = wal_bytes(&args.pg).await;
         pg.push(round(&with_pg, &args, "pg").await?);
+        if let (Some(a), Some(b)) = (wal_before, wal_bytes(&args.pg).await) {
+            wal_per_job.push((b - a) as f64 / args.n as f64);
+        }
         eprintln!(
             "round {r}: none {:.0}, SQLite {:.0}, PostgreSQL {:.0} jobs/s",
             none[r - 1],
@@ -249,11 +265,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("| none | {none:.0} | 1.00x |");
     println!("| SQLite | {sqlite:.0} | {:.2}x |", sqlite / none);
     println!("| PostgreSQL | {pg:.0} | {:.2}x |", pg / none);
+    // Steadier than PostgreSQL's jobs/s on a shared machine: what each job writes to the log.
+    let wal = (!wal_per_job.is_empty()).then(|| median(wal_per_job));
+    if let Some(w) = wal {
+        println!("PostgreSQL write-ahead log: {w:.0} bytes per job, enqueue to finish (median; pg_stat_wal, cluster-wide)");
+    }
     if args.json {
         println!(
             "{}",
             serde_json::json!({"none": none, "sqlite": sqlite, "postgres": pg,
-                "sqlite_ratio": sqlite / none, "postgres_ratio": pg / none})
+                "sqlite_ratio": sqlite / none, "postgres_ratio": pg / none,
+                "postgres_wal_bytes_per_job": wal})
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
