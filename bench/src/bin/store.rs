@@ -166,11 +166,12 @@ async fn fill_and_read(
     Ok((median(q), median(m), fill_rate))
 }
 
-/// The server's write-ahead log bytes so far (`pg_stat_wal`, PostgreSQL 14+), if it tells.
+/// The server's write-ahead log position in bytes (exact at once, unlike `pg_stat_wal`, which
+/// backends flush now and then).
 async fn wal_bytes(url: &str) -> Option<i64> {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
-    sqlx::query("SELECT CAST(wal_bytes AS BIGINT) AS b FROM pg_stat_wal")
+    sqlx::query("SELECT CAST(pg_current_wal_lsn() - '0/0'::pg_lsn AS BIGINT) AS b")
         .fetch_one(&mut conn)
         .await
         .and_then(|r| r.try_get::<i64, _>("b"))
@@ -268,7 +269,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Steadier than PostgreSQL's jobs/s on a shared machine: what each job writes to the log.
     let wal = (!wal_per_job.is_empty()).then(|| median(wal_per_job));
     if let Some(w) = wal {
-        println!("PostgreSQL write-ahead log: {w:.0} bytes per job, enqueue to finish (median; pg_stat_wal, cluster-wide)");
+        println!("PostgreSQL write-ahead log: {w:.0} bytes per job, enqueue to finish (median; the server's WAL position, cluster-wide)");
     }
     if args.json {
         println!(
