@@ -16,8 +16,7 @@ use uuid::Uuid;
 use super::{ApiError, ApiState, ErrorBody};
 use crate::envelope::Envelope;
 use crate::store::{
-    CancelOutcome, Dedup, JobEvent, JobRecord, JobStatus, ListOrder, ListQuery,
-    DEFAULT_DEDUP_WINDOW,
+    Dedup, JobEvent, JobRecord, JobStatus, ListOrder, ListQuery, DEFAULT_DEDUP_WINDOW,
 };
 
 /// A job to run.
@@ -461,20 +460,9 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<JobResource>, ApiError> {
     let id = parse_id(&id)?;
-    match state.store.cancel(id).await? {
-        CancelOutcome::Cancelled(rec) => {
-            tracing::info!(event = "job.cancel_requested", job_id = %id, job_class = %rec.job_class, queue = %rec.queue, "job cancelled through the API");
-            Ok(Json(JobResource::from(*rec)))
-        }
-        CancelOutcome::TooLate(rec) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "job {id} is {}: only pending, scheduled or retrying jobs can be cancelled",
-                rec.status
-            ),
-        )),
-        CancelOutcome::NotFound => Err(not_found(id)),
-    }
+    Ok(Json(JobResource::from(
+        super::actions::cancel_one(&state, id).await?,
+    )))
 }
 
 /// The outbox: jobs recorded but not published yet.

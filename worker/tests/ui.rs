@@ -72,10 +72,9 @@ impl Browser {
         }
     }
 
-    async fn close(mut self) {
+    async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop stops chromedriver.
     }
 
     async fn text(&self, css: &str) -> String {
@@ -132,6 +131,14 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Drop for Browser {
+    /// Stops chromedriver (and its chromium) even when a test fails before `close`.
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
 
