@@ -7,7 +7,7 @@ COPY worker ./worker
 COPY bench ./bench
 COPY examples ./examples
 COPY tests ./tests
-RUN cargo build --release -p worker
+RUN cargo build --release -p pubsub-jobs-cli
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -61,5 +61,5 @@ register_job!(SendInvoice);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    worker::cli::main().await
+    pubsub_jobs_cli::cli::main().await
 }

@@ -43,7 +43,9 @@ async fn main() -> anyhow::Result<()> {
         sqlx::query_as("INSERT INTO example_orders (item) VALUES ('book') RETURNING id")
             .fetch_one(&mut *tx)
             .await?;
-    let job_id = ShipOrder { order_id }.perform_later_in(&mut tx).await?;
+    let job_id = ShipOrder { order_id }
+        .perform_later_in(&client, &mut tx)
+        .await?;
     tx.commit().await?; // now, and only now, the job exists; the relay publishes it
     println!("order {order_id} committed with job {job_id}");
 

@@ -145,6 +145,12 @@ pub enum Error {
     /// Configuration that cannot work.
     #[error("configuration: {0}")]
     Config(String),
+    /// Something that needs a job store was asked of a client without one.
+    #[error("{what} needs a job store (Client::with_store, or --store / PUBSUB_JOBS_STORE)")]
+    StoreRequired {
+        /// What needed it: `the HTTP API`, `the relay`, `periodic jobs`, `job class X: a dedup key`.
+        what: String,
+    },
     /// The job store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

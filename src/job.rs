@@ -81,14 +81,15 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// Writes the job inside the application's own transaction on the job store's database:
     /// it exists only if `tx` commits, and then the relay publishes it (see
-    /// [`ConfiguredJob::perform_later_in`]).
+    /// [`ConfiguredJob::perform_later_in`]). `client` checks it as every enqueue is checked.
     #[cfg(feature = "sql")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
     fn perform_later_in<'a, T: crate::store::EnqueueTx>(
         &'a self,
+        client: &'a Client,
         tx: &'a mut T,
     ) -> impl Future<Output = crate::Result<Uuid>> + Send + 'a {
-        async move { self.set().perform_later_in(tx).await }
+        async move { self.set().perform_later_in(client, tx).await }
     }
 
     /// Options for one enqueue: a delay, an exact time, another queue (ActiveJob's `set`).

@@ -12,7 +12,7 @@
 //! Beside the queue: an optional [`store`] records every job's events and status (SQLite or
 //! PostgreSQL), which the JSON HTTP `api` serves (submit, poll, cancel, dedup); `http_job` is a
 //! built-in job class of HTTP steps for any language. The command line (`worker`: run a queue,
-//! `clear`, `morgue`, `enqueue`, `spawn`, `demo`, `api`) is the separate `worker` crate.
+//! `clear`, `morgue`, `enqueue`, `spawn`, `demo`, `api`) is the separate `pubsub-jobs-cli` crate (binary `worker`).
 //!
 //! # Cargo features
 //!

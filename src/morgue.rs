@@ -326,7 +326,7 @@ pub mod tools {
                             env.queue_name = record.source_queue.clone();
                         }
                         let queue = env.queue_name.clone();
-                        match client.enqueue_envelopes(vec![env]).await {
+                        match client.publish_envelopes(vec![env]).await {
                             Ok(()) => {
                                 broker.ack(&subscription, vec![d.ack_id]).await?;
                                 report.retried.push((label, queue));

@@ -21,7 +21,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::broker::OutboundMessage;
+use crate::client::publish::Outgoing;
 use crate::error::{Error, Result};
 use crate::store::JobStore;
 use crate::Client;
@@ -69,9 +69,12 @@ pub struct Relay {
 impl Relay {
     /// Starts relaying the outbox of `client`'s store. Fails if the client has no store.
     pub fn start(client: Client, config: RelayConfig) -> Result<Self> {
-        let store = client.store().cloned().ok_or_else(|| {
-            Error::Config("the relay needs a job store (--store / PUBSUB_JOBS_STORE)".into())
-        })?;
+        let store = client
+            .store()
+            .cloned()
+            .ok_or_else(|| Error::StoreRequired {
+                what: "the relay".into(),
+            })?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(client, store, config, stop.clone()));
         Ok(Self { stop, task })
@@ -146,10 +149,11 @@ async fn publish_rows(
     store: &Arc<dyn JobStore>,
     rows: Vec<crate::store::Unpublished>,
 ) -> Result<usize> {
-    let mut by_topic: HashMap<String, (Vec<OutboundMessage>, Vec<Uuid>)> = HashMap::new();
     let now = Utc::now();
+    let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        // A job enqueued inside an application's transaction is routed by its envelope here.
+        // A row written by an older version inside an application's transaction has no topic:
+        // it is routed by its envelope.
         let topic = if row.message.topic.is_empty() {
             match crate::Envelope::decode(&row.message.data, &row.message.attributes) {
                 Ok(env) => client.topic_for(&env, now),
@@ -161,33 +165,92 @@ async fn publish_rows(
         } else {
             row.message.topic
         };
-        let entry = by_topic.entry(topic).or_default();
-        entry.0.push(OutboundMessage {
-            data: row.message.data,
-            attributes: row.message.attributes,
+        items.push(Outgoing {
+            topic,
+            message: OutboundMessage {
+                data: row.message.data,
+                attributes: row.message.attributes,
+            },
+            tag: row.id,
         });
-        entry.1.push(row.id);
     }
+    // The same requests as every enqueue: split by bytes and by count.
     let mut published = 0;
-    for (topic, (messages, ids)) in by_topic {
-        for (chunk, chunk_ids) in messages.chunks(500).zip(ids.chunks(500)) {
-            match client.publish_to(&topic, chunk.to_vec()).await {
-                Ok(_) => {
-                    store.mark_published(chunk_ids).await?;
-                    published += chunk_ids.len();
-                    tracing::info!(
-                        event = "outbox.published",
-                        topic = %topic,
-                        jobs = chunk_ids.len(),
-                        "relay published jobs left in the outbox"
-                    );
-                }
-                // The claim lapses and the rows are tried again.
-                Err(e) => {
-                    tracing::warn!(topic = %topic, jobs = chunk_ids.len(), error = %e, "relay: publish failed; the jobs stay in the outbox")
-                }
+    for sent in client.publish_split(items).await {
+        match sent.result {
+            Ok(()) => {
+                store.mark_published(&sent.tags).await?;
+                published += sent.tags.len();
+                tracing::info!(
+                    event = "outbox.published",
+                    topic = %sent.topic,
+                    jobs = sent.tags.len(),
+                    "relay published jobs left in the outbox"
+                );
+            }
+            // The claim lapses and the rows are tried again.
+            Err(e) => {
+                tracing::warn!(topic = %sent.topic, jobs = sent.tags.len(), error = %e, "relay: publish failed; the jobs stay in the outbox")
             }
         }
     }
     Ok(published)
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::broker::MemoryBroker;
+    use crate::{ClientConfig, Envelope, Job, JobContext, JobError};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Big {
+        pad: String,
+    }
+
+    impl Job for Big {
+        const NAME: &'static str = "Big";
+        async fn perform(&self, _ctx: &JobContext) -> std::result::Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    /// The relay's requests stay within Pub/Sub's limits (which the memory broker enforces):
+    /// 500 rows of 100 KB each, written in the application's transaction, are all published
+    /// and marked, each once.
+    #[tokio::test]
+    async fn large_rows_are_published_in_requests_pub_sub_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("app.db").display());
+        let store = crate::store::connect(&url).await.unwrap();
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let broker = MemoryBroker::new();
+        let client = Client::with_memory_broker(broker.clone(), ClientConfig::default())
+            .with_store(store.clone());
+        client.ensure_queue("big").await.unwrap();
+        let pad = "x".repeat(100_000);
+        let jobs = (0..500).map(|_| Big { pad: pad.clone() });
+        let mut tx = pool.begin().await.unwrap();
+        let ids: std::collections::HashSet<Uuid> = client
+            .perform_all_later_in_on("big", &mut tx, jobs)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        tx.commit().await.unwrap();
+        let published = publish_claimed(&client, &store, Utc::now(), None, 500)
+            .await
+            .unwrap();
+        assert_eq!(published, 500);
+        let pending = broker.pending("big");
+        assert_eq!(pending.len(), 500, "each once");
+        let got: std::collections::HashSet<Uuid> = pending
+            .iter()
+            .map(|(data, attrs)| Envelope::decode(data, attrs).unwrap().job_id)
+            .collect();
+        assert_eq!(got, ids);
+        for id in ids {
+            assert!(store.get(id).await.unwrap().unwrap().published_at.is_some());
+        }
+    }
 }

@@ -291,7 +291,7 @@ where
     let lost = Probe::new(&rolled_back, Mode::Ok)
         .set()
         .queue(&queue)
-        .perform_later_in(&mut tx)
+        .perform_later_in(&client, &mut tx)
         .await
         .unwrap();
     tx.rollback().await.unwrap();
@@ -299,7 +299,7 @@ where
     let kept = Probe::new(&committed, Mode::Ok)
         .set()
         .queue(&queue)
-        .perform_later_in(&mut tx)
+        .perform_later_in(&client, &mut tx)
         .await
         .unwrap();
     assert!(
@@ -473,4 +473,132 @@ async fn concurrent_submits_share_batches_each_recorded_published_and_run_once()
         keys_run_twice(&format!("{prefix}-")).is_empty(),
         "each once"
     );
+}
+
+/// The relay's publishes are split like every enqueue's: 500 unpublished rows of 100 KB each
+/// (50 MB, five times what one publish request may carry) all arrive, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_500_rows_of_100_kb_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let store = store::connect(&url).await.expect("store");
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("big-rows");
+    client.ensure_queue(&queue).await.unwrap();
+    let prefix = unique("big");
+    let pad = "x".repeat(100_000);
+    let jobs: Vec<Probe> = (0..500)
+        .map(|n| Probe::new(&format!("{prefix}-{n}-{pad}"), Mode::Ok))
+        .collect();
+    let mut tx = pool.begin().await.unwrap();
+    let ids: HashSet<uuid::Uuid> = client
+        .perform_all_later_in_on(&queue, &mut tx, jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    tx.commit().await.unwrap();
+    assert_eq!(ids.len(), 500);
+    let relay = Relay::start(
+        client.clone(),
+        RelayConfig {
+            interval: Duration::from_millis(100),
+            ..RelayConfig::default()
+        },
+    )
+    .unwrap();
+    // Pull in small batches (a pull answer is bounded too), until everything arrived.
+    let topic = client.resource_name(&queue);
+    let broker = raw_broker().await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while seen.len() < 500 && Instant::now() < deadline {
+        let batch = broker
+            .pull(&topic, 40, Duration::from_millis(500))
+            .await
+            .unwrap();
+        let acks: Vec<String> = batch.iter().map(|d| d.ack_id.clone()).collect();
+        for d in batch {
+            seen.push(Envelope::decode(&d.data, &d.attributes).unwrap().job_id);
+        }
+        if !acks.is_empty() {
+            broker.ack(&topic, acks).await.unwrap();
+        }
+    }
+    let late = broker
+        .pull(&topic, 40, Duration::from_secs(2))
+        .await
+        .unwrap();
+    seen.extend(
+        late.iter()
+            .map(|d| Envelope::decode(&d.data, &d.attributes).unwrap().job_id),
+    );
+    relay.shutdown().await;
+    let distinct: HashSet<uuid::Uuid> = seen.iter().copied().collect();
+    assert_eq!(distinct, ids, "every row published");
+    assert_eq!(seen.len(), 500, "none published twice");
+    for id in &ids {
+        let rec = store.get(*id).await.unwrap().unwrap();
+        assert!(rec.published_at.is_some(), "{id} marked published");
+    }
+}
+
+/// Inside a transaction a job is checked as every enqueue is: an 11 MB job and a job delayed
+/// 8 days are refused, naming the limit, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perform_later_in_refuses_what_pub_sub_would_refuse_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let store = store::connect(&url).await.expect("store");
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let client = support::client().await.with_store(store.clone());
+    let queue = unique("refused");
+    let mut tx = pool.begin().await.unwrap();
+    let big = Probe::new(&"x".repeat(11_000_000), Mode::Ok);
+    let err = big
+        .set()
+        .queue(&queue)
+        .perform_later_in(&client, &mut tx)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            pubsub_jobs::Error::PayloadTooLarge {
+                limit: 10_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("limit of 10000000 bytes"), "{err}");
+    let err = Probe::new(&unique("late"), Mode::Ok)
+        .set()
+        .queue(&queue)
+        .wait(Duration::from_secs(8 * 24 * 3600))
+        .perform_later_in(&client, &mut tx)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pubsub_jobs::Error::DelayTooLong { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("7-day"), "{err}");
+    let err = client
+        .perform_all_later_in_on(&queue, &mut tx, vec![Probe::new("ok", Mode::Ok), big])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pubsub_jobs::Error::PayloadTooLarge { .. }),
+        "{err}"
+    );
+    tx.commit().await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pj_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing written");
+    let counts = store.queue_counts().await.unwrap();
+    assert!(counts.iter().all(|c| c.queue != queue), "{counts:?}");
 }

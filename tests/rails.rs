@@ -5,6 +5,8 @@
 //! retried twice, and a GlobalID argument, which goes to the morgue naming it.
 
 mod support;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -126,6 +128,10 @@ fn runs(prefix: &str) -> Vec<(u32, DateTime<Utc>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
+    if !tools::ruby_activejob("jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would")
+    {
+        return;
+    }
     let queue = unique("rails");
     let client = client().await;
     client.ensure_queue(&queue).await.unwrap();
@@ -253,6 +259,9 @@ impl Job for RustToRailsPositionalJob {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_a_rust_service_enqueues_with_the_activejob_wire_run_in_rails() {
+    if !tools::ruby_activejob("jobs_a_rust_service_enqueues_with_the_activejob_wire_run_in_rails") {
+        return;
+    }
     let queue = unique("torails");
     let client = client().await;
     let keyword = RustToRailsKeywordJob {

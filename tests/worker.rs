@@ -248,7 +248,7 @@ async fn scheduled_jobs_do_not_delay_due_ones() {
             e
         })
         .collect();
-    client.enqueue_envelopes(parked).await.unwrap();
+    client.submit_all(parked).await.unwrap();
     let due: Vec<Probe> = (0..100)
         .map(|i| Probe::new(&format!("{due_prefix}-{i}"), Mode::Ok))
         .collect();

@@ -363,7 +363,7 @@ async fn prepare_parked(
         env.scheduled_at = Some(at);
         ahead.push(env);
     }
-    client.enqueue_envelopes(ahead).await?;
+    client.submit_all(ahead).await?;
     Ok((empty, parked_q))
 }
 

@@ -82,11 +82,12 @@ pub struct ApiState {
 impl ApiState {
     /// The state for a client that has a job store.
     pub fn new(client: Client, config: ApiConfig) -> crate::Result<Self> {
-        let store = client.store().cloned().ok_or_else(|| {
-            crate::Error::Config(
-                "the HTTP API needs a job store (--store / PUBSUB_JOBS_STORE)".into(),
-            )
-        })?;
+        let store = client
+            .store()
+            .cloned()
+            .ok_or_else(|| crate::Error::StoreRequired {
+                what: "the HTTP API".into(),
+            })?;
         Ok(Self {
             client,
             store,

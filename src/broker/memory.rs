@@ -120,6 +120,10 @@ impl MemoryBroker {
     }
 }
 
+/// Pub/Sub's limits on one publish request.
+const PUBLISH_MAX_MESSAGES: usize = 1000;
+const PUBLISH_MAX_BYTES: usize = 10_000_000;
+
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn create_topic(&self, topic: &str) -> Result<()> {
@@ -151,6 +155,22 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
+        // Refuse what Pub/Sub refuses, so that tests on this broker catch a request too big.
+        let bytes: usize = messages
+            .iter()
+            .map(crate::client::publish::wire_bytes)
+            .sum();
+        if messages.len() > PUBLISH_MAX_MESSAGES || bytes > PUBLISH_MAX_BYTES {
+            return Err(Error::Broker {
+                operation: "publish",
+                resource: topic.to_string(),
+                code: crate::error::BrokerCode::InvalidArgument,
+                message: format!(
+                    "request of {} messages and {bytes} bytes is over Pub/Sub's limits ({PUBLISH_MAX_MESSAGES} messages, {PUBLISH_MAX_BYTES} bytes)",
+                    messages.len()
+                ),
+            });
+        }
         let mut st = self.lock();
         let subs = st
             .topics

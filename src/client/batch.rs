@@ -29,8 +29,8 @@ use chrono::Utc;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
+use super::prepare::Prepared;
 use super::Client;
-use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::store::{JobRecord, JobStore, NewJob, Submitted};
 
@@ -38,9 +38,8 @@ use crate::store::{JobRecord, JobStore, NewJob, Submitted};
 pub(super) const MARK_LINGER: Duration = Duration::from_millis(50);
 
 struct Pending {
-    env: Envelope,
-    body: Vec<u8>,
-    job: NewJob,
+    job: Prepared,
+    row: NewJob,
     reply: oneshot::Sender<Result<JobRecord>>,
 }
 
@@ -78,24 +77,18 @@ impl State {
 }
 
 impl Client {
-    /// Records `job` (the outbox row of `env`, whose body is `body`) in the next batch; returns
-    /// its record once it is durable. The batch publishes it right after.
+    /// Records the prepared `job` in the next batch; returns its record once it is durable.
+    /// The batch publishes it right after.
     pub(super) async fn submit_batched(
         &self,
         store: &Arc<dyn JobStore>,
-        env: Envelope,
-        body: Vec<u8>,
-        job: NewJob,
+        job: Prepared,
     ) -> Result<JobRecord> {
+        let row = job.new_job(None);
         let (reply, answer) = oneshot::channel();
         let lead = {
             let mut st = self.inner.submits.lock();
-            st.pending.push(Pending {
-                env,
-                body,
-                job,
-                reply,
-            });
+            st.pending.push(Pending { job, row, reply });
             // Batches in flight at once, at most: as many as the store commits side by side
             // (one on SQLite, four on PostgreSQL).
             if st.running < store.batch_writers().max(1) {
@@ -162,18 +155,18 @@ impl Client {
     }
 
     async fn submit_batch(&self, store: &Arc<dyn JobStore>, batch: Vec<Pending>) {
-        let jobs: Vec<NewJob> = batch.iter().map(|p| p.job.clone()).collect();
+        let rows: Vec<NewJob> = batch.iter().map(|p| p.row.clone()).collect();
         let written = {
             let _turn = self.store_turn(store).await;
-            store.submit_many(jobs).await
+            store.submit_many(rows).await
         };
         if let Err(e) = written {
             // One by one: one job's trouble (or a store that is down) answers each its own.
             tracing::debug!(error = %e, jobs = batch.len(), "job store: a submit batch failed; recording one by one");
             for p in batch {
-                let result = match store.submit(p.job.clone()).await {
+                let result = match store.submit(p.row).await {
                     Ok(Submitted::Created(rec)) => {
-                        self.publish_recorded(store, p.env, p.body).await;
+                        self.publish_recorded(store, vec![p.job]).await;
                         Ok(*rec)
                     }
                     Ok(Submitted::Existing(rec)) => Ok(*rec),
@@ -185,21 +178,15 @@ impl Client {
         }
         // Durable: answer now, publish next.
         let now = Utc::now();
-        let ids: Vec<Uuid> = batch.iter().map(|p| p.job.id).collect();
-        let (mut envs, mut bodies) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+        let ids: Vec<Uuid> = batch.iter().map(|p| p.row.id).collect();
+        let mut jobs = Vec::with_capacity(ids.len());
         for p in batch {
-            let _ = p.reply.send(Ok(JobRecord::recorded(&p.job, now, false)));
-            envs.push(p.env);
-            bodies.push(p.body);
+            let _ = p.reply.send(Ok(JobRecord::recorded(&p.row, now, false)));
+            jobs.push(p.job);
         }
-        match self.publish_envelopes(envs, bodies).await {
+        match self.publish_prepared(jobs).await {
             Ok(()) => self.to_mark(store, ids),
-            Err(e) => tracing::warn!(
-                event = "job.publish_deferred",
-                jobs = ids.len(),
-                error = %e,
-                "publish failed; the jobs are in the outbox and the relay publishes them"
-            ),
+            Err(e) => super::enqueue::log_deferred(&ids, &e),
         }
     }
 

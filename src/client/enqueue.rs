@@ -1,6 +1,10 @@
-//! Enqueueing: the start of a job's life. `perform_later` (and `set()`, `perform_all_later`,
-//! enqueue by class name) turn jobs into [`Envelope`]s, record them in the job store when the
-//! client has one (claiming a dedup key), and hand them to publishing.
+//! Enqueueing: the start of a job's life, on two axes (one job or many; inside the application's
+//! transaction or not) plus `set()`: `perform_later`, `perform_all_later`, `perform_later_in`,
+//! `perform_all_later_in`, and the envelope-level `submit` / `submit_all` that the API and the
+//! CLI use. Every one of them goes the same way: [`prepare`](super::prepare) (checked once),
+//! *record* in the store's outbox when the client has one (claiming a dedup key), *publish*
+//! ([`publish`](super::publish)), *mark* published. A job recorded inside the application's
+//! transaction is published by the relay once it commits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +12,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::prepare::Prepared;
 use super::Client;
 use crate::envelope::{due_after, Envelope, Wire};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::registry::Registry;
-use crate::store::{
-    Dedup, JobRecord, JobStore, NewJob, OutboxMessage, Submitted, DEFAULT_DEDUP_WINDOW,
-};
+#[cfg(feature = "sql")]
+use crate::store::NewJob;
+use crate::store::{Dedup, JobRecord, JobStore, Submitted, DEFAULT_DEDUP_WINDOW};
 
 /// What [`Client::submit`] did.
 #[derive(Clone, Debug)]
@@ -29,43 +34,39 @@ pub struct Submission {
 }
 
 impl Client {
-    /// Enqueues one job: checks it, records it in the store's outbox (claiming its dedup key, if
-    /// any), publishes it, and marks it published. If the publish fails, the job stays in the
-    /// outbox and the relay ([`Relay`](crate::relay::Relay)) publishes it: the enqueue still
-    /// succeeds, because the job is durable. With the dedup key held by another job within its
-    /// window, records nothing and returns that job, publishing it first if it is still in the
-    /// outbox (a job whose enqueuer died before publishing is never a ghost).
+    /// Enqueues one job: prepares it (checks it, makes its message), records it in the store's
+    /// outbox (claiming its dedup key, if any), publishes it, and marks it published. If the
+    /// publish fails, the job stays in the outbox and the relay ([`Relay`](crate::relay::Relay))
+    /// publishes it: the enqueue still succeeds, because the job is durable. With the dedup key
+    /// held by another job within its window, records nothing and returns that job, publishing
+    /// it first if it is still in the outbox (a job whose enqueuer died before publishing is
+    /// never a ghost).
     pub async fn submit(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
-        let now = Utc::now();
-        let body = self.check_envelope(&env, now)?;
+        let job = self.prepare(env, Utc::now())?;
+        let job_id = job.env.job_id;
         let Some(store) = self.store() else {
             if dedup.is_some() {
-                return Err(Error::Config(format!(
-                    "job class {}: a dedup key needs a job store (Client::with_store, --store)",
-                    env.job_class
-                )));
+                return Err(Error::StoreRequired {
+                    what: format!("job class {}: a dedup key", job.env.job_class),
+                });
             }
-            let job_id = env.job_id;
-            self.publish_envelopes(vec![env], vec![body]).await?;
+            self.publish_prepared(vec![job]).await?;
             return Ok(Submission {
                 job_id,
                 existing: false,
                 record: None,
             });
         };
-        let message = self.outbox_message(&env, body.clone(), now);
         if dedup.is_none() {
             // Concurrent submits share one store transaction and one publish.
-            let job_id = env.job_id;
-            let job = new_job(&env, None, Some(message));
-            let record = self.submit_batched(store, env, body, job).await?;
+            let record = self.submit_batched(store, job).await?;
             return Ok(Submission {
                 job_id,
                 existing: false,
                 record: Some(Box::new(record)),
             });
         }
-        let record = match store.submit(new_job(&env, dedup, Some(message))).await? {
+        let record = match store.submit(job.new_job(dedup)).await? {
             Submitted::Existing(rec) => {
                 tracing::info!(event = "job.deduplicated", job_id = %rec.id, job_class = %rec.job_class, queue = %rec.queue, "dedup key held: returning the existing job");
                 if rec.published_at.is_none() {
@@ -79,8 +80,7 @@ impl Client {
             }
             Submitted::Created(rec) => rec,
         };
-        let job_id = env.job_id;
-        self.publish_recorded(store, env, body).await;
+        self.publish_recorded(store, vec![job]).await;
         Ok(Submission {
             job_id,
             existing: false,
@@ -88,54 +88,52 @@ impl Client {
         })
     }
 
-    /// Checks an envelope and makes its outbox record (the store row with the message to
-    /// publish) and its body, for [`Client::publish_recorded`] once the record is committed.
-    #[cfg_attr(not(feature = "periodic"), allow(dead_code))]
-    pub(crate) fn outbox_record(&self, env: &Envelope) -> Result<(NewJob, Vec<u8>)> {
+    /// Enqueues many envelopes: prepares every one first (nothing is written if one is
+    /// refused), records them in the store's outbox in one transaction when the client has a
+    /// store, publishes them in batched requests, and marks them published. Returns their ids
+    /// in order.
+    pub async fn submit_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<Uuid>> {
         let now = Utc::now();
-        let body = self.check_envelope(env, now)?;
-        let message = self.outbox_message(env, body.clone(), now);
-        Ok((new_job(env, None, Some(message)), body))
+        let jobs = envelopes
+            .into_iter()
+            .map(|env| self.prepare(env, now))
+            .collect::<Result<Vec<_>>>()?;
+        self.submit_prepared(jobs).await
     }
 
-    /// Publishes a job recorded in the outbox and marks it published. A failed publish is
-    /// logged (`job.publish_deferred`) and left to the relay: the job is durable. Returns
-    /// whether it was published now.
+    /// Records (with a store) and publishes prepared jobs; returns their ids in order.
+    async fn submit_prepared(&self, jobs: Vec<Prepared>) -> Result<Vec<Uuid>> {
+        let ids: Vec<Uuid> = jobs.iter().map(|p| p.env.job_id).collect();
+        match self.store() {
+            Some(store) => {
+                store
+                    .submit_many(jobs.iter().map(|p| p.new_job(None)).collect())
+                    .await?;
+                self.publish_recorded(store, jobs).await;
+            }
+            None => self.publish_prepared(jobs).await?,
+        }
+        Ok(ids)
+    }
+
+    /// Publishes jobs recorded in the outbox and marks them published. A failed publish is
+    /// logged (`job.publish_deferred`) and left to the relay: the jobs are durable. Returns
+    /// whether they were published now.
     pub(crate) async fn publish_recorded(
         &self,
         store: &Arc<dyn JobStore>,
-        env: Envelope,
-        body: Vec<u8>,
+        jobs: Vec<Prepared>,
     ) -> bool {
-        let job_id = env.job_id;
-        match self.publish_envelopes(vec![env], vec![body]).await {
+        let ids: Vec<Uuid> = jobs.iter().map(|p| p.env.job_id).collect();
+        match self.publish_prepared(jobs).await {
             Ok(()) => {
-                self.mark_published(store, &[job_id]).await;
+                self.mark_published(store, &ids).await;
                 true
             }
             Err(e) => {
-                tracing::warn!(
-                    event = "job.publish_deferred",
-                    job_id = %job_id,
-                    error = %e,
-                    "publish failed; the job is in the outbox and the relay publishes it"
-                );
+                log_deferred(&ids, &e);
                 false
             }
-        }
-    }
-
-    /// The outbox entry of an envelope whose body is `data`.
-    pub(super) fn outbox_message(
-        &self,
-        env: &Envelope,
-        data: Vec<u8>,
-        now: DateTime<Utc>,
-    ) -> OutboxMessage {
-        OutboxMessage {
-            topic: self.topic_for(env, now),
-            data,
-            attributes: env.attributes(),
         }
     }
 
@@ -165,38 +163,8 @@ impl Client {
         }
     }
 
-    /// Checks envelopes, records them in the store's outbox, publishes them, and marks them
-    /// published; a failed publish leaves them to the relay.
-    async fn submit_all(&self, store: &Arc<dyn JobStore>, envelopes: Vec<Envelope>) -> Result<()> {
-        let now = Utc::now();
-        let bodies = envelopes
-            .iter()
-            .map(|env| self.check_envelope(env, now))
-            .collect::<Result<Vec<_>>>()?;
-        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.job_id).collect();
-        store
-            .submit_many(
-                envelopes
-                    .iter()
-                    .zip(&bodies)
-                    .map(|(e, b)| new_job(e, None, Some(self.outbox_message(e, b.clone(), now))))
-                    .collect(),
-            )
-            .await?;
-        match self.publish_envelopes(envelopes, bodies).await {
-            Ok(()) => self.mark_published(store, &ids).await,
-            Err(e) => tracing::warn!(
-                event = "job.publish_deferred",
-                jobs = ids.len(),
-                error = %e,
-                "publish failed; the jobs are in the outbox and the relay publishes them"
-            ),
-        }
-        Ok(())
-    }
-
     /// Enqueues many jobs in batched publishes (ActiveJob's `perform_all_later`); returns their
-    /// ids in order once all were accepted.
+    /// ids in order once all were accepted (with a store: once all are durable in it).
     pub async fn perform_all_later<J: Job>(
         &self,
         jobs: impl IntoIterator<Item = J>,
@@ -213,43 +181,89 @@ impl Client {
         self.bulk(Some(queue), jobs).await
     }
 
+    /// Writes many jobs inside the application's own transaction `tx` on the job store's
+    /// database (see [`ConfiguredJob::perform_later_in`]); each is prepared first, so nothing is
+    /// written if one is refused. Returns their ids in order.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn perform_all_later_in<J: Job, T: crate::store::EnqueueTx>(
+        &self,
+        tx: &mut T,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk_in(None, tx, jobs).await
+    }
+
+    /// Like [`Client::perform_all_later_in`], but every job goes to `queue`.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn perform_all_later_in_on<J: Job, T: crate::store::EnqueueTx>(
+        &self,
+        queue: &str,
+        tx: &mut T,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk_in(Some(queue), tx, jobs).await
+    }
+
+    #[cfg(feature = "sql")]
+    async fn bulk_in<J: Job, T: crate::store::EnqueueTx>(
+        &self,
+        queue: Option<&str>,
+        tx: &mut T,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        let now = Utc::now();
+        let prepared = jobs
+            .into_iter()
+            .map(|j| self.prepare(envelope_for(&j, queue, None)?, now))
+            .collect::<Result<Vec<_>>>()?;
+        self.record_in(tx, prepared).await
+    }
+
+    /// Records prepared jobs in the application's transaction: the relay publishes them once it
+    /// commits.
+    #[cfg(feature = "sql")]
+    async fn record_in<T: crate::store::EnqueueTx>(
+        &self,
+        tx: &mut T,
+        jobs: Vec<Prepared>,
+    ) -> Result<Vec<Uuid>> {
+        let rows: Vec<NewJob> = jobs.iter().map(|p| p.new_job(None)).collect();
+        tx.insert_outbox(&rows).await?;
+        Ok(rows.iter().map(|r| r.id).collect())
+    }
+
     async fn bulk<J: Job>(
         &self,
         queue: Option<&str>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
+        let now = Utc::now();
+        let prepared = if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
             // The store keeps the arguments, and the ActiveJob wire reshapes them: build them as
             // JSON values.
-            let envelopes = jobs
-                .into_iter()
-                .map(|j| envelope_for(&j, queue, None))
-                .collect::<Result<Vec<_>>>()?;
-            let ids = envelopes.iter().map(|e| e.job_id).collect();
-            match self.store() {
-                Some(store) => self.submit_all(store, envelopes).await?,
-                None => self.enqueue_envelopes(envelopes).await?,
-            }
-            return Ok(ids);
-        }
-        // Without a store, serialize each job straight into its message body, once.
-        let (mut envelopes, mut bodies) = (Vec::new(), Vec::new());
-        for job in jobs {
-            let env = Envelope::new(
-                J::NAME,
-                queue.unwrap_or_else(|| job.queue()),
-                serde_json::Value::Null,
-            );
-            let body = env.body_with(&job).map_err(|source| Error::Serialize {
-                job_class: J::NAME.to_string(),
-                source,
-            })?;
-            envelopes.push(env);
-            bodies.push(body);
-        }
-        let ids = envelopes.iter().map(|e| e.job_id).collect();
-        self.publish_envelopes(envelopes, bodies).await?;
-        Ok(ids)
+            jobs.into_iter()
+                .map(|j| self.prepare(envelope_for(&j, queue, None)?, now))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            // Without a store, serialize each job straight into its message body, once.
+            jobs.into_iter()
+                .map(|job| {
+                    let env = Envelope::new(
+                        J::NAME,
+                        queue.unwrap_or_else(|| job.queue()),
+                        serde_json::Value::Null,
+                    );
+                    let body = env.body_with(&job).map_err(|source| Error::Serialize {
+                        job_class: J::NAME.to_string(),
+                        source,
+                    })?;
+                    self.prepare_with_body(env, body, now)
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        self.submit_prepared(prepared).await
     }
 
     /// Enqueues a job given by class name and JSON arguments, as the CLI does. The class must
@@ -272,17 +286,15 @@ impl Client {
     }
 }
 
-fn new_job(env: &Envelope, dedup: Option<Dedup>, message: Option<OutboxMessage>) -> NewJob {
-    NewJob {
-        id: env.job_id,
-        job_class: env.job_class.clone(),
-        queue: env.queue_name.clone(),
-        arguments: env.arguments.clone(),
-        enqueued_at: env.enqueued_at,
-        scheduled_at: env.scheduled_at,
-        dedup,
-        message,
-    }
+/// Logs jobs whose publish failed after they were recorded: the relay publishes them.
+pub(super) fn log_deferred(ids: &[Uuid], e: &Error) {
+    tracing::warn!(
+        event = "job.publish_deferred",
+        job_id = %ids.first().map(Uuid::to_string).unwrap_or_default(),
+        jobs = ids.len(),
+        error = %e,
+        "publish failed; the jobs are in the outbox and the relay publishes them"
+    );
 }
 
 fn envelope_for<J: Job>(
@@ -357,35 +369,42 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
 
     /// Writes the job inside the application's own transaction `tx` on the job store's database
     /// (River's `InsertTx`): if `tx` rolls back, the job never exists; once it commits, the
-    /// relay of any worker (or `worker api`, `worker relay`) publishes it at once. No dedup key.
+    /// relay of any worker (or `worker api`, `worker relay`) publishes it at once. It is checked
+    /// first like every enqueue (the queue name with `client`'s prefix, Pub/Sub's size limit,
+    /// the 7-day retention), so a job that could never be published is refused before anything
+    /// is written. No dedup key.
     #[cfg(feature = "sql")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-    pub async fn perform_later_in<T: crate::store::EnqueueTx>(self, tx: &mut T) -> Result<Uuid> {
+    pub async fn perform_later_in<T: crate::store::EnqueueTx>(
+        self,
+        client: &Client,
+        tx: &mut T,
+    ) -> Result<Uuid> {
         if self.dedup.is_some() {
             return Err(Error::Config(format!(
                 "job class {}: a dedup key is not supported inside a transaction",
                 J::NAME
             )));
         }
+        let env = self.envelope()?;
+        let job = client.prepare(env, Utc::now())?;
+        let ids = client.record_in(tx, vec![job]).await?;
+        Ok(ids[0])
+    }
+
+    /// The envelope of this enqueue.
+    fn envelope(&self) -> Result<Envelope> {
         let at = match (self.at, self.wait) {
             (Some(at), _) => Some(at),
             (None, Some(w)) => Some(due_after(w)),
             (None, None) => None,
         };
-        let env = envelope_for(self.job, self.queue.as_deref(), at)?;
-        crate::queue::validate_queue_name("", &env.queue_name)?;
-        tx.insert_outbox(&env).await?;
-        Ok(env.job_id)
+        envelope_for(self.job, self.queue.as_deref(), at)
     }
 
     /// Publishes the job; returns its id once Pub/Sub has accepted the message.
     pub async fn perform_later(self, client: &Client) -> Result<Uuid> {
-        let at = match (self.at, self.wait) {
-            (Some(at), _) => Some(at),
-            (None, Some(w)) => Some(due_after(w)),
-            (None, None) => None,
-        };
-        let env = envelope_for(self.job, self.queue.as_deref(), at)?;
+        let env = self.envelope()?;
         Ok(client.submit(env, self.dedup).await?.job_id)
     }
 }

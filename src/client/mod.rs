@@ -5,14 +5,18 @@
 //! Jobs due now go to the queue's topic; jobs with a delay go to the queue's `.scheduled` topic,
 //! whose consumer (in every worker) republishes them when due (see the README).
 //!
-//! One file per step: [`config`] (settings), `enqueue` (jobs -> envelopes, the store, dedup),
-//! `publish` (limits, routing, batched publishes); this file holds the client itself and its
-//! queues.
+//! One file per step of the one enqueue path: [`config`] (settings), `enqueue` (the ways in:
+//! one or many, inside a transaction or not; the store's outbox, dedup), `prepare` (checked once:
+//! queue name with its prefix, size with the attributes, the 7-day limit; body, attributes,
+//! topic), `batch` (concurrent submits share one store transaction), `publish` (split by bytes
+//! and by count; the relay's rows and the worker's retries too), `requeue` (a stored job's second
+//! life); this file holds the client itself and its queues.
 
 mod batch;
 pub mod config;
 mod enqueue;
-mod publish;
+mod prepare;
+pub(crate) mod publish;
 mod requeue;
 
 use std::collections::HashSet;
@@ -25,7 +29,7 @@ use crate::store::JobStore;
 
 pub use config::ClientConfig;
 pub use enqueue::{ConfiguredJob, Submission};
-pub use publish::MAX_MESSAGE_BYTES;
+pub use prepare::MAX_MESSAGE_BYTES;
 
 struct Inner {
     broker: Arc<dyn Broker>,

@@ -1,22 +1,73 @@
-//! Publishing: the last step of an enqueue. Checks envelopes against Pub/Sub's limits, routes
-//! due jobs to the queue's topic and future ones to its `.scheduled` topic, and sends them in
-//! batched requests, creating topics on first use.
+//! Publish: the step every enqueue ends with, and the relay too. Messages are grouped by topic,
+//! split into requests within Pub/Sub's limits (at most 1,000 messages and 9 MB, attributes
+//! counted, per request), and sent up to 32 requests at once; topics are created on first use.
+//! [`Client::publish_split`] is the one place that happens: prepared jobs
+//! ([`Client::publish_prepared`]), a worker's retries and the relay's outbox rows all go through it.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use futures::StreamExt;
 
+use super::prepare::{message_bytes, Prepared};
 use super::Client;
-use crate::broker::{OutboundMessage, RETENTION};
-use crate::envelope::{Envelope, Wire};
-use crate::error::{Error, Result};
+use crate::broker::OutboundMessage;
+use crate::envelope::Envelope;
+use crate::error::Result;
 
-/// The largest message body accepted (Pub/Sub's limit is 10 MB per message, attributes included).
-pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
-const MAX_BATCH_BYTES: usize = 9_000_000;
-const MAX_BATCH_MESSAGES: usize = 1000;
-/// Publish requests in flight at once for a bulk enqueue.
+/// Messages per publish request, at most (Pub/Sub's limit is 1,000).
+pub(crate) const MAX_BATCH_MESSAGES: usize = 1000;
+/// Bytes per publish request, at most (Pub/Sub's limit is 10 MB; the rest is headroom for the
+/// request's own framing).
+pub(crate) const MAX_BATCH_BYTES: usize = 9_000_000;
+/// Publish requests in flight at once.
 const PUBLISH_IN_FLIGHT: usize = 32;
+
+/// One message for [`Client::publish_split`]: its topic, the message, and what the caller wants
+/// back with the request's outcome (an envelope to log, an outbox row's id).
+pub(crate) struct Outgoing<T> {
+    pub(crate) topic: String,
+    pub(crate) message: OutboundMessage,
+    pub(crate) tag: T,
+}
+
+/// One publish request's outcome: its topic, the tags of its messages, and whether Pub/Sub
+/// accepted them.
+pub(crate) struct Sent<T> {
+    pub(crate) topic: String,
+    pub(crate) tags: Vec<T>,
+    pub(crate) result: Result<()>,
+}
+
+/// The bytes Pub/Sub counts of a message (body and attributes).
+pub(crate) fn wire_bytes(m: &OutboundMessage) -> usize {
+    message_bytes(&m.data, &m.attributes)
+}
+
+/// Splits one topic's messages into requests of at most `max_messages` messages and
+/// `max_bytes` bytes (a message larger than `max_bytes` goes alone).
+fn split<T>(
+    msgs: Vec<(OutboundMessage, T)>,
+    max_messages: usize,
+    max_bytes: usize,
+) -> Vec<Vec<(OutboundMessage, T)>> {
+    let mut requests = Vec::new();
+    let mut batch: Vec<(OutboundMessage, T)> = Vec::new();
+    let mut bytes = 0;
+    for (m, tag) in msgs {
+        let size = wire_bytes(&m);
+        if !batch.is_empty() && (batch.len() >= max_messages || bytes + size > max_bytes) {
+            requests.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push((m, tag));
+    }
+    if !batch.is_empty() {
+        requests.push(batch);
+    }
+    requests
+}
 
 impl Client {
     /// Publishes to a topic whose subscription this client manages; recreates both once if the
@@ -38,135 +89,137 @@ impl Client {
         }
     }
 
-    /// Checks an envelope against the queue-name rules and Pub/Sub's limits; returns its body.
-    pub(super) fn check_envelope(&self, env: &Envelope, now: DateTime<Utc>) -> Result<Vec<u8>> {
-        let data = env.to_body();
-        self.check_body(env, &data, now)?;
-        Ok(data)
-    }
-
-    /// Checks an envelope whose body is already serialized.
-    pub(super) fn check_body(&self, env: &Envelope, data: &[u8], now: DateTime<Utc>) -> Result<()> {
-        self.validate_queue(&env.queue_name)?;
-        if data.len() > MAX_MESSAGE_BYTES {
-            return Err(Error::PayloadTooLarge {
-                job_class: env.job_class.clone(),
-                queue: env.queue_name.clone(),
-                size: data.len(),
-                limit: MAX_MESSAGE_BYTES,
+    /// Publishes `items` in requests within Pub/Sub's limits (see the module docs); returns
+    /// each request's outcome, so that a caller can act on what was accepted (the relay marks
+    /// those rows) even when another request failed.
+    pub(crate) async fn publish_split<T: Send>(&self, items: Vec<Outgoing<T>>) -> Vec<Sent<T>> {
+        let mut order: Vec<String> = Vec::new();
+        let mut by_topic: HashMap<String, Vec<(OutboundMessage, T)>> = HashMap::new();
+        for item in items {
+            let msgs = by_topic.entry(item.topic).or_insert_with_key(|t| {
+                order.push(t.clone());
+                Vec::new()
             });
+            msgs.push((item.message, item.tag));
         }
-        if let Some(at) = env.scheduled_at {
-            let delay = (at - now).to_std().unwrap_or_default();
-            if delay >= RETENTION {
-                return Err(Error::DelayTooLong {
-                    job_class: env.job_class.clone(),
-                    queue: env.queue_name.clone(),
-                    delay,
-                });
+        let mut requests = Vec::new();
+        for topic in order {
+            let msgs = by_topic.remove(&topic).unwrap_or_default();
+            for batch in split(msgs, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES) {
+                requests.push((topic.clone(), batch));
             }
         }
-        Ok(())
-    }
-    /// Publishes envelopes: due ones to their queue, future ones to the queue's scheduled topic,
-    /// in batches. Returns once every message was accepted. Records nothing in the job store
-    /// (the worker uses it for retries); [`Client::submit`] is the recorded way in.
-    pub async fn enqueue_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
-        let bodies = envelopes.iter().map(Envelope::to_body).collect();
-        self.publish_envelopes(envelopes, bodies).await
-    }
-
-    /// Where an envelope is published: its queue's topic when due, else the queue's scheduled
-    /// topic. The ActiveJob wire waits the adapters' way: in the queue, with a timestamp.
-    pub(crate) fn topic_for(&self, env: &Envelope, now: DateTime<Utc>) -> String {
-        match env.scheduled_at {
-            Some(at) if at > now && env.wire == Wire::PubsubJobs => {
-                self.scheduled_resource_name(&env.queue_name)
-            }
-            _ => self.resource_name(&env.queue_name),
-        }
+        futures::stream::iter(requests)
+            .map(|(topic, batch)| async move {
+                let (messages, tags): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let result = self.publish_to(&topic, messages).await.map(|_| ());
+                Sent {
+                    topic,
+                    tags,
+                    result,
+                }
+            })
+            .buffer_unordered(PUBLISH_IN_FLIGHT)
+            .collect()
+            .await
     }
 
-    /// [`Client::enqueue_envelopes`] with the bodies already serialized (`bodies[i]` is
-    /// `envelopes[i]`'s; the envelopes' arguments are not looked at again).
-    pub(super) async fn publish_envelopes(
-        &self,
-        envelopes: Vec<Envelope>,
-        bodies: Vec<Vec<u8>>,
-    ) -> Result<()> {
-        let now = Utc::now();
-        let mut by_topic: HashMap<String, Vec<(OutboundMessage, usize)>> = HashMap::new();
-        for (index, (env, data)) in envelopes.iter().zip(bodies).enumerate() {
-            self.check_body(env, &data, now)?;
-            let topic = self.topic_for(env, now);
-            let msg = OutboundMessage {
-                data,
-                attributes: env.attributes(),
-            };
-            by_topic.entry(topic).or_default().push((msg, index));
-        }
-        let mut queues: Vec<&str> = envelopes.iter().map(|e| e.queue_name.as_str()).collect();
+    /// Publishes prepared jobs (creating their queues on first use); returns once every one
+    /// was accepted, or the first error. Each accepted job is logged (`job.enqueued`).
+    pub(crate) async fn publish_prepared(&self, jobs: Vec<Prepared>) -> Result<()> {
+        let mut queues: Vec<&str> = jobs.iter().map(|p| p.env.queue_name.as_str()).collect();
         queues.sort_unstable();
         queues.dedup();
         for q in queues {
             self.ensure_queue(q).await?;
         }
-        // Split into requests within Pub/Sub's limits, then send up to PUBLISH_IN_FLIGHT at once.
-        let mut requests: Vec<(String, Vec<OutboundMessage>, Vec<usize>)> = Vec::new();
-        for (topic, msgs) in by_topic {
-            let mut batch: Vec<OutboundMessage> = Vec::new();
-            let mut batch_envs: Vec<usize> = Vec::new();
-            let mut bytes = 0;
-            for (m, env) in msgs {
-                if !batch.is_empty()
-                    && (batch.len() >= MAX_BATCH_MESSAGES || bytes + m.data.len() > MAX_BATCH_BYTES)
-                {
-                    requests.push((
-                        topic.clone(),
-                        std::mem::take(&mut batch),
-                        std::mem::take(&mut batch_envs),
-                    ));
-                    bytes = 0;
+        let items = jobs
+            .into_iter()
+            .map(|p| Outgoing {
+                topic: p.message.topic,
+                message: OutboundMessage {
+                    data: p.message.data,
+                    attributes: p.message.attributes,
+                },
+                tag: p.env,
+            })
+            .collect();
+        let mut first_error = None;
+        for sent in self.publish_split(items).await {
+            match sent.result {
+                Ok(()) => sent.tags.iter().for_each(log_enqueued),
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
-                bytes += m.data.len();
-                batch.push(m);
-                batch_envs.push(env);
-            }
-            if !batch.is_empty() {
-                requests.push((topic, batch, batch_envs));
             }
         }
-        use futures::{StreamExt, TryStreamExt};
-        futures::stream::iter(requests)
-            .map(|(topic, batch, indices)| {
-                let envelopes = &envelopes;
-                async move { self.publish_batch(&topic, batch, envelopes, indices).await }
-            })
-            .buffer_unordered(PUBLISH_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
-    async fn publish_batch(
-        &self,
-        topic: &str,
-        batch: Vec<OutboundMessage>,
-        envelopes: &[Envelope],
-        indices: Vec<usize>,
-    ) -> Result<()> {
-        self.publish_to(topic, batch).await?;
-        for env in indices.iter().map(|i| &envelopes[*i]) {
-            tracing::info!(
-                event = "job.enqueued",
-                job_id = %env.job_id,
-                job_class = %env.job_class,
-                queue = %env.queue_name,
-                attempt = env.attempt(),
-                scheduled_at = env.scheduled_at.map(|t| t.to_rfc3339()),
-                "job enqueued"
-            );
+    /// Prepares and publishes envelopes without recording them in the job store: a worker's
+    /// next execution of a job it records itself, or a morgued job sent back.
+    pub(crate) async fn publish_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
+        let now = Utc::now();
+        let jobs = envelopes
+            .into_iter()
+            .map(|env| self.prepare(env, now))
+            .collect::<Result<Vec<_>>>()?;
+        self.publish_prepared(jobs).await
+    }
+}
+
+fn log_enqueued(env: &Envelope) {
+    tracing::info!(
+        event = "job.enqueued",
+        job_id = %env.job_id,
+        job_class = %env.job_class,
+        queue = %env.queue_name,
+        attempt = env.attempt(),
+        scheduled_at = env.scheduled_at.map(|t| t.to_rfc3339()),
+        "job enqueued"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(bytes: usize) -> OutboundMessage {
+        OutboundMessage {
+            data: vec![b'x'; bytes],
+            attributes: HashMap::from([("k".to_string(), "v".to_string())]),
         }
-        Ok(())
+    }
+
+    #[test]
+    fn requests_split_by_bytes_and_by_count() {
+        // 500 messages of 100 KB: 9 MB requests, never more.
+        let msgs = (0..500).map(|i| (msg(100_000), i)).collect();
+        let requests = split(msgs, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES);
+        assert_eq!(requests.len(), 6);
+        for r in &requests {
+            let bytes: usize = r.iter().map(|(m, _)| wire_bytes(m)).sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
+        }
+        let tags: Vec<i32> = requests.into_iter().flatten().map(|(_, t)| t).collect();
+        assert_eq!(
+            tags,
+            (0..500).collect::<Vec<_>>(),
+            "every message once, in order"
+        );
+        // Small messages: 1,000 per request.
+        let msgs = (0..2500).map(|i| (msg(10), i)).collect();
+        let sizes: Vec<usize> = split(msgs, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        // One message over the request size goes alone.
+        let msgs = vec![(msg(10), 0), (msg(9_500_000), 1), (msg(10), 2)];
+        let sizes: Vec<usize> = split(msgs, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, [1, 1, 1]);
     }
 }

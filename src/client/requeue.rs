@@ -17,8 +17,8 @@ impl Client {
     /// [`RequeueOutcome::Conflict`] for a job that is not failed, morgued, discarded or
     /// cancelled, or that changed while this ran.
     pub async fn retry_from_store(&self, id: Uuid) -> Result<RequeueOutcome> {
-        let store = self.store().ok_or_else(|| {
-            Error::Config("retrying a stored job needs a job store (--store)".into())
+        let store = self.store().ok_or_else(|| Error::StoreRequired {
+            what: "retrying a stored job".into(),
         })?;
         let Some(rec) = store.get(id).await? else {
             return Ok(RequeueOutcome::NotFound);
@@ -28,27 +28,26 @@ impl Client {
 
     /// Retries the stored job as read in `rec` (applies only if it has not changed since).
     pub(crate) async fn retry_record(&self, rec: &JobRecord) -> Result<RequeueOutcome> {
-        let store = self.store().ok_or_else(|| {
-            Error::Config("retrying a stored job needs a job store (--store)".into())
+        let store = self.store().ok_or_else(|| Error::StoreRequired {
+            what: "retrying a stored job".into(),
         })?;
         let mut env = Envelope::new(&rec.job_class, &rec.queue, rec.arguments.clone());
         env.job_id = rec.id;
         env.enqueued_at = rec.enqueued_at;
         env.generation = rec.generation + 1;
-        let now = Utc::now();
-        let body = self.check_envelope(&env, now)?;
-        let message = self.outbox_message(&env, body.clone(), now);
+        let job = self.prepare(env, Utc::now())?;
+        let generation = job.env.generation;
         let outcome = store
             .requeue(Requeue {
                 id: rec.id,
                 version: rec.version,
-                generation: env.generation,
-                message,
+                generation,
+                message: job.message.clone(),
             })
             .await?;
         if let RequeueOutcome::Requeued(r) = &outcome {
-            tracing::info!(event = "job.retry_requested", job_id = %r.id, job_class = %r.job_class, queue = %r.queue, generation = env.generation, "stored job retried");
-            self.publish_recorded(store, env, body).await;
+            tracing::info!(event = "job.retry_requested", job_id = %r.id, job_class = %r.job_class, queue = %r.queue, generation, "stored job retried");
+            self.publish_recorded(store, vec![job]).await;
         }
         Ok(outcome)
     }

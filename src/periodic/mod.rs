@@ -277,12 +277,12 @@ impl Scheduler {
     /// Starts scheduling `entries` on `client` (which needs a job store). Fails at once on a
     /// client without a store or two entries with one name.
     pub fn start(client: Client, entries: Vec<PeriodicEntry>) -> Result<Self> {
-        let store = client.store().cloned().ok_or_else(|| {
-            Error::Config(
-                "periodic jobs need a job store (Client::with_store, --store): each tick is claimed there"
-                    .into(),
-            )
-        })?;
+        let store = client
+            .store()
+            .cloned()
+            .ok_or_else(|| Error::StoreRequired {
+                what: "periodic jobs (each tick is claimed there)".into(),
+            })?;
         let mut names = std::collections::HashSet::new();
         for e in &entries {
             if !names.insert(e.name.clone()) {
@@ -461,8 +461,7 @@ async fn enqueue_tick(
     e: &PeriodicEntry,
     tick: DateTime<Utc>,
 ) -> bool {
-    let env = e.envelope(tick);
-    let (job, body) = match client.outbox_record(&env) {
+    let job = match client.prepare(e.envelope(tick), Utc::now()) {
         Ok(r) => r,
         Err(err) => {
             // The entry was checked at start; a job that no longer fits is logged, not retried.
@@ -471,7 +470,11 @@ async fn enqueue_tick(
         }
     };
     match store
-        .claim_tick(&e.name, tick, TickAction::Enqueue(Box::new(job)))
+        .claim_tick(
+            &e.name,
+            tick,
+            TickAction::Enqueue(Box::new(job.new_job(None))),
+        )
         .await
     {
         Ok(TickClaim::Claimed) => {
@@ -479,11 +482,11 @@ async fn enqueue_tick(
                 event = "periodic.enqueued",
                 entry = %e.name,
                 tick = %tick,
-                job_id = %env.job_id,
+                job_id = %job.env.job_id,
                 queue = %e.queue,
                 "periodic: tick enqueued"
             );
-            client.publish_recorded(store, env, body).await;
+            client.publish_recorded(store, vec![job]).await;
             true
         }
         Ok(TickClaim::Paused) => {
@@ -537,7 +540,10 @@ mod tests {
             .unwrap();
         let now = Utc::now();
         let last = DateTime::from_timestamp(now.timestamp() - 10, 0).unwrap();
-        let (job, _) = client.outbox_record(&entry.envelope(last)).unwrap();
+        let job = client
+            .prepare(entry.envelope(last), Utc::now())
+            .unwrap()
+            .new_job(None);
         store
             .claim_tick("beat", last, TickAction::Enqueue(Box::new(job)))
             .await

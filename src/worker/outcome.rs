@@ -180,7 +180,7 @@ pub(crate) async fn finish(
             let wait = wait.min(crate::broker::RETENTION - Duration::from_secs(3600));
             let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
             next.scheduled_at = Some(at);
-            match shared.client.enqueue_envelopes(vec![next]).await {
+            match shared.client.publish_envelopes(vec![next]).await {
                 Ok(()) => {
                     shared.stats.retried.fetch_add(1, Relaxed);
                     tracing::info!(
@@ -336,7 +336,7 @@ mod tests {
         env.executions = 2;
         env.exception_executions
             .insert(std::any::type_name::<Flaky>().to_string(), 2);
-        client.enqueue_envelopes(vec![env.clone()]).await.unwrap();
+        client.publish_envelopes(vec![env.clone()]).await.unwrap();
         let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
         assert_eq!(summary.morgued, 1);
         assert!(scheduled_jobs(&client, "default").is_empty());

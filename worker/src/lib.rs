@@ -1,4 +1,4 @@
-//! The `worker` crate: pubsub-jobs' command line, and [`MockJob`](mock_job::MockJob), the job it
+//! The `pubsub-jobs-cli` crate (binary `worker`): pubsub-jobs' command line, and [`MockJob`](mock_job::MockJob), the job it
 //! links for demos, load and tests.
 //!
 //! The `worker` binary runs a queue and operates it (`clear`, `morgue`, `enqueue`, `spawn`,
@@ -9,7 +9,7 @@
 //! ```no_run
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     worker::cli::main().await
+//!     pubsub_jobs_cli::cli::main().await
 //! }
 //! ```
 

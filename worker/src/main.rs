@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use pubsub_jobs::http_job::HttpRequestJob;
 use pubsub_jobs::Registry;
-use worker::mock_job::MockJob;
+use pubsub_jobs_cli::mock_job::MockJob;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     match Registry::from_inventory() {
         Ok(registry) => {
             let registry = registry.register::<MockJob>().register::<HttpRequestJob>();
-            worker::cli::main_with(registry).await
+            pubsub_jobs_cli::cli::main_with(registry).await
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -5,7 +5,7 @@
 //! it, so the polled job is a finished one; then polls a live (pending) one too.
 //!
 //! ```text
-//! cargo build --release -p worker && cargo run --release -p bench --bin api -- --duration 10
+//! cargo build --release -p pubsub-jobs-cli && cargo run --release -p bench --bin api -- --duration 10
 //! ```
 //! Needs wrk (Debian package `wrk`).
 
@@ -200,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .stderr(Stdio::inherit())
                 .spawn()
                 .with_context(|| {
-                    format!("starting {worker_bin} (cargo build --release -p worker)")
+                    format!("starting {worker_bin} (cargo build --release -p pubsub-jobs-cli)")
                 })?,
         ))
     };

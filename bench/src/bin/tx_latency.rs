@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
             Ping { n }
                 .set()
                 .queue(&queue)
-                .perform_later_in(&mut tx)
+                .perform_later_in(&client, &mut tx)
                 .await?;
             tx.commit().await?;
             let t0 = Instant::now();

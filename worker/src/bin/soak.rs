@@ -5,8 +5,8 @@
 //! without a kill to explain it.
 //!
 //! ```text
-//! cargo run --release -p worker --bin soak                       # the long run: 2 min at 20 jobs/s
-//! cargo run -p worker --bin soak -- --seconds 20 --kill-every 7  # the short run CI does
+//! cargo run --release -p pubsub-jobs-cli --bin soak                       # the long run: 2 min at 20 jobs/s
+//! cargo run -p pubsub-jobs-cli --bin soak -- --seconds 20 --kill-every 7  # the short run CI does
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +19,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use pubsub_jobs::emulator::Emulator;
 use pubsub_jobs::{Client, ClientConfig};
+use pubsub_jobs_cli::mock_job::MockJob;
 use rand::SeedableRng;
-use worker::mock_job::MockJob;
 
 #[derive(Parser, Debug)]
 #[command(about = "Soak pubsub-jobs workers with load, failures and SIGKILLs")]
@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::env::current_exe()?.with_file_name("worker");
     if !bin.exists() {
         bail!(
-            "the worker binary is not at {} (build it: cargo build -p worker)",
+            "the worker binary is not at {} (build it: cargo build -p pubsub-jobs-cli)",
             bin.display()
         );
     }

@@ -5,7 +5,7 @@
 //! // src/main.rs of your worker: your jobs are registered with register_job! somewhere in the crate.
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     worker::cli::main().await
+//!     pubsub_jobs_cli::cli::main().await
 //! }
 //! ```
 //!

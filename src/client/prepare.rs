@@ -1,0 +1,192 @@
+//! Prepare: the first step of every enqueue. Whatever way a job enters (`perform_later`, bulk,
+//! inside the application's transaction, the API, the CLI, a retry from the store, a periodic
+//! tick), its envelope is checked here once against the queue-name rules (with the client's
+//! prefix) and Pub/Sub's limits (10 MB per message, attributes included; 7-day retention), and
+//! turned into the message Pub/Sub gets: body, attributes and topic, computed once. What follows
+//! is the same for all of them: *record* it in the store's outbox when the client has a store,
+//! *publish* it ([`publish`](super::publish), split by bytes and by count), *mark* it published.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::Client;
+use crate::broker::RETENTION;
+use crate::envelope::{Envelope, Wire};
+use crate::error::{Error, Result};
+use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
+use crate::store::{Dedup, NewJob, OutboxMessage};
+
+/// The largest message accepted, body and attributes together (Pub/Sub's limit is 10 MB per
+/// message).
+pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
+
+/// A job checked and turned into its message: what every enqueue records and publishes.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// The job as enqueued (its arguments may be `Null` when the body was serialized straight
+    /// from the job, without a store).
+    pub(crate) env: Envelope,
+    /// Its topic (prefix included), body and attributes.
+    pub(crate) message: OutboxMessage,
+}
+
+impl Prepared {
+    /// The store row of this job: an outbox entry holding its message.
+    pub(crate) fn new_job(&self, dedup: Option<Dedup>) -> NewJob {
+        let env = &self.env;
+        NewJob {
+            id: env.job_id,
+            job_class: env.job_class.clone(),
+            queue: env.queue_name.clone(),
+            arguments: env.arguments.clone(),
+            enqueued_at: env.enqueued_at,
+            scheduled_at: env.scheduled_at,
+            dedup,
+            message: Some(self.message.clone()),
+        }
+    }
+}
+
+/// The bytes Pub/Sub counts against its per-message limit: the body, and each attribute's key
+/// and value.
+pub(crate) fn message_bytes(data: &[u8], attributes: &HashMap<String, String>) -> usize {
+    data.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+/// The topic a job goes to: its queue's when due, else the queue's `.scheduled` topic. The
+/// ActiveJob wire waits the adapters' way: in the queue, with a timestamp.
+pub(crate) fn topic(prefix: &str, env: &Envelope, now: DateTime<Utc>) -> String {
+    match env.scheduled_at {
+        Some(at) if at > now && env.wire == Wire::PubsubJobs => {
+            format!("{prefix}{}{SCHEDULED_SUFFIX}", env.queue_name)
+        }
+        _ => format!("{prefix}{}", env.queue_name),
+    }
+}
+
+/// Checks `env`, whose body is `data` and attributes `attributes`, against the queue-name rules
+/// (with `prefix`) and Pub/Sub's limits.
+fn check(
+    prefix: &str,
+    env: &Envelope,
+    data: &[u8],
+    attributes: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    validate_queue_name(prefix, &env.queue_name)?;
+    let size = message_bytes(data, attributes);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(Error::PayloadTooLarge {
+            job_class: env.job_class.clone(),
+            queue: env.queue_name.clone(),
+            size,
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    if let Some(at) = env.scheduled_at {
+        let delay = (at - now).to_std().unwrap_or_default();
+        if delay >= RETENTION {
+            return Err(Error::DelayTooLong {
+                job_class: env.job_class.clone(),
+                queue: env.queue_name.clone(),
+                delay,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Prepares `env`: checks it and makes its message (see the module docs).
+    pub(crate) fn prepare(&self, env: Envelope, now: DateTime<Utc>) -> Result<Prepared> {
+        let data = env.to_body();
+        self.prepare_with_body(env, data, now)
+    }
+
+    /// [`Client::prepare`] of an envelope whose body `data` is already serialized.
+    pub(crate) fn prepare_with_body(
+        &self,
+        env: Envelope,
+        data: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<Prepared> {
+        let prefix = &self.config().topic_prefix;
+        let attributes = env.attributes();
+        check(prefix, &env, &data, &attributes, now)?;
+        let message = OutboxMessage {
+            topic: topic(prefix, &env, now),
+            data,
+            attributes,
+        };
+        Ok(Prepared { env, message })
+    }
+
+    /// Where an envelope is published (see [`topic`]).
+    pub(crate) fn topic_for(&self, env: &Envelope, now: DateTime<Utc>) -> String {
+        topic(&self.config().topic_prefix, env, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::MemoryBroker;
+    use crate::ClientConfig;
+
+    fn client(prefix: &str) -> Client {
+        let config = ClientConfig {
+            topic_prefix: prefix.into(),
+            ..ClientConfig::default()
+        };
+        Client::with_memory_broker(MemoryBroker::new(), config)
+    }
+
+    #[test]
+    fn the_size_limit_counts_the_attributes() {
+        let c = client("");
+        let env = Envelope::new("Big", "default", serde_json::Value::Null);
+        let attrs = env.attributes();
+        let room = MAX_MESSAGE_BYTES - message_bytes(b"", &attrs);
+        assert!(c
+            .prepare_with_body(env.clone(), vec![b' '; room], Utc::now())
+            .is_ok());
+        let err = c
+            .prepare_with_body(env, vec![b' '; room + 1], Utc::now())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::PayloadTooLarge { size, limit, .. } if size == MAX_MESSAGE_BYTES + 1 && limit == MAX_MESSAGE_BYTES),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_queue_name_is_checked_with_the_prefix() {
+        let queue = "q".repeat(240);
+        let env = Envelope::new("J", &queue, serde_json::Value::Null);
+        assert!(client("").prepare(env.clone(), Utc::now()).is_ok());
+        let err = client("tenant-a-").prepare(env, Utc::now()).unwrap_err();
+        assert!(matches!(err, Error::InvalidQueueName { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_delay_past_the_retention_is_refused_and_a_due_job_goes_to_its_queue() {
+        let c = client("p-");
+        let now = Utc::now();
+        let mut env = Envelope::new("J", "mail", serde_json::Value::Null);
+        assert_eq!(c.prepare(env.clone(), now).unwrap().message.topic, "p-mail");
+        env.scheduled_at = Some(now + chrono::Duration::hours(1));
+        assert_eq!(
+            c.prepare(env.clone(), now).unwrap().message.topic,
+            format!("p-mail{SCHEDULED_SUFFIX}")
+        );
+        env.scheduled_at = Some(now + chrono::Duration::days(8));
+        let err = c.prepare(env, now).unwrap_err();
+        assert!(matches!(err, Error::DelayTooLong { .. }), "{err}");
+        assert!(err.to_string().contains("7-day"), "{err}");
+    }
+}
