@@ -23,6 +23,14 @@ pub struct Emulator {
     child: Child,
 }
 
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Finds the emulator: `PUBSUB_EMULATOR_BIN`, `cloud-pubsub-emulator` on PATH, or the Google
 /// Cloud SDK's usual install folders.
 pub fn find_binary() -> Result<PathBuf> {
@@ -239,6 +247,7 @@ pub fn shared_host() -> Result<&'static str> {
         let emu = Emulator::start().map_err(|e| e.to_string())?;
         let host = emu.host().to_string();
         // Lives as long as the process; the watchdog stops it at exit.
+        #[allow(clippy::mem_forget)]
         std::mem::forget(emu);
         Ok(host)
     });

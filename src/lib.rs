@@ -4,15 +4,20 @@
 //! Background jobs for Rust on Google Cloud Pub/Sub: ActiveJob's ease, Sidekiq's operability,
 //! Pub/Sub's scale, and no Redis to run.
 //!
-//! A job's life, one file each (`docs/ARCHITECTURE.md` follows it): [`client`] (enqueue,
-//! publish) -> `worker/pull.rs` -> `worker/lease.rs` -> `worker/dispatch.rs` ->
-//! `worker/perform.rs` -> `worker/outcome.rs` (ack, retry, or the [`morgue`]). Jobs that are not
-//! due yet wait in `worker/schedule.rs`. Pub/Sub sits behind the small [`broker::Broker`] trait.
+//! Start here: a [`Job`] is a serde struct with an async `perform`; a [`Client`] enqueues it
+//! (one or many, inside your own transaction or not, plus [`Job::set`]); a [`Worker`] runs a
+//! queue. Beside the queue: an optional [`store`] records every job's events and status (SQLite
+//! or PostgreSQL), which the JSON HTTP `api` and its dashboard serve; [`admin`] is what an
+//! operator does (clear a queue, the morgue, retry / cancel / delete stored jobs); `periodic`
+//! runs cron entries; `http_job` is a built-in job class of HTTP steps for any language. The
+//! [`guide`] modules are the long documentation. The command line (`worker`: run a queue,
+//! `clear`, `morgue`, `enqueue`, `spawn`, `demo`, `api`) is the separate `pubsub-jobs-cli` crate.
 //!
-//! Beside the queue: an optional [`store`] records every job's events and status (SQLite or
-//! PostgreSQL), which the JSON HTTP `api` serves (submit, poll, cancel, dedup); `http_job` is a
-//! built-in job class of HTTP steps for any language. The command line (`worker`: run a queue,
-//! `clear`, `morgue`, `enqueue`, `spawn`, `demo`, `api`) is the separate `pubsub-jobs-cli` crate (binary `worker`).
+//! A job's life, one file each (`docs/ARCHITECTURE.md` follows it): `client/enqueue.rs` ->
+//! `client/prepare.rs` -> `client/publish.rs` -> `worker/pull.rs` -> `worker/lease.rs` ->
+//! `worker/dispatch.rs` -> `worker/perform.rs` -> `worker/outcome.rs` (ack, retry, or the
+//! [`morgue`]). Jobs that are not due yet wait in `worker/schedule.rs`. Pub/Sub sits behind the
+//! small [`broker::Broker`] trait, the store behind [`store::JobStore`].
 //!
 //! # Cargo features
 //!
@@ -58,41 +63,59 @@
 //! # Ok(()) }
 //! ```
 
-pub mod activejob;
+pub mod guide {
+    //! The guides (`docs/guide/*.md` in the repository), rendered here so that their Rust
+    //! snippets are compiled and run as doctests. The README is the short way in.
+
+    #[doc = include_str!("../docs/guide/jobs.md")]
+    pub mod jobs {}
+    #[doc = include_str!("../docs/guide/configuration.md")]
+    pub mod configuration {}
+    #[doc = include_str!("../docs/guide/pubsub.md")]
+    pub mod pubsub {}
+    #[doc = include_str!("../docs/guide/api.md")]
+    pub mod api {}
+    #[doc = include_str!("../docs/guide/operating.md")]
+    pub mod operating {}
+}
+
+// Where a user starts: the job API, the client, the worker, the registry and the errors, all
+// at the crate root (each public type has one path). The modules below are what a user reaches
+// for next; everything else is internal.
+pub use client::{Client, ClientConfig, Submission, MAX_MESSAGE_BYTES};
+pub use error::{BrokerCode, Error, Result};
+pub use job::{ConfiguredJob, Job, JobContext, JobError, JobPanic, JobTimeout, MessageError};
+pub use registry::{ArgumentsError, JobRegistration, Registry};
+pub use retry_policy::{Decision, RetryPolicy, Wait};
+pub use worker::{Worker, WorkerConfig, WorkerStats, WorkerSummary};
+
+pub mod admin;
 #[cfg(feature = "api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api")))]
 pub mod api;
 pub mod broker;
-pub mod client;
 #[cfg(feature = "emulator")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 pub mod envelope;
-pub mod error;
 #[cfg(feature = "http-job")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-job")))]
 pub mod http_job;
-pub mod job;
-pub mod job_error;
 pub mod morgue;
 #[cfg(feature = "periodic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "periodic")))]
 pub mod periodic;
-pub mod queue;
-pub mod registry;
 pub mod relay;
-pub mod retry_policy;
 pub mod store;
 pub mod testing;
-pub mod worker;
 
-pub use client::{Client, ClientConfig, ConfiguredJob, Submission};
-pub use envelope::Envelope;
-pub use error::{Error, Result};
-pub use job::{Job, JobContext, JobError, JobPanic, JobTimeout};
-pub use registry::{JobRegistration, Registry};
-pub use retry_policy::{Decision, RetryPolicy, Wait};
-pub use worker::{Worker, WorkerConfig, WorkerStats, WorkerSummary};
+mod client;
+mod error;
+mod job;
+mod queue;
+mod registry;
+mod retry_policy;
+mod worker;
 
 #[doc(hidden)]
 pub use inventory;

@@ -6,11 +6,11 @@
 use crate::error::{Error, Result};
 
 /// Suffix of the per-queue topic and subscription that hold jobs not yet due.
-pub const SCHEDULED_SUFFIX: &str = ".scheduled";
+pub(crate) const SCHEDULED_SUFFIX: &str = ".scheduled";
 
 /// Checks a queue name (with the prefix it will carry) against Pub/Sub's resource name rules,
 /// before any network call.
-pub fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {
+pub(crate) fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::InvalidQueueName {
             name: name.to_string(),
@@ -48,42 +48,6 @@ pub fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {
         return bad("names ending in `.scheduled` are reserved for scheduled jobs");
     }
     Ok(())
-}
-
-/// Empties a queue: its backlog, its leased messages and its scheduled jobs, by seeking both of
-/// its subscriptions to now (no pull-and-ack loop). A queue that does not exist is an error, and
-/// nothing is created. Returns the time it cleared up to.
-pub async fn clear(client: &crate::Client, queue: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    client.validate_queue(queue)?;
-    let main = require_subscription(client, "queue", queue).await?;
-    let broker = client.broker();
-    let now = chrono::Utc::now();
-    broker.seek_to_now(&main).await?;
-    let scheduled = client.scheduled_resource_name(queue);
-    if broker.subscription_exists(&scheduled).await? {
-        broker.seek_to_now(&scheduled).await?;
-    }
-    Ok(now)
-}
-
-/// The subscription of `queue` if it exists, else [`Error::QueueNotFound`] (`what`: `queue` or
-/// `the morgue`). Creates nothing: the operator tools never make a queue by accident.
-pub(crate) async fn require_subscription(
-    client: &crate::Client,
-    what: &'static str,
-    queue: &str,
-) -> Result<String> {
-    let subscription = client.resource_name(queue);
-    if client.broker().subscription_exists(&subscription).await? {
-        Ok(subscription)
-    } else {
-        Err(Error::QueueNotFound {
-            what,
-            queue: queue.to_string(),
-            subscription,
-            project: client.config().project_id.clone(),
-        })
-    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,15 @@ pub struct JobRegistration {
     timeout: fn() -> Duration,
 }
 
+impl std::fmt::Debug for JobRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRegistration")
+            .field("name", &self.name)
+            .field("type", &(self.type_name)())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why arguments do not deserialize into a job.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArgumentsError {
@@ -147,7 +156,7 @@ inventory::collect!(JobRegistration);
 macro_rules! register_job {
     ($t:ty) => {
         $crate::inventory::submit! {
-            $crate::registry::JobRegistration::of::<$t>()
+            $crate::JobRegistration::of::<$t>()
         }
     };
 }

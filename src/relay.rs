@@ -27,10 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::broker::OutboundMessage;
-use crate::client::publish::Outgoing;
 use crate::error::{Error, Result};
 use crate::store::JobStore;
 use crate::Client;
@@ -64,6 +61,12 @@ impl Default for RelayConfig {
 pub struct Relay {
     stop: CancellationToken,
     task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").finish_non_exhaustive()
+    }
 }
 
 impl Relay {
@@ -123,85 +126,18 @@ async fn relay_round(
     before: DateTime<Utc>,
     config: &RelayConfig,
 ) -> Result<usize> {
-    let rows = store
-        .claim_unpublished(before, None, config.batch, config.lease)
-        .await?;
-    publish_rows(client, store, rows).await
-}
-
-/// Claims unpublished rows enqueued before `before` (and among `only`, when given), publishes
-/// them, marks them published; returns how many were published.
-pub(crate) async fn publish_claimed(
-    client: &Client,
-    store: &Arc<dyn JobStore>,
-    before: DateTime<Utc>,
-    only: Option<&[Uuid]>,
-    limit: u32,
-) -> Result<usize> {
-    let rows = store
-        .claim_unpublished(before, only, limit, RelayConfig::default().lease)
-        .await?;
-    publish_rows(client, store, rows).await
-}
-
-async fn publish_rows(
-    client: &Client,
-    store: &Arc<dyn JobStore>,
-    rows: Vec<crate::store::Unpublished>,
-) -> Result<usize> {
-    let now = Utc::now();
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        // A row written by an older version inside an application's transaction has no topic:
-        // it is routed by its envelope.
-        let topic = if row.message.topic.is_empty() {
-            match crate::Envelope::decode(&row.message.data, &row.message.attributes) {
-                Ok(env) => client.topic_for(&env, now),
-                Err(e) => {
-                    tracing::error!(job_id = %row.id, error = %e, "relay: an outbox row holds no job envelope; left unpublished");
-                    continue;
-                }
-            }
-        } else {
-            row.message.topic
-        };
-        items.push(Outgoing {
-            topic,
-            message: OutboundMessage {
-                data: row.message.data,
-                attributes: row.message.attributes,
-            },
-            tag: row.id,
-        });
-    }
-    // The same requests as every enqueue: split by bytes and by count.
-    let mut published = 0;
-    for sent in client.publish_split(items).await {
-        match sent.result {
-            Ok(()) => {
-                store.mark_published(&sent.tags).await?;
-                published += sent.tags.len();
-                tracing::info!(
-                    event = "outbox.published",
-                    topic = %sent.topic,
-                    jobs = sent.tags.len(),
-                    "relay published jobs left in the outbox"
-                );
-            }
-            // The claim lapses and the rows are tried again.
-            Err(e) => {
-                tracing::warn!(topic = %sent.topic, jobs = sent.tags.len(), error = %e, "relay: publish failed; the jobs stay in the outbox")
-            }
-        }
-    }
-    Ok(published)
+    client
+        .publish_outbox(store, before, None, config.batch, config.lease)
+        .await
 }
 
 #[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
     use crate::broker::MemoryBroker;
-    use crate::{ClientConfig, Envelope, Job, JobContext, JobError};
+    use crate::envelope::Envelope;
+    use crate::{ClientConfig, Job, JobContext, JobError};
+    use uuid::Uuid;
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Big {
@@ -238,7 +174,8 @@ mod tests {
             .into_iter()
             .collect();
         tx.commit().await.unwrap();
-        let published = publish_claimed(&client, &store, Utc::now(), None, 500)
+        let published = client
+            .publish_outbox(&store, Utc::now(), None, 500, RelayConfig::default().lease)
             .await
             .unwrap();
         assert_eq!(published, 500);

@@ -29,10 +29,10 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::job_error::JobError;
+use crate::job::JobError;
 
 /// The key under which failures that no rule matches are counted in `exception_executions`.
-pub const DEFAULT_RULE_KEY: &str = "default";
+pub(crate) const DEFAULT_RULE_KEY: &str = "default";
 
 type WaitFn = Arc<dyn Fn(u32, &JobError) -> Duration + Send + Sync>;
 

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use pubsub_jobs::envelope::Envelope;
 use pubsub_jobs::relay::{Relay, RelayConfig};
 use pubsub_jobs::store::{self, Dedup, JobStatus, JobStore, NewJob, OutboxMessage, Submitted};
-use pubsub_jobs::{Client, Envelope, Job};
+use pubsub_jobs::{Client, Job};
 use support::*;
 
 /// Records the job as an enqueuer does, then "dies": nothing is published.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pubsub_jobs::broker::OutboundMessage;
-use pubsub_jobs::{Envelope, Error, Job};
+use pubsub_jobs::envelope::Envelope;
+use pubsub_jobs::{Error, Job};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(60);

@@ -359,7 +359,8 @@ async fn prepare_parked(
     let at = chrono::Utc::now() + chrono::Duration::minutes(10);
     let mut ahead = Vec::with_capacity(args.parked);
     for j in noops(args.parked, 0) {
-        let mut env = pubsub_jobs::Envelope::new(Noop::NAME, &parked_q, serde_json::to_value(j)?);
+        let mut env =
+            pubsub_jobs::envelope::Envelope::new(Noop::NAME, &parked_q, serde_json::to_value(j)?);
         env.scheduled_at = Some(at);
         ahead.push(env);
     }
@@ -515,7 +516,7 @@ async fn main() -> anyhow::Result<()> {
         let prepared: Vec<PubsubMessage> = noops(args.n, 0)
             .into_iter()
             .map(|j| {
-                let env = pubsub_jobs::Envelope::new(
+                let env = pubsub_jobs::envelope::Envelope::new(
                     Noop::NAME,
                     &q,
                     serde_json::to_value(j).unwrap_or_default(),

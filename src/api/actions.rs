@@ -1,6 +1,7 @@
 //! What operators do to jobs, and what the dashboard's overview reads: retry, delete and cancel
-//! one job or every job a filter matches, counts, stats and the registered classes. The
-//! dashboard's pages call the same functions, so every action it offers is in the JSON API too.
+//! one job or every job a filter matches (the operator layer, [`crate::admin`], does them; this
+//! file maps their outcomes to HTTP), counts, stats and the registered classes. The dashboard's
+//! pages call the same functions, so every action it offers is in the JSON API too.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,17 +12,18 @@ use uuid::Uuid;
 
 use super::jobs::{not_found, outbox_age, parse_id, JobResource, ListParams, OutboxResponse};
 use super::{ApiError, ApiState, ErrorBody};
+use crate::admin;
 use crate::store::{
     CancelOutcome, DeleteOutcome, Histogram, JobCount, JobRecord, ListQuery, MinuteCount,
     ProcessInfo, RequeueOutcome, HEARTBEAT_INTERVAL,
 };
 
-/// The most jobs one bulk action touches.
-pub(crate) const BULK_LIMIT: u64 = 10_000;
+pub(crate) use crate::admin::jobs::{BulkAction, BulkReport, BULK_LIMIT};
 
-/// Retries a failed, morgued, discarded or cancelled job now (shared with the dashboard).
+/// Retries a failed, morgued, discarded or cancelled job now (through the operator layer,
+/// shared with the dashboard).
 pub(crate) async fn retry_one(state: &ApiState, id: Uuid) -> Result<JobRecord, ApiError> {
-    match state.client.retry_from_store(id).await? {
+    match admin::jobs::retry(&state.client, id).await? {
         RequeueOutcome::Requeued(r) => Ok(*r),
         RequeueOutcome::Conflict(r) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -36,11 +38,8 @@ pub(crate) async fn retry_one(state: &ApiState, id: Uuid) -> Result<JobRecord, A
 
 /// Deletes a finished job and its history (shared with the dashboard).
 pub(crate) async fn delete_one(state: &ApiState, id: Uuid) -> Result<(), ApiError> {
-    match state.store.delete(id).await? {
-        DeleteOutcome::Deleted => {
-            tracing::info!(event = "job.deleted", job_id = %id, "stored job deleted");
-            Ok(())
-        }
+    match admin::jobs::delete(&state.client, id).await? {
+        DeleteOutcome::Deleted => Ok(()),
         DeleteOutcome::Conflict(r) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
@@ -52,13 +51,10 @@ pub(crate) async fn delete_one(state: &ApiState, id: Uuid) -> Result<(), ApiErro
     }
 }
 
-/// Cancels a job that has not started (shared with the dashboard).
+/// Cancels a job that has not started (shared with the dashboard and `DELETE /v1/jobs/{id}`).
 pub(crate) async fn cancel_one(state: &ApiState, id: Uuid) -> Result<JobRecord, ApiError> {
-    match state.store.cancel(id).await? {
-        CancelOutcome::Cancelled(rec) => {
-            tracing::info!(event = "job.cancel_requested", job_id = %id, job_class = %rec.job_class, queue = %rec.queue, "job cancelled");
-            Ok(*rec)
-        }
+    match admin::jobs::cancel(&state.client, id).await? {
+        CancelOutcome::Cancelled(rec) => Ok(*rec),
         CancelOutcome::TooLate(rec) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
@@ -120,37 +116,6 @@ pub(crate) async fn cancel(
     Ok(Json(JobResource::from(cancel_one(&state, id).await?)))
 }
 
-/// A bulk action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum BulkAction {
-    /// Retry each failed, morgued, discarded or cancelled job.
-    Retry,
-    /// Cancel each pending, scheduled or retrying job.
-    Cancel,
-    /// Delete each finished job.
-    Delete,
-}
-
-impl BulkAction {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "retry" => Some(Self::Retry),
-            "cancel" => Some(Self::Cancel),
-            "delete" => Some(Self::Delete),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Retry => "retry",
-            Self::Cancel => "cancel",
-            Self::Delete => "delete",
-        }
-    }
-}
-
 /// Apply an action to every job a filter matches.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -167,79 +132,24 @@ pub(crate) struct BulkRequest {
     pub q: Option<String>,
 }
 
-/// What a bulk action did.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub(crate) struct BulkResponse {
-    /// Jobs the filter matched (at most 10,000).
-    pub matched: u64,
-    /// Jobs the action applied to.
-    pub done: u64,
-    /// Jobs it did not apply to (wrong state, or changed meanwhile).
-    pub skipped: u64,
-    /// True when more than 10,000 jobs matched: run it again for the rest.
-    pub truncated: bool,
-}
-
-/// Applies `action` to the jobs `query` matches, newest first, at most [`BULK_LIMIT`].
+/// Applies `action` to the jobs `query` matches, newest first, at most [`BULK_LIMIT`] (shared
+/// with the dashboard).
 pub(crate) async fn bulk_apply(
     state: &ApiState,
     action: BulkAction,
-    mut query: ListQuery,
-) -> Result<BulkResponse, ApiError> {
-    let mut out = BulkResponse::default();
-    query.limit = 500;
-    query.cursor = None;
-    loop {
-        let page = state.store.list(query.clone()).await?;
-        for job in &page.jobs {
-            if out.matched >= BULK_LIMIT {
-                out.truncated = true;
-                break;
-            }
-            out.matched += 1;
-            let applied = match action {
-                BulkAction::Retry => matches!(
-                    state.client.retry_record(job).await?,
-                    RequeueOutcome::Requeued(_)
-                ),
-                BulkAction::Cancel => matches!(
-                    state.store.cancel(job.id).await?,
-                    CancelOutcome::Cancelled(_)
-                ),
-                BulkAction::Delete => {
-                    matches!(state.store.delete(job.id).await?, DeleteOutcome::Deleted)
-                }
-            };
-            if applied {
-                out.done += 1;
-            } else {
-                out.skipped += 1;
-            }
-        }
-        match page.next_cursor {
-            Some(c) if !out.truncated => query.cursor = Some(c),
-            _ => break,
-        }
-    }
-    tracing::info!(
-        event = "jobs.bulk",
-        action = action.as_str(),
-        matched = out.matched,
-        done = out.done,
-        skipped = out.skipped,
-        "bulk action"
-    );
-    Ok(out)
+    query: ListQuery,
+) -> Result<BulkReport, ApiError> {
+    Ok(admin::jobs::bulk(&state.client, action, query).await?)
 }
 
 /// Retry, cancel or delete every job a filter matches (at most 10,000 per call).
 #[utoipa::path(post, path = "/v1/jobs/bulk", request_body = BulkRequest, responses(
-    (status = 200, description = "Done", body = BulkResponse),
+    (status = 200, description = "Done", body = BulkReport),
     (status = 422, description = "A bad filter or action", body = ErrorBody)))]
 pub(crate) async fn bulk(
     State(state): State<ApiState>,
     Json(req): Json<BulkRequest>,
-) -> Result<Json<BulkResponse>, ApiError> {
+) -> Result<Json<BulkReport>, ApiError> {
     let query = ListParams {
         status: req.status,
         queue: req.queue,

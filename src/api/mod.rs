@@ -79,6 +79,14 @@ pub struct ApiState {
     pub(crate) session_key: [u8; 32],
 }
 
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ApiState {
     /// The state for a client that has a job store.
     pub fn new(client: Client, config: ApiConfig) -> crate::Result<Self> {
@@ -160,14 +168,14 @@ pub struct ApiError {
 }
 
 /// The body of an error answer.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// What went wrong.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: bad_request, unauthorized, forbidden, not_found, conflict, payload_too_large,
     /// unprocessable, unavailable, internal.

@@ -22,12 +22,13 @@ use super::jobs;
         super::periodic::PeriodicList, super::ErrorBody, super::ErrorDetail,
         crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent,
         crate::store::JobCount, crate::store::MinuteCount, crate::store::ProcessInfo,
-        super::actions::Deleted, super::actions::BulkAction, super::actions::BulkRequest,
-        super::actions::BulkResponse, super::actions::Percentiles, super::actions::StatsResponse,
+        super::actions::Deleted, crate::admin::jobs::BulkAction, super::actions::BulkRequest,
+        crate::admin::jobs::BulkReport, super::actions::Percentiles, super::actions::StatsResponse,
         super::actions::ClassInfo
     )),
     modifiers(&BearerAuth)
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 struct BearerAuth;

@@ -57,6 +57,12 @@ pub struct MemoryBroker {
     notify: Arc<Notify>,
 }
 
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBroker").finish_non_exhaustive()
+    }
+}
+
 impl MemoryBroker {
     /// An empty broker.
     pub fn new() -> Self {

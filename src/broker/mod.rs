@@ -17,6 +17,8 @@ use crate::error::Result;
 pub mod conformance;
 mod memory;
 mod pubsub;
+#[cfg(test)]
+pub(crate) mod recording;
 
 pub use memory::MemoryBroker;
 pub use pubsub::{PubSubBroker, RETENTION};

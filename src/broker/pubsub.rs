@@ -31,6 +31,14 @@ pub struct PubSubBroker {
     timeout: Duration,
 }
 
+impl std::fmt::Debug for PubSubBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubSubBroker")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 fn is_transient(code: Code) -> bool {
     matches!(
         code,

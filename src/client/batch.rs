@@ -222,3 +222,68 @@ impl Client {
         }
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::broker::recording::{Call, RecordingBroker};
+    use crate::envelope::Envelope;
+    use crate::store::SqlStore;
+    use crate::ClientConfig;
+
+    /// 200 concurrent submits: each is answered once its job is recorded; they share store
+    /// batches and publish requests; after `flush` every job is published once and marked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_submits_share_batches_and_each_is_published_once_and_marked() {
+        let store: Arc<dyn JobStore> =
+            Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+        let broker = RecordingBroker::default();
+        let client = Client::with_broker(Arc::new(broker.clone()), ClientConfig::default())
+            .with_store(store.clone());
+        client.ensure_queue("jobs").await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..200 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let env = Envelope::new("J", "jobs", serde_json::json!({ "n": n }));
+                let id = env.job_id;
+                let submission = client.submit(env, None).await.unwrap();
+                (id, submission)
+            });
+        }
+        let mut ids = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (id, submission) = done.unwrap();
+            assert_eq!(submission.job_id, id);
+            assert!(!submission.existing);
+            // Answered once durable: the row is there.
+            assert!(
+                store.get(id).await.unwrap().is_some(),
+                "{id} recorded when answered"
+            );
+            ids.push(id);
+        }
+        client.flush().await;
+        let published: Vec<Uuid> = broker
+            .inner
+            .pending("jobs")
+            .iter()
+            .map(|(d, a)| Envelope::decode(d, a).unwrap().job_id)
+            .collect();
+        assert_eq!(published.len(), 200, "each once");
+        let mut sorted = published.clone();
+        sorted.sort();
+        ids.sort();
+        assert_eq!(sorted, ids);
+        let requests = broker
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Publish(t, _) if t == "jobs"))
+            .count();
+        assert!(requests < 200, "publishes are shared: {requests} requests");
+        for id in &ids {
+            let rec = store.get(*id).await.unwrap().unwrap();
+            assert!(rec.published_at.is_some(), "{id} marked published");
+        }
+    }
+}

@@ -38,6 +38,12 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    /// Checks a queue name against Pub/Sub's resource name rules with this configuration's
+    /// prefix, before any network call: the error names the queue and the rule.
+    pub fn validate_queue(&self, queue: &str) -> Result<()> {
+        crate::queue::validate_queue_name(&self.topic_prefix, queue)
+    }
+
     /// Reads `PUBSUB_PROJECT_ID`, `PUBSUB_TOPIC_PREFIX`, `PUBSUB_MORGUE_QUEUE`,
     /// `PUBSUB_TIMEOUT_SECONDS` and `PUBSUB_EMULATOR_HOST`, with the defaults above.
     pub fn from_env() -> Result<Self> {

@@ -1,5 +1,5 @@
 //! The client: the start of a job's life. `perform_later` turns a job into an
-//! [`Envelope`](crate::Envelope), makes sure its queue exists, publishes it, and returns once
+//! [`Envelope`](crate::envelope::Envelope), makes sure its queue exists, publishes it, and returns once
 //! Pub/Sub has accepted it.
 //!
 //! Jobs due now go to the queue's topic; jobs with a delay go to the queue's `.scheduled` topic,
@@ -13,8 +13,9 @@
 //! life); this file holds the client itself and its queues.
 
 mod batch;
-pub mod config;
+mod config;
 mod enqueue;
+mod outbox;
 mod prepare;
 pub(crate) mod publish;
 mod requeue;
@@ -28,7 +29,7 @@ use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
 use crate::store::JobStore;
 
 pub use config::ClientConfig;
-pub use enqueue::{ConfiguredJob, Submission};
+pub use enqueue::Submission;
 pub use prepare::MAX_MESSAGE_BYTES;
 
 struct Inner {

@@ -5,7 +5,6 @@
 //! the relay publishes it).
 
 use chrono::Utc;
-use uuid::Uuid;
 
 use super::Client;
 use crate::envelope::Envelope;
@@ -13,21 +12,9 @@ use crate::error::{Error, Result};
 use crate::store::{JobRecord, Requeue, RequeueOutcome};
 
 impl Client {
-    /// Retries the stored job `id` now (see the module docs). Returns
-    /// [`RequeueOutcome::Conflict`] for a job that is not failed, morgued, discarded or
-    /// cancelled, or that changed while this ran.
-    pub async fn retry_from_store(&self, id: Uuid) -> Result<RequeueOutcome> {
-        let store = self.store().ok_or_else(|| Error::StoreRequired {
-            what: "retrying a stored job".into(),
-        })?;
-        let Some(rec) = store.get(id).await? else {
-            return Ok(RequeueOutcome::NotFound);
-        };
-        self.retry_record(&rec).await
-    }
-
-    /// Retries the stored job as read in `rec` (applies only if it has not changed since).
-    pub(crate) async fn retry_record(&self, rec: &JobRecord) -> Result<RequeueOutcome> {
+    /// Retries the stored job as read in `rec` (applies only if it has not changed since); the
+    /// operator layer's [`admin::jobs::retry`](crate::admin::jobs::retry) and bulk retry call it.
+    pub(crate) async fn requeue(&self, rec: &JobRecord) -> Result<RequeueOutcome> {
         let store = self.store().ok_or_else(|| Error::StoreRequired {
             what: "retrying a stored job".into(),
         })?;

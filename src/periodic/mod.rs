@@ -273,6 +273,12 @@ pub struct Scheduler {
     handle: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
 impl Scheduler {
     /// Starts scheduling `entries` on `client` (which needs a job store). Fails at once on a
     /// client without a store or two entries with one name.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobStore, ProcessInfo, Retention, HEARTBEAT_INTERVAL};
+use super::{JobStore, ProcessInfo, Retention, StoreError, HEARTBEAT_INTERVAL};
 
 /// Settings of the [`Maintainer`].
 #[derive(Clone, Debug)]
@@ -40,6 +40,12 @@ pub struct Maintainer {
     handle: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Maintainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maintainer").finish_non_exhaustive()
+    }
+}
+
 impl Maintainer {
     /// Starts maintaining `store`.
     pub fn start(store: Arc<dyn JobStore>, config: MaintainerConfig) -> Self {
@@ -47,6 +53,8 @@ impl Maintainer {
         let token = stop.clone();
         let handle = tokio::spawn(async move {
             let mut last_beat: Option<tokio::time::Instant> = None;
+            // A store that keeps nothing to fold or prune says so once; it is not asked again.
+            let mut maintains = true;
             loop {
                 if let Some(p) = &config.process {
                     if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_INTERVAL) {
@@ -56,15 +64,26 @@ impl Maintainer {
                         }
                     }
                 }
-                match store.maintain(&config.retention).await {
-                    Ok(m) if m.pruned.jobs > 0 => tracing::info!(
-                        event = "store.pruned",
-                        jobs = m.pruned.jobs,
-                        events = m.pruned.events,
-                        "job store: pruned finished jobs past their retention"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "job store: maintenance failed; retrying"),
+                match maintains.then(|| store.maintain(&config.retention)) {
+                    None => {}
+                    Some(f) => match f.await {
+                        Ok(m) if m.pruned.jobs > 0 => tracing::info!(
+                            event = "store.pruned",
+                            jobs = m.pruned.jobs,
+                            events = m.pruned.events,
+                            "job store: pruned finished jobs past their retention"
+                        ),
+                        Ok(_) => {}
+                        Err(StoreError::Unsupported { .. }) => {
+                            tracing::debug!(
+                                "job store: no maintenance to do (unsupported by this store)"
+                            );
+                            maintains = false;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "job store: maintenance failed; retrying")
+                        }
+                    },
                 }
                 tokio::select! {
                     _ = token.cancelled() => {

@@ -21,6 +21,7 @@
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod error;
 pub mod maintenance;
 mod periodic;
 #[cfg(feature = "sql")]
@@ -35,6 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use error::StoreError;
 pub use periodic::{PeriodicDefinition, PeriodicState, TickAction, TickClaim, TickRecord};
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
@@ -42,42 +44,6 @@ pub use sql::tx::EnqueueTx;
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::SqlStore;
-
-/// A store error.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The URL names no supported database.
-    #[error("job store URL {0:?} is not supported: use sqlite://PATH or postgres://...")]
-    UnsupportedUrl(String),
-    /// The URL names a database whose driver this build leaves out.
-    #[error(
-        "job store URL {url:?} needs pubsub-jobs' `{feature}` feature, which this build leaves out"
-    )]
-    FeatureDisabled {
-        /// The URL as given.
-        url: String,
-        /// The cargo feature to turn on.
-        feature: &'static str,
-    },
-    /// The database said no.
-    #[error("job store ({operation}): {source}")]
-    Database {
-        /// What was being done.
-        operation: &'static str,
-        /// The driver's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A stored value could not be read back.
-    #[error("job store: corrupt {what}: {detail}")]
-    Corrupt {
-        /// The column or value.
-        what: &'static str,
-        /// What was wrong.
-        detail: String,
-    },
-}
 
 /// A job's status, the state row's summary of its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -887,13 +853,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// Housekeeping, called every second or so by each process's
     /// [`Maintainer`](maintenance::Maintainer): folds the aggregates' pending deltas, and, in
     /// the one process holding the store's short prune lease, prunes finished jobs past
-    /// `retention` in small batches. Safe with any number of processes.
+    /// `retention` in small batches. Safe with any number of processes. The default answers
+    /// [`StoreError::Unsupported`] (the maintainer then stops asking).
     async fn maintain(&self, retention: &Retention) -> Result<Maintenance, StoreError> {
         let _ = retention;
-        Ok(Maintenance::default())
+        Err(StoreError::Unsupported {
+            operation: "maintain",
+        })
     }
     /// Prunes finished jobs past `retention` now (`worker store prune`), of one queue or all,
-    /// or with `dry_run` only counts them.
+    /// or with `dry_run` only counts them. The default answers [`StoreError::Unsupported`].
     async fn prune_now(
         &self,
         retention: &Retention,
@@ -901,7 +870,9 @@ pub trait JobStore: Send + Sync + 'static {
         dry_run: bool,
     ) -> Result<PruneReport, StoreError> {
         let _ = (retention, queue, dry_run);
-        Ok(PruneReport::default())
+        Err(StoreError::Unsupported {
+            operation: "prune_now",
+        })
     }
     /// Jobs by queue and status.
     async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError>;

@@ -103,3 +103,95 @@ async fn flush(broker: &dyn Broker, subscription: &str, ops: Vec<Op>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::recording::{Call, RecordingBroker};
+    use crate::broker::OutboundMessage;
+
+    /// Publishes `n` messages to a fresh topic and subscription and leases them all.
+    async fn leased(broker: &RecordingBroker, n: usize) -> Vec<String> {
+        broker.create_topic("t").await.unwrap();
+        broker
+            .create_subscription("s", "t", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let msgs = (0..n)
+            .map(|i| OutboundMessage {
+                data: i.to_string().into_bytes(),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>();
+        for chunk in msgs.chunks(1000) {
+            broker.publish("t", chunk.to_vec()).await.unwrap();
+        }
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            let got = broker
+                .pull("s", 1000, Duration::from_millis(100))
+                .await
+                .unwrap();
+            ids.extend(got.into_iter().map(|d| d.ack_id));
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn acks_from_many_tasks_go_out_in_few_requests_of_at_most_1000() {
+        let broker = RecordingBroker::default();
+        let ids = leased(&broker, 2500).await;
+        let acker = Arc::new(AckBatcher::start(AckBatcherParams {
+            broker: Arc::new(broker.clone()),
+            subscription: "s".into(),
+            flush_every: Duration::from_millis(20),
+        }));
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in ids.chunks(100) {
+            let (acker, chunk) = (acker.clone(), chunk.to_vec());
+            tasks.spawn(async move { chunk.into_iter().for_each(|id| acker.ack(id)) });
+        }
+        while tasks.join_next().await.is_some() {}
+        acker.shutdown().await;
+        let calls = broker.lease_calls();
+        let sizes: Vec<usize> = calls
+            .iter()
+            .map(|c| match c {
+                Call::Ack(ids) => ids.len(),
+                _ => panic!("only acks were asked: {c:?}"),
+            })
+            .collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 2500, "every ack sent once");
+        assert!(sizes.iter().all(|n| *n <= 1000), "{sizes:?}");
+        assert!(sizes.len() <= 4, "batched: {sizes:?}");
+        assert_eq!(broker.inner.outstanding("s"), 0, "nothing left leased");
+    }
+
+    #[tokio::test]
+    async fn deadline_changes_are_grouped_by_their_seconds() {
+        let broker = RecordingBroker::default();
+        let ids = leased(&broker, 4).await;
+        let acker = AckBatcher::start(AckBatcherParams {
+            broker: Arc::new(broker.clone()),
+            subscription: "s".into(),
+            flush_every: Duration::from_millis(50),
+        });
+        acker.set_deadline(ids[0].clone(), 300);
+        acker.set_deadline(ids[1].clone(), 0);
+        acker.set_deadline(ids[2].clone(), 300);
+        acker.ack(ids[3].clone());
+        acker.shutdown().await;
+        let calls = broker.lease_calls();
+        let want = [
+            Call::Ack(vec![ids[3].clone()]),
+            Call::Deadline(vec![ids[1].clone()], 0),
+            Call::Deadline(vec![ids[0].clone(), ids[2].clone()], 300),
+        ];
+        assert_eq!(calls.len(), want.len(), "{calls:?}");
+        for w in &want {
+            assert!(calls.contains(w), "{w:?} not in {calls:?}");
+        }
+        // Released: one message is back, ready to be delivered again.
+        assert_eq!(broker.inner.pending("s").len(), 1);
+    }
+}

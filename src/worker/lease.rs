@@ -136,3 +136,87 @@ impl LeaseKeeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::recording::{wait_for, Call, RecordingBroker};
+    use crate::broker::OutboundMessage;
+
+    #[tokio::test]
+    async fn held_messages_are_extended_before_they_lapse_and_released_at_shutdown() {
+        let broker = RecordingBroker::default();
+        broker.create_topic("t").await.unwrap();
+        broker
+            .create_subscription("s", "t", Duration::from_secs(2))
+            .await
+            .unwrap();
+        let msgs = vec![OutboundMessage::default(); 3];
+        broker.publish("t", msgs).await.unwrap();
+        let ids: Vec<String> = broker
+            .pull("s", 3, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.ack_id)
+            .collect();
+        let pulled_at = Instant::now();
+        let keeper = LeaseKeeper::start(LeaseKeeperParams {
+            broker: Arc::new(broker.clone()),
+            subscription: "s".into(),
+            ack_deadline: Duration::from_secs(2),
+        });
+        for id in &ids {
+            keeper.hold(id);
+        }
+        assert_eq!(keeper.held(), 3);
+        // Within the second half of the lease, all three are extended by 2 s, in one request.
+        let extended = |calls: &[Call], want: &[String]| {
+            calls.iter().any(|c| {
+                matches!(c, Call::Deadline(got, 2) if {
+                    let mut got = got.clone();
+                    got.sort();
+                    let mut want = want.to_vec();
+                    want.sort();
+                    got == want
+                })
+            })
+        };
+        assert!(
+            wait_for(Duration::from_secs(5), || extended(
+                &broker.lease_calls(),
+                &ids
+            ))
+            .await,
+            "{:?}",
+            broker.lease_calls()
+        );
+        // A forgotten message is no longer extended; the others still are.
+        keeper.forget(&ids[0]);
+        let before = broker.lease_calls().len();
+        assert!(
+            wait_for(Duration::from_secs(5), || extended(
+                &broker.lease_calls()[before..],
+                &ids[1..]
+            ))
+            .await,
+            "{:?}",
+            broker.lease_calls()
+        );
+        // Past the first lease's end, nothing came back: the extensions held it.
+        let past = Duration::from_millis(2500);
+        tokio::time::sleep(past.saturating_sub(pulled_at.elapsed())).await;
+        assert!(broker.inner.pending("s").is_empty());
+        keeper.shutdown().await;
+        let last = broker.lease_calls().last().cloned();
+        let mut released = match last {
+            Some(Call::Deadline(ids, 0)) => ids,
+            other => panic!("shutdown releases what is held: {other:?}"),
+        };
+        released.sort();
+        let mut want = ids[1..].to_vec();
+        want.sort();
+        assert_eq!(released, want);
+        assert_eq!(keeper.held(), 0);
+    }
+}

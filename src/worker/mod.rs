@@ -123,9 +123,23 @@ pub struct Worker {
     stats: Arc<Stats>,
 }
 
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A live view of a worker's counts, usable while it runs.
 #[derive(Clone)]
 pub struct WorkerStats(Arc<Stats>);
+
+impl std::fmt::Debug for WorkerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WorkerStats").field(&self.summary()).finish()
+    }
+}
 
 impl WorkerStats {
     /// The counts now.

@@ -328,7 +328,7 @@ mod tests {
     async fn spent_retries_go_to_the_morgue_with_the_job_and_the_rule() {
         let (client, broker) = memory_client();
         // The third execution: two failures already counted under the rule.
-        let mut env = crate::Envelope::new(
+        let mut env = crate::envelope::Envelope::new(
             "OutcomeProbe",
             "default",
             serde_json::json!({"fail": "flaky"}),

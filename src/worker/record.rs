@@ -219,3 +219,68 @@ async fn apply(
         }
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::store::{JobStatus, SqlStore};
+    use chrono::Utc;
+
+    fn start(id: Uuid, attempt: u32) -> Start {
+        Start {
+            id,
+            job_class: "J".into(),
+            queue: "q".into(),
+            arguments: serde_json::json!({}),
+            attempt,
+            enqueued_at: Utc::now(),
+            due_at: Utc::now(),
+            generation: 0,
+        }
+    }
+
+    /// 300 jobs started and finished from concurrent tasks: every start is answered, every
+    /// transition recorded in order, and a duplicate start of a finished execution is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_recorded_in_order_per_job() {
+        let store: Arc<dyn JobStore> =
+            Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+        let recorder = Arc::new(Recorder::start(store.clone(), RecorderConfig::default()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..300 {
+            let recorder = recorder.clone();
+            tasks.spawn(async move {
+                let id = Uuid::now_v7();
+                let outcome = recorder.start_job(start(id, 1)).await.unwrap();
+                assert!(matches!(outcome, StartOutcome::Run), "{outcome:?}");
+                let transition = Transition::Succeeded {
+                    result: Some(serde_json::json!({ "id": id })),
+                    run: Duration::from_millis(1),
+                };
+                recorder.finish(id, 1, transition).await;
+                id
+            });
+        }
+        let mut ids = Vec::new();
+        while let Some(id) = tasks.join_next().await {
+            ids.push(id.unwrap());
+        }
+        for id in &ids {
+            let rec = store.get(*id).await.unwrap().unwrap();
+            assert_eq!(rec.status, JobStatus::Succeeded, "{id}");
+            assert_eq!(rec.result, Some(serde_json::json!({ "id": id })));
+            let kinds: Vec<&str> = store
+                .events(*id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect();
+            assert_eq!(kinds, ["started", "succeeded"], "{id}");
+        }
+        // A redelivery of a finished execution is a duplicate: not started again.
+        let again = recorder.start_job(start(ids[0], 1)).await.unwrap();
+        assert!(matches!(again, StartOutcome::AlreadyFinished), "{again:?}");
+        recorder.shutdown().await;
+    }
+}

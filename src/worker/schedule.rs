@@ -138,3 +138,96 @@ impl Scheduler {
         let _ = self.task.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::recording::{wait_for, Call, RecordingBroker};
+    use crate::broker::Broker;
+    use crate::ClientConfig;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn envelope(at: DateTime<Utc>) -> Envelope {
+        let mut env = Envelope::new("J", "jobs", serde_json::json!({}));
+        env.scheduled_at = Some(at);
+        env
+    }
+
+    /// A job due in an hour is parked (its lease set to 600 s, and forgotten), one due in 300 ms
+    /// is held and moved to the queue when due, not before, and one already due moves at once.
+    #[tokio::test]
+    async fn jobs_are_parked_held_or_moved_by_their_due_time() {
+        let broker = RecordingBroker::default();
+        let client = Client::with_broker(Arc::new(broker.clone()), ClientConfig::default());
+        client.ensure_queue("jobs").await.unwrap();
+        let now = Utc::now();
+        let (later, soon, due) = (
+            envelope(now + chrono::Duration::hours(1)),
+            envelope(now + chrono::Duration::milliseconds(300)),
+            envelope(now - chrono::Duration::seconds(1)),
+        );
+        let scheduled = client.scheduled_resource_name("jobs");
+        let message = |e: &Envelope| OutboundMessage {
+            data: e.to_body(),
+            attributes: e.attributes(),
+        };
+        broker
+            .publish(
+                &scheduled,
+                vec![message(&later), message(&soon), message(&due)],
+            )
+            .await
+            .unwrap();
+        let parked = Arc::new(AtomicU64::new(0));
+        let scheduler = Scheduler::start(SchedulerParams {
+            client: client.clone(),
+            queue: "jobs".into(),
+            ack_deadline: Duration::from_secs(10),
+            max_outstanding: 100,
+            parked: parked.clone(),
+        });
+        let ids_in_queue = || -> Vec<uuid::Uuid> {
+            broker
+                .inner
+                .pending("jobs")
+                .iter()
+                .map(|(d, a)| Envelope::decode(d, a).unwrap().job_id)
+                .collect()
+        };
+        assert!(
+            wait_for(Duration::from_secs(5), || ids_in_queue()
+                .contains(&due.job_id))
+            .await
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || ids_in_queue()
+                .contains(&soon.job_id))
+            .await
+        );
+        assert!(Utc::now() >= soon.scheduled_at.unwrap(), "never early");
+        assert!(
+            wait_for(Duration::from_secs(5), || parked.load(Ordering::Relaxed)
+                == 1)
+            .await
+        );
+        let parks: Vec<i32> = broker
+            .calls()
+            .iter()
+            .filter_map(|c| match c {
+                Call::Deadline(ids, secs) if ids.len() == 1 && *secs > 0 => Some(*secs),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(parks, [600], "parked for Pub/Sub's longest lease");
+        scheduler.shutdown().await;
+        assert!(
+            !ids_in_queue().contains(&later.job_id),
+            "the parked job stays in .scheduled"
+        );
+        assert_eq!(
+            broker.inner.unacked(&scheduled).len(),
+            1,
+            "only the parked job is left there"
+        );
+    }
+}

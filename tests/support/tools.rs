@@ -34,7 +34,8 @@ pub(crate) fn have(test: &str, what: &str, install: &str, present: bool) -> bool
         !require_all(),
         "{line}; PUBSUB_JOBS_TEST_REQUIRE_ALL=1 forbids skipping"
     );
-    eprintln!("{line}");
+    // Written to stderr directly, past the test harness's capture, so that it shows.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     false
 }
 

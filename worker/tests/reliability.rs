@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pubsub_jobs::broker::{Broker, OutboundMessage, PubSubBroker};
-use pubsub_jobs::Envelope;
+use pubsub_jobs::envelope::Envelope;
 
 fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -150,6 +150,14 @@ pub struct SqlStore {
     listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
 }
 
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
 fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Database {
         operation,

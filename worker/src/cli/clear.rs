@@ -17,7 +17,7 @@ pub(crate) async fn run(g: &GlobalArgs, yes: bool, morgue: bool) -> anyhow::Resu
             g.queue
         ),
     )?;
-    let at = pubsub_jobs::queue::clear(&client, &g.queue).await?;
+    let at = pubsub_jobs::admin::clear(&client, &g.queue).await?;
     println!(
         "Cleared queue {:?} (subscriptions {:?} and {:?}): every job published before {} is gone: backlog, leased and scheduled.",
         g.queue,

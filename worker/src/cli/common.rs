@@ -89,7 +89,7 @@ pub(crate) async fn purge_morgue(client: &Client, yes: bool, verb: &str) -> anyh
         yes,
         &format!("Delete every dead job in the morgue {name:?}?"),
     )?;
-    pubsub_jobs::morgue::tools::purge(client).await?;
+    pubsub_jobs::admin::morgue::purge(client).await?;
     println!("{verb} the morgue {name:?}: every dead job published before now is gone.");
     Ok(())
 }

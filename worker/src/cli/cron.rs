@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use pubsub_jobs::envelope::Envelope;
 use pubsub_jobs::periodic::{next_run, PeriodicEntry};
-use pubsub_jobs::{Envelope, Registry};
+use pubsub_jobs::Registry;
 use serde::Deserialize;
 
 use super::common::{connect, open_store};

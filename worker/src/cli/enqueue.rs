@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use pubsub_jobs::envelope::due_after;
-use pubsub_jobs::{Envelope, Registry};
+use pubsub_jobs::envelope::Envelope;
+use pubsub_jobs::Registry;
 
 use super::common::{connect, seconds};
 use super::{GlobalArgs, LogFormat};
@@ -19,7 +20,7 @@ pub(crate) async fn run(
         .with_context(|| format!("the arguments for {job_class} are not valid JSON"))?;
     // Checked once, before connecting: a bad class, field or queue fails at once.
     registry.validate(job_class, &args)?;
-    pubsub_jobs::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
+    super::common::client_config(g)?.validate_queue(&g.queue)?;
     let mut env = Envelope::new(job_class, &g.queue, args);
     env.scheduled_at = wait
         .map(|w| seconds("--wait", w).map(due_after))

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::bail;
-use pubsub_jobs::morgue::{tools, truncate};
+use pubsub_jobs::admin::morgue as tools;
 
 use super::common::{connect_pubsub, purge_morgue};
 use super::{GlobalArgs, MorgueCommand};
@@ -84,5 +84,13 @@ pub(crate) async fn run(g: &GlobalArgs, cmd: MorgueCommand) -> anyhow::Result<()
             Ok(())
         }
         MorgueCommand::Purge { yes } => purge_morgue(&client, yes, "Purged").await,
+    }
+}
+
+/// `s` in at most `max` characters, for one table line.
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(3)) {
+        Some((end, _)) if s.chars().count() > max => format!("{}...", &s[..end]),
+        _ => s.to_string(),
     }
 }

@@ -21,7 +21,7 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
     config.maintenance = super::common::maintainer_config(g)?;
     // Fail early on a duplicate class, a bad queue name or a bad cron file, before connecting.
     let registry = registry.check()?;
-    pubsub_jobs::queue::validate_queue_name(&g.topic_prefix, &g.queue)?;
+    super::common::client_config(g)?.validate_queue(&g.queue)?;
     let periodic = match &args.cron {
         Some(file) => {
             anyhow::ensure!(

@@ -27,20 +27,20 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
-use crate::envelope::{DecodeError, Envelope, Wire, FORMAT_VERSION};
+use super::{DecodeError, Envelope, Wire, FORMAT_VERSION};
 
 /// The adapter attribute with the due time of `enqueue_at`, epoch seconds.
-pub const ATTR_TIMESTAMP: &str = "timestamp";
+pub(crate) const ATTR_TIMESTAMP: &str = "timestamp";
 
 /// True when a body (a JSON object without `format_version`) has ActiveJob's keys.
-pub fn looks_like_activejob(obj: &Map<String, Value>) -> bool {
+pub(crate) fn looks_like_activejob(obj: &Map<String, Value>) -> bool {
     obj.contains_key("job_class")
         && obj.contains_key("job_id")
         && obj.get("arguments").is_some_and(Value::is_array)
 }
 
 /// The envelope of an ActiveJob message; the error names what cannot map.
-pub fn to_envelope(
+pub(crate) fn to_envelope(
     obj: &Map<String, Value>,
     attributes: &HashMap<String, String>,
 ) -> Result<Envelope, DecodeError> {
@@ -118,7 +118,7 @@ pub fn to_envelope(
 /// arguments in ActiveJob's shape. A struct's fields become one keyword hash (marked
 /// `_aj_ruby2_keywords`, so `perform(invoice_id:, ...)` receives them as keywords); a sequence
 /// (tuple struct, `Vec`) becomes positional arguments; anything else one argument.
-pub fn to_body(env: &Envelope) -> Vec<u8> {
+pub(crate) fn to_body(env: &Envelope) -> Vec<u8> {
     let arguments = match &env.arguments {
         Value::Object(fields) => {
             let mut hash = fields.clone();
@@ -147,7 +147,7 @@ pub fn to_body(env: &Envelope) -> Vec<u8> {
 }
 
 /// The adapter's attributes: `timestamp` (epoch seconds) for a job due later.
-pub fn attributes(env: &Envelope) -> HashMap<String, String> {
+pub(crate) fn attributes(env: &Envelope) -> HashMap<String, String> {
     env.scheduled_at
         .map(|at| {
             let secs = at.timestamp_millis() as f64 / 1000.0;

@@ -9,6 +9,8 @@
 //!  "exception_executions":{},"enqueued_at":"2026-11-22T06:00:00Z"}
 //! ```
 
+mod activejob;
+
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -79,8 +81,8 @@ pub enum Wire {
     PubsubJobs,
     /// Rails' ActiveJob serialization, as the Pub/Sub ActiveJob adapters publish it: a Rails
     /// worker runs it with `ActiveJob::Base.execute(JSON.parse(data))`. A delayed job goes to the
-    /// queue's topic with the adapter's `timestamp` attribute (epoch seconds). See
-    /// [`activejob`](crate::activejob).
+    /// queue's topic with the adapter's `timestamp` attribute (epoch seconds). The codec is
+    /// `src/envelope/activejob.rs`; the guide's "Running Rails jobs in Rust" says what maps.
     ActiveJob,
 }
 
@@ -146,7 +148,7 @@ impl Envelope {
     /// The JSON body, in the envelope's [`Wire`] format.
     pub fn to_body(&self) -> Vec<u8> {
         if self.wire == Wire::ActiveJob {
-            return crate::activejob::to_body(self);
+            return activejob::to_body(self);
         }
         // Serializing a struct of plain fields and a serde_json::Value cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
@@ -193,7 +195,7 @@ impl Envelope {
     /// The routing attributes (for the ActiveJob wire, only the adapter's `timestamp`).
     pub fn attributes(&self) -> HashMap<String, String> {
         if self.wire == Wire::ActiveJob {
-            return crate::activejob::attributes(self);
+            return activejob::attributes(self);
         }
         let mut a = HashMap::with_capacity(4);
         a.insert(ATTR_JOB_CLASS.to_string(), self.job_class.clone());
@@ -230,8 +232,8 @@ impl Envelope {
             }
             Some(Some(_)) => {}
             Some(None) => return Err(DecodeError::Broken("format_version is not a number".into())),
-            None if crate::activejob::looks_like_activejob(obj) => {
-                return crate::activejob::to_envelope(obj, attributes)
+            None if activejob::looks_like_activejob(obj) => {
+                return activejob::to_envelope(obj, attributes)
             }
             None => return Err(DecodeError::Broken("missing field `format_version`".into())),
         }

@@ -36,12 +36,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::client::{Client, ConfiguredJob};
-pub use crate::job_error::{JobError, JobPanic, JobTimeout, MessageError};
+mod enqueue;
+mod error;
+
+use crate::client::Client;
 use crate::retry_policy::RetryPolicy;
+pub use enqueue::ConfiguredJob;
+pub use error::{JobError, JobPanic, JobTimeout, MessageError};
 
 /// The default time a job may run before it fails with [`JobTimeout`].
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// A background job: a serializable struct with an async `perform`.
 ///

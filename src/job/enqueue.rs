@@ -1,0 +1,248 @@
+//! Enqueueing typed jobs: the job API above the envelope-level [`Client`]. Two axes (one job or
+//! many; inside the application's transaction or not) plus `set()`:
+//!
+//! | | one | many |
+//! |---|---|---|
+//! | now | `job.perform_later(&client)` | `client.perform_all_later(jobs)` |
+//! | in your transaction | `job.perform_later_in(&client, &mut tx)` | `client.perform_all_later_in(&mut tx, jobs)` |
+//!
+//! `job.set()` adds a delay, an exact time, another queue or a dedup key to one enqueue;
+//! `perform_all_later_on` / `perform_all_later_in_on` send many to another queue. Each builds an
+//! [`Envelope`] and hands it to the client's one path (prepare, record, publish, mark:
+//! `src/client/`); [`Client::enqueue_by_name`] does the same for a class given by name.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Job;
+use crate::client::Client;
+use crate::envelope::{due_after, Envelope, Wire};
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::store::{Dedup, DEFAULT_DEDUP_WINDOW};
+
+impl Client {
+    /// Enqueues many jobs in batched publishes (ActiveJob's `perform_all_later`); returns their
+    /// ids in order once all were accepted (with a store: once all are durable in it).
+    pub async fn perform_all_later<J: Job>(
+        &self,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk(None, jobs).await
+    }
+
+    /// Like [`Client::perform_all_later`], but every job goes to `queue`.
+    pub async fn perform_all_later_on<J: Job>(
+        &self,
+        queue: &str,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk(Some(queue), jobs).await
+    }
+
+    /// Writes many jobs inside the application's own transaction `tx` on the job store's
+    /// database (see [`ConfiguredJob::perform_later_in`]); each is prepared first, so nothing is
+    /// written if one is refused. Returns their ids in order.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn perform_all_later_in<J: Job, T: crate::store::EnqueueTx>(
+        &self,
+        tx: &mut T,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk_in(None, tx, jobs).await
+    }
+
+    /// Like [`Client::perform_all_later_in`], but every job goes to `queue`.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn perform_all_later_in_on<J: Job, T: crate::store::EnqueueTx>(
+        &self,
+        queue: &str,
+        tx: &mut T,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        self.bulk_in(Some(queue), tx, jobs).await
+    }
+
+    #[cfg(feature = "sql")]
+    async fn bulk_in<J: Job, T: crate::store::EnqueueTx>(
+        &self,
+        queue: Option<&str>,
+        tx: &mut T,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        let now = Utc::now();
+        let prepared = jobs
+            .into_iter()
+            .map(|j| self.prepare(envelope_for(&j, queue, None)?, now))
+            .collect::<Result<Vec<_>>>()?;
+        self.record_in(tx, prepared).await
+    }
+
+    async fn bulk<J: Job>(
+        &self,
+        queue: Option<&str>,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>> {
+        let now = Utc::now();
+        let prepared = if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
+            // The store keeps the arguments, and the ActiveJob wire reshapes them: build them as
+            // JSON values.
+            jobs.into_iter()
+                .map(|j| self.prepare(envelope_for(&j, queue, None)?, now))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            // Without a store, serialize each job straight into its message body, once.
+            jobs.into_iter()
+                .map(|job| {
+                    let env = Envelope::new(
+                        J::NAME,
+                        queue.unwrap_or_else(|| job.queue()),
+                        serde_json::Value::Null,
+                    );
+                    let body = env.body_with(&job).map_err(|source| Error::Serialize {
+                        job_class: J::NAME.to_string(),
+                        source,
+                    })?;
+                    self.prepare_with_body(env, body, now)
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        self.submit_prepared(prepared).await
+    }
+
+    /// Enqueues a job given by class name and JSON arguments, as the CLI does. The class must
+    /// be in `registry` and the arguments must deserialize into it (checked once, here); the job
+    /// goes to `queue`, or to its own queue ([`Job::queue`]) when `None`.
+    pub async fn enqueue_by_name(
+        &self,
+        registry: &Registry,
+        job_class: &str,
+        arguments: serde_json::Value,
+        queue: Option<&str>,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Envelope> {
+        let job = registry.decode(job_class, arguments.clone())?;
+        let queue = queue.unwrap_or_else(|| job.queue_erased());
+        let mut env = Envelope::new(job_class, queue, arguments);
+        env.scheduled_at = scheduled_at;
+        self.submit(env.clone(), None).await?;
+        Ok(env)
+    }
+}
+
+fn envelope_for<J: Job>(
+    job: &J,
+    queue: Option<&str>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Envelope> {
+    let arguments = serde_json::to_value(job).map_err(|source| Error::Serialize {
+        job_class: J::NAME.to_string(),
+        source,
+    })?;
+    let mut env = Envelope::new(J::NAME, queue.unwrap_or_else(|| job.queue()), arguments);
+    env.scheduled_at = at;
+    env.wire = J::WIRE;
+    Ok(env)
+}
+
+/// A job with options for one enqueue, from [`Job::set`].
+#[derive(Debug)]
+pub struct ConfiguredJob<'a, J: Job> {
+    job: &'a J,
+    queue: Option<String>,
+    at: Option<DateTime<Utc>>,
+    wait: Option<Duration>,
+    dedup: Option<Dedup>,
+}
+
+impl<'a, J: Job> ConfiguredJob<'a, J> {
+    pub(crate) fn new(job: &'a J) -> Self {
+        Self {
+            job,
+            queue: None,
+            at: None,
+            wait: None,
+            dedup: None,
+        }
+    }
+
+    /// Runs the job no earlier than `wait` from now.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self.at = None;
+        self
+    }
+
+    /// Runs the job no earlier than `at`.
+    pub fn wait_until(mut self, at: DateTime<Utc>) -> Self {
+        self.at = Some(at);
+        self.wait = None;
+        self
+    }
+
+    /// At most one job with this key within 5 minutes: a second enqueue returns the first
+    /// job's id and publishes nothing. Needs a job store ([`Client::with_store`]).
+    pub fn dedup_key(self, key: impl Into<String>) -> Self {
+        self.dedup_key_within(key, DEFAULT_DEDUP_WINDOW)
+    }
+
+    /// Like [`ConfiguredJob::dedup_key`] with another window.
+    pub fn dedup_key_within(mut self, key: impl Into<String>, window: Duration) -> Self {
+        self.dedup = Some(Dedup {
+            key: key.into(),
+            window,
+        });
+        self
+    }
+
+    /// Publishes to another queue than [`Job::queue`].
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Writes the job inside the application's own transaction `tx` on the job store's database
+    /// (River's `InsertTx`): if `tx` rolls back, the job never exists; once it commits, the
+    /// relay of any worker (or `worker api`, `worker relay`) publishes it at once. It is checked
+    /// first like every enqueue (the queue name with `client`'s prefix, Pub/Sub's size limit,
+    /// the 7-day retention), so a job that could never be published is refused before anything
+    /// is written. No dedup key.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    pub async fn perform_later_in<T: crate::store::EnqueueTx>(
+        self,
+        client: &Client,
+        tx: &mut T,
+    ) -> Result<Uuid> {
+        if self.dedup.is_some() {
+            return Err(Error::Config(format!(
+                "job class {}: a dedup key is not supported inside a transaction",
+                J::NAME
+            )));
+        }
+        let env = self.envelope()?;
+        let job = client.prepare(env, Utc::now())?;
+        let ids = client.record_in(tx, vec![job]).await?;
+        Ok(ids[0])
+    }
+
+    /// The envelope of this enqueue.
+    fn envelope(&self) -> Result<Envelope> {
+        let at = match (self.at, self.wait) {
+            (Some(at), _) => Some(at),
+            (None, Some(w)) => Some(due_after(w)),
+            (None, None) => None,
+        };
+        envelope_for(self.job, self.queue.as_deref(), at)
+    }
+
+    /// Publishes the job; returns its id once Pub/Sub has accepted the message.
+    pub async fn perform_later(self, client: &Client) -> Result<Uuid> {
+        let env = self.envelope()?;
+        Ok(client.submit(env, self.dedup).await?.job_id)
+    }
+}
