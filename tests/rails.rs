@@ -5,8 +5,6 @@
 //! retried twice, and a GlobalID argument, which goes to the morgue naming it.
 
 mod support;
-#[path = "support/tools.rs"]
-mod tools;
 
 use std::collections::HashMap;
 use std::process::Command;

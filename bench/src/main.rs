@@ -12,6 +12,7 @@
 //! an empty queue) run in a child process of this binary so that its peak RSS is the worker's
 //! own; the sleep workload (2,000 x 100 ms at concurrency 200); processing rate by streams.
 
+use bench_support::{median, quantile};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -112,19 +113,6 @@ impl Job for Noop {
     }
 }
 register_job!(Noop);
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn percentile(v: &mut [u64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_unstable();
-    v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
-}
 
 struct Raw {
     client: GClient,
@@ -398,7 +386,7 @@ async fn due_after_parked(
         );
         rounds.push(start.elapsed().as_secs_f64());
     }
-    let secs = median(&mut rounds);
+    let secs = median(rounds);
     let base = DONE.load(Ordering::Relaxed);
     client
         .perform_all_later_on(queue, sleepers(args.concurrency, 0, 1000))
@@ -532,8 +520,8 @@ async fn main() -> anyhow::Result<()> {
         raw.create(&t).await?;
         same.push(raw.publish_prepared(&t, prepared).await?);
     }
-    let raw_same = median(&mut same);
-    let (raw_publish, enqueue) = (median(&mut raw_publishes), median(&mut enqueues));
+    let raw_same = median(same);
+    let (raw_publish, enqueue) = (median(raw_publishes), median(enqueues));
     let (raw_consume, _) = raw
         .consume(&format!("{raw_topic}-0"), args.n, args.streams)
         .await?;
@@ -567,7 +555,7 @@ async fn main() -> anyhow::Result<()> {
         raw.publish(&lat_topic, 1, true).await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, mut raw_lats) = consumer.await??;
+    let (_, raw_lats) = consumer.await??;
     let lat_queue = format!("jobslat-{suffix}");
     client.ensure_queue(&lat_queue).await?;
     let lat_worker = {
@@ -587,7 +575,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     lat_worker.await??;
-    let mut lats = LATENCIES
+    let lats = LATENCIES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -655,10 +643,13 @@ async fn main() -> anyhow::Result<()> {
         process_rate / raw_consume
     );
     let (rp50, rp99) = (
-        percentile(&mut raw_lats, 0.5),
-        percentile(&mut raw_lats, 0.99),
+        quantile(raw_lats.clone(), 0.5) as f64 / 1000.0,
+        quantile(raw_lats.clone(), 0.99) as f64 / 1000.0,
     );
-    let (p50, p99) = (percentile(&mut lats, 0.5), percentile(&mut lats, 0.99));
+    let (p50, p99) = (
+        quantile(lats.clone(), 0.5) as f64 / 1000.0,
+        quantile(lats.clone(), 0.99) as f64 / 1000.0,
+    );
     println!(
         "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
         "latency p50 (ms)",

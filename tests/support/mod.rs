@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub(crate) mod fault_proxy;
+mod shared;
+pub(crate) mod tools;
+
+pub(crate) use shared::*;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -17,17 +21,6 @@ use pubsub_jobs::{
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary.
-pub(crate) fn emulator_host() -> &'static str {
-    pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
-}
-
-/// The PostgreSQL the store tests use: `PUBSUB_JOBS_TEST_POSTGRES`, default the local `test`.
-pub(crate) fn postgres_url() -> String {
-    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 /// [`postgres_url`] with its host:port replaced by `host` (a proxy in front of PostgreSQL).
 pub(crate) fn postgres_url_via(host: &str) -> String {
@@ -54,9 +47,6 @@ pub(crate) fn init_logging() {
         .try_init();
 }
 
-/// A name unique to this test run.
-pub(crate) use pubsub_jobs::testing::unique_queue as unique;
-
 /// A client on the emulator with its own morgue queue.
 pub(crate) async fn client_with_morgue(morgue: &str) -> Client {
     let config = ClientConfig {
@@ -73,20 +63,6 @@ pub(crate) async fn client_with_morgue(morgue: &str) -> Client {
 /// A client with a unique morgue.
 pub(crate) async fn client() -> Client {
     client_with_morgue(&unique("morgue")).await
-}
-
-/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-pub(crate) async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A running in-process worker.

@@ -4,15 +4,13 @@
 //! the message runs its job once.
 
 mod common;
-#[path = "../../tests/support/fault_proxy.rs"]
-mod fault_proxy;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fault_proxy::{Fault, FaultProxy};
 use common::*;
-use fault_proxy::{Fault, FaultProxy};
 use pubsub_jobs::store::{JobRecord, JobStatus, JobStore, ListQuery};
 use serde_json::{json, Value};
 

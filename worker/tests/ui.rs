@@ -10,8 +10,6 @@
 //! `PUBSUB_JOBS_TEST_REQUIRE_ALL=1`.
 
 mod common;
-#[path = "../../tests/support/tools.rs"]
-mod tools;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};

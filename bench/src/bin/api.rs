@@ -9,6 +9,7 @@
 //! ```
 //! Needs wrk (Debian package `wrk`).
 
+use bench_support::{fresh_pg, median_by};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,15 +131,6 @@ async fn wait_http(url: &str, timeout: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-#[path = "../fresh_pg.rs"]
-mod fresh_pg;
-
-/// The median run of `runs` by requests/s.
-fn median(mut runs: Vec<WrkResult>) -> WrkResult {
-    runs.sort_by(|a, b| a.requests_per_s.total_cmp(&b.requests_per_s));
-    runs.swap_remove(runs.len() / 2)
 }
 
 #[tokio::main]
@@ -276,10 +268,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let (health, get_finished, get_live, post) = (
-        median(health),
-        median(get_finished),
-        median(get_live),
-        median(post),
+        median_by(health, |r| r.requests_per_s),
+        median_by(get_finished, |r| r.requests_per_s),
+        median_by(get_live, |r| r.requests_per_s),
+        median_by(post, |r| r.requests_per_s),
     );
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -11,6 +11,7 @@
 //! cargo run -p bench --bin retention -- --seconds 20 --keep 5 --sample 5   # CI's smoke run
 //! ```
 
+use bench_support::fresh_pg;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +25,6 @@ use pubsub_jobs::{
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-
-#[path = "../fresh_pg.rs"]
-mod fresh_pg;
 
 #[derive(Parser, Debug, Clone)]
 struct Args {

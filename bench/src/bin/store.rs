@@ -7,11 +7,9 @@
 //! cargo run --release -p bench --bin store -- --n 20000
 //! ```
 
+use bench_support::{fill, fresh_pg, median};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-#[path = "../fill.rs"]
-mod fill;
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,9 +18,6 @@ use pubsub_jobs::{
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-
-#[path = "../fresh_pg.rs"]
-mod fresh_pg;
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
@@ -69,11 +64,6 @@ impl Job for StoreNoop {
     }
 }
 register_job!(StoreNoop);
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Enqueues `n` jobs on a fresh queue and measures a worker running them all.
 async fn round(client: &Client, args: &Args, label: &str) -> anyhow::Result<f64> {

@@ -8,6 +8,7 @@
 //! cargo run --release -p bench --bin tx_latency -- --jobs 50
 //! ```
 
+use bench_support::{median, quantile};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -63,16 +64,6 @@ async fn started(n: u64) -> Option<Instant> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     None
-}
-
-fn pct(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[tokio::main]
@@ -133,10 +124,10 @@ async fn main() -> anyhow::Result<()> {
             tx_lat.push(t.saturating_duration_since(t0).as_secs_f64() * 1000.0);
         }
         let (d50, d99, t50, t99) = (
-            pct(direct.clone(), 0.5),
-            pct(direct, 0.99),
-            pct(tx_lat.clone(), 0.5),
-            pct(tx_lat, 0.99),
+            quantile(direct.clone(), 0.5),
+            quantile(direct, 0.99),
+            quantile(tx_lat.clone(), 0.5),
+            quantile(tx_lat, 0.99),
         );
         println!("round {round}: perform_later -> started p50 {d50:.1} ms p99 {d99:.1} ms | commit -> started p50 {t50:.1} ms p99 {t99:.1} ms");
         direct_p50.push(d50);

@@ -8,11 +8,9 @@
 //! cargo run --release -p bench --bin ui -- --fill 1000000
 //! ```
 
+use bench_support::{fill, median};
 use std::sync::Arc;
 use std::time::Instant;
-
-#[path = "../fill.rs"]
-mod fill;
 
 use anyhow::Context;
 use clap::Parser;
@@ -46,11 +44,6 @@ const CLASSES: [&str; 5] = [
     "ChargeCard",
     "Webhook",
 ];
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Fills `store` as workers would: submit, start, then succeed (or, one in 50, morgue) in
 /// batches of 1,000; then leaves 2,500 jobs pending and scheduled. Returns the last job's id.

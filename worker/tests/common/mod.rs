@@ -1,5 +1,5 @@
-//! Shared harness for the binary's tests: one emulator per test binary, the `worker` binary as a
-//! process, its JSON log lines as events.
+//! The binary's tests' harness: the `worker` binary as a process, its JSON log lines as events;
+//! with what every test binary shares (`tests/support/shared.rs`, `tools.rs`, `fault_proxy.rs`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -7,18 +7,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-/// The emulator's host:port: PUBSUB_EMULATOR_HOST, or one started for this test binary.
-pub(crate) fn emulator_host() -> &'static str {
-    pubsub_jobs::emulator::shared_host().expect("a Pub/Sub emulator")
-}
+// One harness for `tests/` and `worker/tests/`: the shared parts live in `tests/support/`.
+#[path = "../../../tests/support/fault_proxy.rs"]
+pub(crate) mod fault_proxy;
+#[path = "../../../tests/support/shared.rs"]
+mod shared;
+#[path = "../../../tests/support/tools.rs"]
+pub(crate) mod tools;
 
-pub(crate) use pubsub_jobs::testing::unique_queue as unique;
-
-/// The PostgreSQL the store tests use: `PUBSUB_JOBS_TEST_POSTGRES`, default the local `test`.
-pub(crate) fn postgres_url() -> String {
-    std::env::var("PUBSUB_JOBS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+pub(crate) use shared::*;
 
 /// How many times the store shows job `id` started.
 pub(crate) async fn starts(

@@ -1,0 +1,431 @@
+//! Submit, poll, list and cancel (`src/api/jobs.rs`): statuses, results, events, ETags, retries, bad input, cursors, dedup, PostgreSQL.
+
+use super::*;
+
+#[tokio::test]
+pub(crate) async fn a_job_polled_from_pending_to_succeeded_with_result_events_etag() {
+    let s = Setup::sqlite(false, &[]).await;
+    let key = unique("ok");
+    let (code, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key, "sleep_ms": 300}, "queue": s.queue}))
+        .await;
+    assert_eq!(code, 202, "{job}");
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["queue"], s.queue.as_str());
+    assert_eq!(job["attempts"], 0);
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["links"]["self"], format!("/v1/jobs/{id}"));
+    let (_, pending) = s.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        pending["status"], "pending",
+        "nothing runs without a worker"
+    );
+
+    let mut s = s;
+    s.start_worker();
+    let (done, seen) = s
+        .poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert_eq!(seen.first().map(String::as_str), Some("pending"));
+    assert!(
+        seen.contains(&"running".to_string()),
+        "a 300 ms job is seen running when polled every 25 ms: {seen:?}"
+    );
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(
+        done["result"],
+        json!({"greeting": format!("hello {key}"), "attempt": 1})
+    );
+    assert!(done["finished_at"].is_string() && done["started_at"].is_string());
+    assert_eq!(runs(&key), 1);
+
+    let kinds = s.event_kinds(&id).await;
+    assert_eq!(kinds, ["enqueued", "started", "succeeded"]);
+
+    // ETag / If-None-Match, Cache-Control long for a finished job.
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let tag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age=3600"));
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/jobs/{id}")))
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn retries_show_as_retrying_then_succeeded_with_failed_events() {
+    let s = Setup::sqlite(true, &[]).await;
+    let key = unique("retry");
+    let (code, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key, "fail_first": 1}, "queue": s.queue}))
+        .await;
+    assert_eq!(code, 202);
+    let id = job["id"].as_str().unwrap().to_string();
+    let (done, seen) = s
+        .poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert!(seen.contains(&"retrying".to_string()), "{seen:?}");
+    assert_eq!(done["attempts"], 2);
+    assert!(done["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("fails on purpose"));
+    let kinds = s.event_kinds(&id).await;
+    assert_eq!(
+        kinds,
+        [
+            "enqueued",
+            "started",
+            "failed",
+            "retry_scheduled",
+            "started",
+            "succeeded"
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn bad_submits_are_rejected_naming_what_is_wrong_and_publish_nothing() {
+    let s = Setup::sqlite(false, &[]).await;
+    let q = s.queue.clone();
+    let cases = [
+        (
+            json!({"job_class": "NoSuchJob", "arguments": {}, "queue": q}),
+            422,
+            Some("job_class"),
+            "NoSuchJob",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k", "nested": {"count": "x"}}, "queue": q}),
+            422,
+            Some("arguments.nested.count"),
+            "nested.count",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"sleep_ms": 1}, "queue": q}),
+            422,
+            Some("arguments"),
+            "key",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": "bad queue!"}),
+            422,
+            Some("queue"),
+            "bad queue!",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "wait_seconds": 5, "scheduled_at": "2030-01-01T00:00:00Z"}),
+            422,
+            Some("wait_seconds"),
+            "not both",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "wait_seconds": -1}),
+            422,
+            Some("wait_seconds"),
+            ">= 0",
+        ),
+        (json!({"job_class": 7}), 422, Some("job_class"), "job_class"),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "colour": "red"}),
+            422,
+            None,
+            "colour",
+        ),
+        (
+            json!({"job_class": "HttpRequestJob", "arguments": {"steps": [{"name": "a", "url": "ftp://example.com/x"}]}, "queue": q}),
+            422,
+            Some("arguments.steps[0].url"),
+            "only http and https",
+        ),
+    ];
+    for (body, code, field, needle) in cases {
+        let (got, err) = s.submit(body.clone()).await;
+        assert_eq!(got, code, "{body} -> {err}");
+        if let Some(f) = field {
+            assert_eq!(err["error"]["field"], f, "{body} -> {err}");
+        }
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{body} -> {err}"
+        );
+    }
+    // Malformed JSON: 400.
+    let r = s
+        .http
+        .post(s.url("/v1/jobs"))
+        .header("content-type", "application/json")
+        .body("{\"job_class\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON"),
+        "{err}"
+    );
+    // Over 1 MiB: 413.
+    let big =
+        json!({"job_class": "ApiProbe", "arguments": {"key": "x".repeat(1_100_000)}, "queue": q});
+    let (code, err) = s.submit(big).await;
+    assert_eq!(code, 413, "{err}");
+    assert_eq!(err["error"]["code"], "payload_too_large");
+
+    // Nothing recorded, nothing published.
+    let (_, page) = s.get(&format!("/v1/jobs?queue={q}")).await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 0, "{page}");
+    let broker = raw_broker().await;
+    let got = broker
+        .pull(&s.client.resource_name(&q), 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        got.is_empty(),
+        "a rejected submit published {} message(s)",
+        got.len()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn unknown_ids_list_pages_with_cursor_and_queue_counts() {
+    let s = Setup::sqlite(false, &[]).await;
+    let (code, err) = s.get(&format!("/v1/jobs/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(code, 404, "{err}");
+    assert_eq!(s.get("/v1/jobs/not-a-uuid").await.0, 404);
+    assert_eq!(
+        s.get(&format!("/v1/jobs/{}/events", uuid::Uuid::new_v4()))
+            .await
+            .0,
+        404
+    );
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (code, job) = s
+            .submit(json!({"job_class": "ApiProbe", "arguments": {"key": format!("l{i}")}, "queue": s.queue, "wait_seconds": 600}))
+            .await;
+        assert_eq!(code, 202);
+        assert_eq!(job["status"], "scheduled");
+        assert!(job["scheduled_at"].is_string());
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let (_, due) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": "due"}, "queue": s.queue}))
+        .await;
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("/v1/jobs?queue={}&status=scheduled&limit=2", s.queue);
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (code, page) = s.get(&path).await;
+        assert_eq!(code, 200, "{page}");
+        pages += 1;
+        for j in page["jobs"].as_array().unwrap() {
+            assert_eq!(j["status"], "scheduled");
+            listed.push(j["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    ids.reverse();
+    assert_eq!(listed, ids, "newest first, each once");
+    let (_, all) = s.get(&format!("/v1/jobs?queue={}", s.queue)).await;
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 6);
+    assert_eq!(all["jobs"][0]["id"], due["id"]);
+    let (code, err) = s.get("/v1/jobs?status=sleeping").await;
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (422, Some("status"))
+    );
+    assert_eq!(s.get("/v1/jobs?limit=0").await.0, 422);
+    assert_eq!(s.get("/v1/jobs?cursor=zzz").await.0, 422);
+
+    let (code, queues) = s.get("/v1/queues").await;
+    assert_eq!(code, 200);
+    let mine = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == s.queue.as_str())
+        .unwrap();
+    assert_eq!(mine["counts"]["scheduled"], 5);
+    assert_eq!(mine["counts"]["pending"], 1);
+    assert_eq!(mine["total"], 6);
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn cancel_before_start_never_runs_and_late_cancels_conflict() {
+    let mut s = Setup::sqlite(false, &[]).await;
+    let key = unique("cancel");
+    let (_, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue}))
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let (code, body) = s.delete(&id).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    // Again: DELETE is idempotent, a cancelled job stays cancelled.
+    let (code, body) = s.delete(&id).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(s.delete(&uuid::Uuid::new_v4().to_string()).await.0, 404);
+
+    // The worker receives it and acks it without running it.
+    let long_key = unique("running");
+    s.start_worker();
+    let stats = s.worker.as_ref().unwrap().stats.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || stats.summary().processed >= 1).await,
+        "the cancelled job was never received"
+    );
+    assert_eq!(runs(&key), 0, "a cancelled job ran");
+    let kinds = s.event_kinds(&id).await;
+    assert_eq!(kinds, ["enqueued", "cancelled"]);
+
+    // A running job cannot be cancelled; nor a finished one.
+    let (_, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": long_key, "sleep_ms": 2000}, "queue": s.queue}))
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    s.poll(&id, status_is("running"), Duration::from_secs(20))
+        .await;
+    let (code, body) = s.delete(&id).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("running"),
+        "{body}"
+    );
+    s.poll(&id, status_is("succeeded"), Duration::from_secs(20))
+        .await;
+    assert_eq!(s.delete(&id).await.0, 409);
+    assert_eq!(runs(&long_key), 1);
+    s.stop().await;
+}
+
+pub(crate) async fn dedup_under_concurrent_submits(s: &Setup) {
+    let key = unique("dedup");
+    let dedup_key = unique("order-42");
+    let body = json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue, "dedup_key": dedup_key});
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (http, url, body) = (s.http.clone(), s.url("/v1/jobs"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let code = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (code, v["id"].as_str().unwrap_or_default().to_string())
+        }));
+    }
+    let mut codes = HashMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (code, id) = t.await.unwrap();
+        *codes.entry(code).or_insert(0) += 1;
+        ids.insert(id);
+    }
+    assert_eq!(codes.get(&202), Some(&1), "{codes:?}");
+    assert_eq!(codes.get(&200), Some(&19), "{codes:?}");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    s.poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    let (_, page) = s.get(&format!("/v1/jobs?queue={}", s.queue)).await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(runs(&key), 1);
+
+    // From code, the same key returns the same job.
+    let job = ApiProbe {
+        key: key.clone(),
+        sleep_ms: 0,
+        fail_first: 0,
+        nested: None,
+    };
+    let again = job
+        .set()
+        .queue(&s.queue)
+        .dedup_key(&dedup_key)
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_eq!(again.to_string(), id);
+    // Another key makes another job.
+    let other = job
+        .set()
+        .queue(&s.queue)
+        .dedup_key(unique("other"))
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_ne!(other.to_string(), id);
+}
+
+#[tokio::test]
+pub(crate) async fn dedup_20_concurrent_submits_yield_one_job_sqlite() {
+    let s = Setup::sqlite(true, &[]).await;
+    dedup_under_concurrent_submits(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn dedup_20_concurrent_submits_yield_one_job_postgres() {
+    let s = Setup::with_store(&postgres_url(), true, &[]).await;
+    dedup_under_concurrent_submits(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn postgres_store_polls_to_succeeded_and_cancels() {
+    let s = Setup::with_store(&postgres_url(), true, &[]).await;
+    let key = unique("pg");
+    let (code, job) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key, "fail_first": 1}, "queue": s.queue}))
+        .await;
+    assert_eq!(code, 202);
+    let id = job["id"].as_str().unwrap().to_string();
+    let (done, _) = s
+        .poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["result"]["attempt"], 2);
+    let (_, scheduled) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": unique("pgc")}, "queue": s.queue, "wait_seconds": 300}))
+        .await;
+    let (code, body) = s.delete(scheduled["id"].as_str().unwrap()).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("cancelled")));
+    s.stop().await;
+}
