@@ -5,7 +5,7 @@
 //! Pub/Sub, at least once.
 //!
 //! A relay runs in every process that has a store (each worker, `worker api`) and alone as
-//! `worker relay`. Relays claim rows with a lease before publishing ([`JobStore::claim_unpublished`],
+//! `worker relay`. Relays claim rows with a lease before publishing ([`OutboxStore::claim_unpublished`](crate::store::OutboxStore::claim_unpublished),
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL), so several relays do not publish the same row in the
 //! normal case, and a relay killed mid-claim loses nothing: the lease lapses and another claims
 //! the row. A publish whose outcome is unknown never removes the row; it is published again

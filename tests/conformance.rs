@@ -37,7 +37,8 @@ mod postgres {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_aggregates_match_a_scan() {
     use pubsub_jobs::store::conformance::{aggregate_workload, check_metrics};
-    use pubsub_jobs::store::{JobStore, Retention, SqlStore};
+    use pubsub_jobs::store::prelude::*;
+    use pubsub_jobs::store::{Retention, SqlStore};
     use sqlx::{Connection, Executor, Row};
 
     let base = support::postgres_url();
@@ -78,7 +79,7 @@ async fn postgres_aggregates_match_a_scan() {
 }
 
 async fn counts(store: &pubsub_jobs::store::SqlStore) -> Vec<(String, String, i64)> {
-    use pubsub_jobs::store::JobStore;
+    use pubsub_jobs::store::prelude::*;
     let mut v: Vec<(String, String, i64)> = store
         .queue_counts()
         .await

@@ -16,7 +16,7 @@
 //! row stays claimed by this client ([`crate::store::sql`] gives an enqueuer 5 s), and a job a
 //! worker has already started needs no mark (the start marks it).
 //!
-//! On a store that commits one transaction at a time (SQLite, `JobStore::batch_writers() ==
+//! On a store that commits one transaction at a time (SQLite, `LifecycleStore::batch_writers() ==
 //! 1`) the batches' writes and the marker's take turns through an async lock here, rather than
 //! through SQLite's sleeping busy handler.
 //!

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// What [`JobStore::cancel`] did.
+/// What [`ActionStore::cancel`] did.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum CancelOutcome {
@@ -14,7 +14,7 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-/// A retry of a finished job from the store ([`JobStore::requeue`]): the job runs again under
+/// A retry of a finished job from the store ([`ActionStore::requeue`]): the job runs again under
 /// the same id, as a new generation.
 #[derive(Clone, Debug)]
 pub struct Requeue {
@@ -28,7 +28,7 @@ pub struct Requeue {
     pub message: OutboxMessage,
 }
 
-/// What [`JobStore::requeue`] did.
+/// What [`ActionStore::requeue`] did.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum RequeueOutcome {
@@ -41,7 +41,7 @@ pub enum RequeueOutcome {
     NotFound,
 }
 
-/// What [`JobStore::delete`] did.
+/// What [`ActionStore::delete`] did.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum DeleteOutcome {

@@ -20,7 +20,7 @@ pub struct NewJob {
     /// At most one job per key within the window.
     pub dedup: Option<Dedup>,
     /// The message to publish. With one, the job is written to the outbox, unpublished, until
-    /// [`JobStore::mark_published`]; without, it is recorded as published.
+    /// [`OutboxStore::mark_published`]; without, it is recorded as published.
     pub message: Option<OutboxMessage>,
 }
 
@@ -35,7 +35,7 @@ pub struct OutboxMessage {
     pub attributes: std::collections::HashMap<String, String>,
 }
 
-/// A job left unpublished, claimed by a relay ([`JobStore::claim_unpublished`]).
+/// A job left unpublished, claimed by a relay ([`OutboxStore::claim_unpublished`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unpublished {
     /// The job id.
@@ -65,7 +65,7 @@ pub struct Dedup {
 /// The default dedup window: 5 minutes.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 
-/// What [`JobStore::submit`] did.
+/// What [`OutboxStore::submit`] did.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Submitted {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// What [`JobStore::start`] decided.
+/// What [`LifecycleStore::start`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StartOutcome {
@@ -73,13 +73,13 @@ pub enum Transition {
     },
 }
 
-/// One write of a worker's, for [`JobStore::record_batch`].
+/// One write of a worker's, for [`LifecycleStore::record_batch`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StoreOp {
-    /// [`JobStore::start`].
+    /// [`LifecycleStore::start`].
     Start(Start),
-    /// [`JobStore::finish`].
+    /// [`LifecycleStore::finish`].
     Finish {
         /// The job.
         id: Uuid,

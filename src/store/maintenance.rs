@@ -1,5 +1,5 @@
 //! Store housekeeping beside the job's life: every process with a store (workers, `worker api`,
-//! `worker relay`) runs a [`Maintainer`] that calls [`JobStore::maintain`] every second: the
+//! `worker relay`) runs a [`Maintainer`] that calls [`HousekeepingStore::maintain`](super::HousekeepingStore::maintain) every second: the
 //! aggregates' deltas are folded (so counts stay fast to read), and the one process holding the
 //! short prune lease deletes finished jobs past their retention, in small batches. Given a
 //! [`ProcessInfo`], it also reports the process every [`HEARTBEAT_INTERVAL`] (the dashboard's
@@ -34,7 +34,7 @@ impl Default for MaintainerConfig {
     }
 }
 
-/// Runs [`JobStore::maintain`] every `interval` until shut down.
+/// Runs [`HousekeepingStore::maintain`](super::HousekeepingStore::maintain) every `interval` until shut down.
 pub struct Maintainer {
     stop: CancellationToken,
     handle: JoinHandle<()>,

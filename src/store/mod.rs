@@ -60,16 +60,56 @@ pub use sql::tx::EnqueueTx;
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sql::SqlStore;
-/// The store's contract, in sections: enqueue and the outbox, a job's life, reads, operator
-/// actions, processes, housekeeping, periodic jobs. Every write is one transaction that appends
-/// the event and updates the state row; several API instances and workers may write at once. A
-/// method with a default that a store does not override answers [`StoreError::Unsupported`]
-/// where an empty answer would mislead. `store_conformance_tests!` checks every section (one file
-/// per area in `store/conformance/`).
-#[async_trait]
-pub trait JobStore: Send + Sync + 'static {
-    // ---- Enqueue and the outbox: what the client writes, and what the relay publishes.
+/// The store's contract, as small capability traits, one per concern (apalis's backends are the
+/// model): [`OutboxStore`] (enqueue and the outbox), [`LifecycleStore`] (a job's life, as the
+/// worker records it), [`ReadStore`] (what the API and the dashboard show), [`ActionStore`]
+/// (operator actions), [`ProcessStore`] (heartbeats), [`HousekeepingStore`] and
+/// [`PeriodicStore`]. A job store is all of them: [`JobStore`], which every type implementing
+/// them is. Call its methods with the traits in scope: `use pubsub_jobs::store::prelude::*;`.
+///
+/// Every write is one transaction that appends the event and updates the state row; several API
+/// instances and workers may write at once. A default method that a store does not override
+/// answers [`StoreError::Unsupported`] where an empty answer would mislead.
+/// `store_conformance_tests!` checks every trait (one file per area in `store/conformance/`).
+pub trait JobStore:
+    OutboxStore
+    + LifecycleStore
+    + ReadStore
+    + ActionStore
+    + ProcessStore
+    + HousekeepingStore
+    + PeriodicStore
+    + Send
+    + Sync
+    + 'static
+{
+}
 
+impl<T> JobStore for T where
+    T: OutboxStore
+        + LifecycleStore
+        + ReadStore
+        + ActionStore
+        + ProcessStore
+        + HousekeepingStore
+        + PeriodicStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The store's traits, to call a [`JobStore`]'s methods: `use pubsub_jobs::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        ActionStore, HousekeepingStore, JobStore, LifecycleStore, OutboxStore, PeriodicStore,
+        ProcessStore, ReadStore,
+    };
+}
+
+/// Enqueue and the outbox: what the client writes, and what the relay publishes.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Records a job about to be published (event enqueued or scheduled). With a dedup key, and
     /// the key held by another job within its window, records nothing and returns that job;
     /// atomic across processes.
@@ -98,13 +138,15 @@ pub trait JobStore: Send + Sync + 'static {
     async fn wait_for_outbox(&self, max: Duration) {
         tokio::time::sleep(max).await;
     }
+}
 
-    // ---- A job's life: what the worker records.
-
+/// A job's life: what the worker records.
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
     /// Marks an execution started, unless the job was cancelled, or the store shows it finished
     /// (succeeded, morgued, discarded) at this attempt or a later one of the same or a later
     /// generation: a duplicate. Creates the row for a job enqueued without a store. Atomic with
-    /// [`JobStore::cancel`]: one of them wins. A started job was evidently published: it leaves
+    /// [`ActionStore::cancel`]: one of them wins. A started job was evidently published: it leaves
     /// the outbox (marked published), so no relay publishes it again.
     async fn start(&self, start: Start) -> Result<StartOutcome, StoreError>;
     /// Records the end of an execution or of the job. A job without a row is ignored.
@@ -130,14 +172,16 @@ pub trait JobStore: Send + Sync + 'static {
         }
         Ok(out)
     }
-    /// How many [`JobStore::record_batch`] calls may usefully run at once (1 for a database
+    /// How many [`LifecycleStore::record_batch`] calls may usefully run at once (1 for a database
     /// with a single writer).
     fn batch_writers(&self) -> usize {
         1
     }
+}
 
-    // ---- Reads: what the API and the dashboard show.
-
+/// Reads: what the API and the dashboard show.
+#[async_trait]
+pub trait ReadStore: Send + Sync {
     /// The job's current state.
     async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError>;
     /// The job's history, oldest first.
@@ -155,9 +199,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Executions finished per minute, for the minutes from `since` (at most
     /// [`THROUGHPUT_KEPT`] back), oldest first; minutes without any are left out.
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError>;
+}
 
-    // ---- Operator actions (`crate::admin::jobs`).
-
+/// Operator actions (`crate::admin::jobs`).
+#[async_trait]
+pub trait ActionStore: Send + Sync {
     /// Cancels a job that has not started (pending, scheduled, retrying).
     async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
     /// Puts a failed, morgued, discarded or cancelled job back to pending as
@@ -168,18 +214,22 @@ pub trait JobStore: Send + Sync + 'static {
     /// Deletes a finished job (succeeded, morgued, discarded, cancelled, or failed), its events
     /// and its dedup key.
     async fn delete(&self, id: Uuid) -> Result<DeleteOutcome, StoreError>;
+}
 
-    // ---- Processes: heartbeats of workers, API servers and relays.
-
+/// Processes: heartbeats of workers, API servers and relays.
+#[async_trait]
+pub trait ProcessStore: Send + Sync {
     /// Records that `process` is alive now (insert or update).
     async fn heartbeat(&self, process: &ProcessInfo) -> Result<(), StoreError>;
     /// Forgets a process that is shutting down.
     async fn forget_process(&self, id: &str) -> Result<(), StoreError>;
     /// Processes that reported since `since`, by kind then id.
     async fn processes(&self, since: DateTime<Utc>) -> Result<Vec<ProcessInfo>, StoreError>;
+}
 
-    // ---- Housekeeping.
-
+/// Housekeeping.
+#[async_trait]
+pub trait HousekeepingStore: Send + Sync {
     /// Housekeeping, called every second or so by each process's
     /// [`Maintainer`](maintenance::Maintainer): folds the aggregates' pending deltas, and, in
     /// the one process holding the store's short prune lease, prunes finished jobs past
@@ -206,9 +256,11 @@ pub trait JobStore: Send + Sync + 'static {
     }
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
 
-    // ---- Periodic jobs: entries and ticks.
-
+/// Periodic jobs: entries and ticks.
+#[async_trait]
+pub trait PeriodicStore: Send + Sync {
     /// Records periodic entries' definitions (insert or update; pause state and last tick are
     /// kept) and returns their states, in the given order.
     async fn register_periodic(

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// A page request of [`JobStore::list`].
+/// A page request of [`ReadStore::list`].
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
     /// Only this status.
@@ -89,7 +89,7 @@ pub struct MinuteCount {
     pub failed: u64,
 }
 
-/// How long per-minute execution counts are kept ([`JobStore::throughput`]).
+/// How long per-minute execution counts are kept ([`ReadStore::throughput`]).
 pub const THROUGHPUT_KEPT: Duration = Duration::from_secs(2 * 3600);
 
 /// A page of jobs, newest first.

@@ -81,7 +81,7 @@ pub struct PruneReport {
     pub dedup_keys: u64,
 }
 
-/// What one round of [`JobStore::maintain`] did.
+/// What one round of [`HousekeepingStore::maintain`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Maintenance {
     /// Aggregate deltas folded.

@@ -1,7 +1,7 @@
 //! Recording a job's life in the store, batched: where dispatch's start and outcome's
 //! transitions go when the worker has a job store. Group commit: the writes of all running jobs
 //! queue up and a few writer tasks apply them in batches, each one transaction
-//! ([`JobStore::record_batch`]) of up to `max_batch` writes gathered for at most `linger`.
+//! ([`LifecycleStore::record_batch`]) of up to `max_batch` writes gathered for at most `linger`.
 //!
 //! A start waits for its batch (its outcome says whether the job was cancelled, or is a
 //! duplicate of a finished execution: cancel-before-start still wins atomically). A transition

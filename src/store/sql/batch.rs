@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
+use super::lifecycle::START_UPSERT;
 use super::row::{json_text, ms};
-use super::{db, JobColumns, START_UPSERT};
+use super::{db, JobColumns};
 use crate::store::{EventKind, NewJob, Start, StartOutcome, StoreError, StoreOp, Transition};
 
 /// Rows per statement (well under SQLite's and PostgreSQL's bind limits).
@@ -20,7 +21,7 @@ const CHUNK: usize = 200;
 
 /// A bound value.
 #[derive(Clone)]
-enum V {
+pub(super) enum V {
     T(Option<String>),
     I(Option<i64>),
 }
@@ -354,7 +355,17 @@ async fn insert_events(
     chunk: &[Event],
     at: i64,
 ) -> Result<(), StoreError> {
-    // Every event of the batch at one time ($1); the rest per row.
+    let stmt = events_statement(chunk, at);
+    let (sql, vals) = positional(tx, stmt.sql, stmt.vals);
+    bind_all(sqlx::query(&sql), vals)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("append events"))?;
+    Ok(())
+}
+
+/// One multi-row insert of events, every one at `at` (`$1`).
+fn events_statement(chunk: &[Event], at: i64) -> Stmt {
     let rows: Vec<String> = (0..chunk.len())
         .map(|r| {
             let p = 2 + r * 5;
@@ -382,20 +393,44 @@ async fn insert_events(
             V::T(e.detail.as_ref().map(|d| d.to_string())),
         ]);
     }
-    let (sql, vals) = positional(tx, sql, vals);
-    bind_all(sqlx::query(&sql), vals)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("append events"))?;
-    Ok(())
+    Stmt { sql, vals }
+}
+/// Who publishes a new outbox row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Publisher {
+    /// Its enqueuer, right after the commit: the row is claimed for [`super::ENQUEUER_CLAIM`].
+    Enqueuer,
+    /// A relay, as soon as the application's transaction commits: the row is unclaimed.
+    Relay,
 }
 
-/// New jobs (no dedup), as multi-row inserts: their rows, then their first events.
-pub(super) async fn insert_jobs(
-    tx: &mut Transaction<'_, Any>,
+/// A built statement: its text with `$N` parameters, and their values.
+pub(super) struct Stmt {
+    sql: String,
+    vals: Vec<V>,
+}
+
+impl Stmt {
+    /// The text and the values in binding order; on SQLite with anonymous `?`s (see
+    /// [`positional`]).
+    pub(super) fn into_parts(self, sqlite: bool) -> (String, Vec<V>) {
+        if sqlite {
+            anonymous(&self.sql, &self.vals)
+        } else {
+            (self.sql, self.vals)
+        }
+    }
+}
+
+/// The statements that write new jobs: their rows as multi-row inserts, then their first
+/// events. The one INSERT of a new job, whichever way it enters: a submit, a bulk submit, a
+/// periodic tick, or the application's own transaction (`tx.rs`, with [`Publisher::Relay`]).
+pub(super) fn insert_statements(
     jobs: &[NewJob],
     now: i64,
-) -> Result<(), StoreError> {
+    publisher: Publisher,
+) -> Result<Vec<Stmt>, StoreError> {
+    let mut out = Vec::new();
     let mut events = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(CHUNK) {
         let rows = placeholders(chunk.len(), 13, 2, &[]);
@@ -408,7 +443,10 @@ pub(super) async fn insert_jobs(
         );
         let mut vals = vec![V::I(Some(now))];
         for job in chunk {
-            let c = JobColumns::of(job, now)?;
+            let mut c = JobColumns::of(job, now)?;
+            if publisher == Publisher::Relay && c.claimed_until.is_some() {
+                c.claimed_until = Some(0);
+            }
             let (kind, detail) = c.event();
             events.push(Event {
                 id: job.id,
@@ -433,14 +471,26 @@ pub(super) async fn insert_jobs(
                 V::T(c.attributes),
             ]);
         }
-        let (sql, vals) = positional(tx, sql, vals);
+        out.push(Stmt { sql, vals });
+    }
+    for chunk in events.chunks(CHUNK) {
+        out.push(events_statement(chunk, now));
+    }
+    Ok(out)
+}
+
+/// New jobs (no dedup) inside `tx`, published by their enqueuer (see [`insert_statements`]).
+pub(super) async fn insert_jobs(
+    tx: &mut Transaction<'_, Any>,
+    jobs: &[NewJob],
+    now: i64,
+) -> Result<(), StoreError> {
+    for stmt in insert_statements(jobs, now, Publisher::Enqueuer)? {
+        let (sql, vals) = positional(tx, stmt.sql, stmt.vals);
         bind_all(sqlx::query(&sql), vals)
             .execute(&mut **tx)
             .await
             .map_err(db("insert jobs"))?;
-    }
-    for chunk in events.chunks(CHUNK) {
-        insert_events(tx, chunk, now).await?;
     }
     Ok(())
 }

@@ -1,22 +1,13 @@
-//! The dashboard's reads and actions: filtered pages and counts that stay bounded at millions
-//! of jobs, retry and delete of finished jobs, executions per minute, and the processes that
-//! use the store.
+//! Reads ([`ReadStore`]): one job and its events, and what the API and the dashboard list:
+//! filtered pages and counts that stay bounded at millions of jobs, counts by queue and status,
+//! `/metrics` figures, executions per minute.
 //!
 //! A page or count filtered by one of queue, status and class is read through that column's
 //! index. Several filters, or a text match, read at most the newest [`SCAN_WINDOW`] jobs of the
 //! most selective filter (chosen from the exact aggregate counts, never left to the planner,
 //! which may pick an index that reads a whole class) and filter those.
 
-use chrono::{DateTime, Utc};
-use sqlx::Row;
-use uuid::Uuid;
-
-use super::row::{job_from_row, ms, JOB_COLUMNS};
-use super::{append_event, db, SqlStore, ENQUEUER_CLAIM};
-use crate::store::{
-    DeleteOutcome, EventKind, JobCount, JobRecord, ListQuery, MinuteCount, Page, ProcessInfo,
-    Requeue, RequeueOutcome, StoreError, SCAN_WINDOW, THROUGHPUT_KEPT,
-};
+use super::*;
 
 /// A value bound to a built statement.
 #[derive(Clone)]
@@ -171,7 +162,7 @@ impl SqlStore {
     }
 
     /// (queue, status, count) from the aggregates.
-    async fn queue_counts_raw(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+    pub(super) async fn queue_counts_raw(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         Ok(self
             .aggregates("jobs|")
             .await?
@@ -198,53 +189,6 @@ impl SqlStore {
         let mut all = all;
         let driver = best.map(|(_, i)| all.remove(i));
         Ok((driver, all))
-    }
-
-    pub(super) async fn list_filtered(&self, q: &ListQuery) -> Result<Page, StoreError> {
-        if q.is_due_order() {
-            return self.list_due(q).await;
-        }
-        let limit = q.limit.clamp(1, 500) as i64;
-        let cursor = cursor_of(q)?;
-        let (driver, others) = self.plan(filters(q)).await?;
-        let windowed = q.is_windowed();
-        let mut sql = Sql::default();
-        if windowed {
-            sql.push(&format!("SELECT {JOB_COLUMNS} FROM (SELECT {JOB_COLUMNS}"));
-            driven(&mut sql, driver.as_ref(), cursor);
-            sql.push(" ORDER BY seq DESC LIMIT ")
-                .bind(Bind::Int(SCAN_WINDOW as i64))
-                .push(") AS w");
-            outer_conditions(&mut sql, &others, q.text.as_deref());
-            sql.push(" ORDER BY w.seq DESC LIMIT ")
-                .bind(Bind::Int(limit + 1));
-        } else {
-            sql.push(&format!("SELECT {JOB_COLUMNS}"));
-            driven(&mut sql, driver.as_ref(), cursor);
-            sql.push(" ORDER BY seq DESC LIMIT ")
-                .bind(Bind::Int(limit + 1));
-        }
-        let rows = sql
-            .query()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("list jobs"))?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut last_seq = None;
-        for row in rows.iter().take(limit as usize) {
-            jobs.push(job_from_row(row)?);
-            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db("list jobs"))?);
-        }
-        let next_cursor = if rows.len() as i64 > limit {
-            last_seq.map(|s| s.to_string())
-        } else if windowed {
-            // The window may have ended before the jobs did: go on below it.
-            let (n, lowest) = self.window_extent(driver.as_ref(), cursor).await?;
-            (n >= SCAN_WINDOW as i64).then(|| lowest.to_string())
-        } else {
-            None
-        };
-        Ok(Page { jobs, next_cursor })
     }
 
     /// Scheduled or retrying jobs, soonest due first, through that status's partial index on
@@ -331,8 +275,79 @@ impl SqlStore {
             row.try_get("lowest").map_err(db("list jobs"))?,
         ))
     }
+}
 
-    pub(super) async fn count_filtered(&self, q: &ListQuery) -> Result<JobCount, StoreError> {
+#[async_trait]
+impl ReadStore for SqlStore {
+    async fn get(&self, id: Uuid) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM pj_jobs WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("get job"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<JobEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, attempt, at, error, detail FROM pj_events WHERE job_id = $1 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("get events"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn list(&self, q: ListQuery) -> Result<Page, StoreError> {
+        let q = &q;
+        if q.is_due_order() {
+            return self.list_due(q).await;
+        }
+        let limit = q.limit.clamp(1, 500) as i64;
+        let cursor = cursor_of(q)?;
+        let (driver, others) = self.plan(filters(q)).await?;
+        let windowed = q.is_windowed();
+        let mut sql = Sql::default();
+        if windowed {
+            sql.push(&format!("SELECT {JOB_COLUMNS} FROM (SELECT {JOB_COLUMNS}"));
+            driven(&mut sql, driver.as_ref(), cursor);
+            sql.push(" ORDER BY seq DESC LIMIT ")
+                .bind(Bind::Int(SCAN_WINDOW as i64))
+                .push(") AS w");
+            outer_conditions(&mut sql, &others, q.text.as_deref());
+            sql.push(" ORDER BY w.seq DESC LIMIT ")
+                .bind(Bind::Int(limit + 1));
+        } else {
+            sql.push(&format!("SELECT {JOB_COLUMNS}"));
+            driven(&mut sql, driver.as_ref(), cursor);
+            sql.push(" ORDER BY seq DESC LIMIT ")
+                .bind(Bind::Int(limit + 1));
+        }
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list jobs"))?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for row in rows.iter().take(limit as usize) {
+            jobs.push(job_from_row(row)?);
+            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db("list jobs"))?);
+        }
+        let next_cursor = if rows.len() as i64 > limit {
+            last_seq.map(|s| s.to_string())
+        } else if windowed {
+            // The window may have ended before the jobs did: go on below it.
+            let (n, lowest) = self.window_extent(driver.as_ref(), cursor).await?;
+            (n >= SCAN_WINDOW as i64).then(|| lowest.to_string())
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    async fn count(&self, q: &ListQuery) -> Result<JobCount, StoreError> {
         if q.text.is_none() && q.job_class.is_none() {
             // Queue and status: the aggregates, exact.
             let n: i64 = self
@@ -380,95 +395,59 @@ impl SqlStore {
         })
     }
 
-    pub(super) async fn requeue_job(&self, r: Requeue) -> Result<RequeueOutcome, StoreError> {
-        let now = ms(Utc::now());
-        let data = String::from_utf8(r.message.data.clone()).map_err(|e| StoreError::Corrupt {
-            what: "outbox message",
-            detail: format!("body is not UTF-8: {e}"),
-        })?;
-        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        let updated = sqlx::query(
-            "UPDATE pj_jobs SET status = 'pending', scheduled_at = NULL, finished_at = NULL,
-                 updated_at = $3, version = version + 1, generation = $4, published_at = NULL,
-                 outbox_topic = $5, outbox_data = $6, outbox_attributes = $7, outbox_claimed_until = $8
-             WHERE id = $1 AND version = $2
-               AND status IN ('failed', 'morgued', 'discarded', 'cancelled')",
-        )
-        .bind(r.id.to_string())
-        .bind(r.version)
-        .bind(now)
-        .bind(i64::from(r.generation))
-        .bind(r.message.topic.clone())
-        .bind(data)
-        .bind(serde_json::to_string(&r.message.attributes).unwrap_or_default())
-        .bind(now + ENQUEUER_CLAIM.as_millis() as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("requeue job"))?
-        .rows_affected();
-        if updated == 1 {
-            append_event(
-                &mut tx,
-                r.id,
-                EventKind::Enqueued,
-                0,
-                now,
-                None,
-                Some(serde_json::json!({ "retry": true, "generation": r.generation })),
-            )
-            .await?;
+    async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError> {
+        let mut out = Vec::new();
+        for (key, n) in self.aggregates("jobs|").await? {
+            let mut parts = key.splitn(3, '|').skip(1);
+            let (Some(queue), Some(status)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if n <= 0 {
+                continue;
+            }
+            out.push(QueueCount {
+                queue: queue.to_string(),
+                status: status.parse().map_err(|detail| StoreError::Corrupt {
+                    what: "status",
+                    detail,
+                })?,
+                count: n as u64,
+            });
         }
-        let rec = self.get_in(&mut tx, &r.id.to_string()).await?;
-        tx.commit().await.map_err(db("commit"))?;
-        Ok(match rec {
-            None => RequeueOutcome::NotFound,
-            Some(rec) if updated == 1 => RequeueOutcome::Requeued(Box::new(rec)),
-            Some(rec) => RequeueOutcome::Conflict(Box::new(rec)),
+        Ok(out)
+    }
+
+    async fn metrics(&self) -> Result<MetricsSnapshot, StoreError> {
+        let mut events = Vec::new();
+        let mut run = std::collections::HashMap::new();
+        let mut queue = std::collections::HashMap::new();
+        for (key, n) in self.aggregates("").await? {
+            let (family, rest) = key.split_once('|').unwrap_or((key.as_str(), ""));
+            match family {
+                "events" => {
+                    if let Some(k) = EventKind::parse(rest) {
+                        events.push((k, n.max(0) as u64));
+                    }
+                }
+                "run" => {
+                    run.insert(rest.to_string(), n);
+                }
+                "queue" => {
+                    queue.insert(rest.to_string(), n);
+                }
+                _ => {}
+            }
+        }
+        Ok(MetricsSnapshot {
+            events,
+            run_time: histogram_from(&run),
+            queue_latency: histogram_from(&queue),
         })
     }
 
-    pub(super) async fn delete_job(&self, id: Uuid) -> Result<DeleteOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
-        let deleted = sqlx::query(
-            "DELETE FROM pj_jobs WHERE id = $1
-               AND status IN ('succeeded', 'failed', 'morgued', 'discarded', 'cancelled')
-             RETURNING dedup_key",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("delete job"))?;
-        let Some(row) = deleted else {
-            let rec: Option<JobRecord> = self.get_in(&mut tx, &id.to_string()).await?;
-            tx.commit().await.map_err(db("commit"))?;
-            return Ok(match rec {
-                None => DeleteOutcome::NotFound,
-                Some(rec) => DeleteOutcome::Conflict(Box::new(rec)),
-            });
-        };
-        sqlx::query("DELETE FROM pj_events WHERE job_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("delete job"))?;
-        if let Some(key) = row
-            .try_get::<Option<String>, _>("dedup_key")
-            .map_err(db("delete job"))?
-        {
-            sqlx::query("DELETE FROM pj_dedup WHERE key = $1 AND job_id = $2")
-                .bind(key)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("delete job"))?;
-        }
-        tx.commit().await.map_err(db("commit"))?;
-        Ok(DeleteOutcome::Deleted)
-    }
-
-    pub(super) async fn throughput_since(
+    async fn throughput(
         &self,
-        since: DateTime<Utc>,
+        since: chrono::DateTime<Utc>,
     ) -> Result<Vec<MinuteCount>, StoreError> {
         let first = since.timestamp().div_euclid(60);
         let mut by_minute = std::collections::BTreeMap::<i64, MinuteCount>::new();
@@ -499,80 +478,25 @@ impl SqlStore {
         }
         Ok(by_minute.into_values().collect())
     }
+}
 
-    /// Deletes per-minute counts older than [`THROUGHPUT_KEPT`] and processes not seen for an
-    /// hour (the prune lease holder, from `maintain`).
-    pub(super) async fn prune_dashboard(&self) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let oldest = (now.timestamp() - THROUGHPUT_KEPT.as_secs() as i64).div_euclid(60);
-        // Epoch minutes have 8 digits until the year 2160: text order is number order.
-        sqlx::query("DELETE FROM pj_agg WHERE key >= 'min|' AND key < $1")
-            .bind(format!("min|{oldest}"))
-            .execute(&self.pool)
-            .await
-            .map_err(db("prune"))?;
-        sqlx::query("DELETE FROM pj_processes WHERE seen_at < $1")
-            .bind(ms(now) - 3_600_000)
-            .execute(&self.pool)
-            .await
-            .map_err(db("prune"))?;
-        Ok(())
-    }
-
-    pub(super) async fn heartbeat_process(&self, p: &ProcessInfo) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO pj_processes (id, kind, queue, host, pid, started_at, seen_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-        )
-        .bind(p.id.clone())
-        .bind(p.kind.clone())
-        .bind(p.queue.clone())
-        .bind(p.host.clone())
-        .bind(i64::from(p.pid))
-        .bind(ms(p.started_at))
-        .bind(ms(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(db("heartbeat"))?;
-        Ok(())
-    }
-
-    pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM pj_processes WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db("forget process"))?;
-        Ok(())
-    }
-
-    pub(super) async fn processes_since(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<ProcessInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, queue, host, pid, started_at, seen_at FROM pj_processes
-             WHERE seen_at >= $1 ORDER BY kind, id",
-        )
-        .bind(ms(since))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("list processes"))?;
-        let at = |v: i64| DateTime::from_timestamp_millis(v).unwrap_or_default();
-        rows.iter()
-            .map(|r| {
-                Ok(ProcessInfo {
-                    id: r.try_get("id").map_err(db("list processes"))?,
-                    kind: r.try_get("kind").map_err(db("list processes"))?,
-                    queue: r.try_get("queue").map_err(db("list processes"))?,
-                    host: r.try_get("host").map_err(db("list processes"))?,
-                    pid: r.try_get::<i64, _>("pid").map_err(db("list processes"))? as u32,
-                    started_at: at(r.try_get("started_at").map_err(db("list processes"))?),
-                    seen_at: at(r.try_get("seen_at").map_err(db("list processes"))?),
-                })
-            })
-            .collect()
+/// A histogram from its aggregates (`0`..`14` per-bucket counts, `sum` in ms).
+fn histogram_from(parts: &std::collections::HashMap<String, i64>) -> Histogram {
+    let get = |k: &str| parts.get(k).copied().unwrap_or(0).max(0) as u64;
+    let mut cumulative = 0;
+    let buckets = HISTOGRAM_BOUNDS
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            cumulative += get(&i.to_string());
+            (*b, cumulative)
+        })
+        .collect();
+    Histogram {
+        buckets,
+        // The count is every bucket's, the one past the last bound included.
+        count: cumulative + get(&HISTOGRAM_BOUNDS.len().to_string()),
+        sum_seconds: get("sum") as f64 / 1000.0,
     }
 }
 
@@ -582,7 +506,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::like_pattern;
-    use crate::store::{JobStore, ListQuery, NewJob, SCAN_WINDOW};
+    use crate::store::prelude::*;
+    use crate::store::{ListQuery, NewJob, SCAN_WINDOW};
 
     #[test]
     fn like_patterns_take_wildcards_literally() {
