@@ -83,8 +83,8 @@ pub mod guide {
 // at the crate root (each public type has one path). The modules below are what a user reaches
 // for next; everything else is internal.
 pub use client::{Client, ClientConfig, Submission, MAX_MESSAGE_BYTES};
-pub use error::{BrokerCode, Error, Result};
-pub use job::{ConfiguredJob, Job, JobContext, JobError, JobPanic, JobTimeout, MessageError};
+pub use error::{BrokerCode, Error, JobError, JobPanic, JobTimeout, MessageError, Result};
+pub use job::{ConfiguredJob, Job, JobContext};
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};
 pub use worker::{Worker, WorkerConfig, WorkerStats, WorkerSummary};

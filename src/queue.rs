@@ -8,6 +8,14 @@ use crate::error::{Error, Result};
 /// Suffix of the per-queue topic and subscription that hold jobs not yet due.
 pub(crate) const SCHEDULED_SUFFIX: &str = ".scheduled";
 
+/// A queue name unique to this run: `t-NAME-` and 10 random hex digits (`testing::unique_queue`).
+pub(crate) fn unique_name(name: &str) -> String {
+    format!(
+        "t-{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
 /// Checks a queue name (with the prefix it will carry) against Pub/Sub's resource name rules,
 /// before any network call.
 pub(crate) fn validate_queue_name(prefix: &str, name: &str) -> Result<()> {

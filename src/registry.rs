@@ -20,10 +20,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use futures::future::BoxFuture;
 
+use crate::envelope::Envelope;
+use crate::error::JobError;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobContext, JobError};
+use crate::job::{Job, JobContext};
 use crate::retry_policy::RetryPolicy;
 
 /// A job, its type erased, ready to perform.
@@ -265,6 +269,27 @@ impl Registry {
             message: e.to_string(),
             path: e.path,
         })
+    }
+}
+
+impl crate::Client {
+    /// Enqueues a job given by class name and JSON arguments, as the CLI does. The class must
+    /// be in `registry` and the arguments must deserialize into it (checked once, here); the job
+    /// goes to `queue`, or to its own queue ([`Job::queue`]) when `None`.
+    pub async fn enqueue_by_name(
+        &self,
+        registry: &Registry,
+        job_class: &str,
+        arguments: serde_json::Value,
+        queue: Option<&str>,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Envelope> {
+        let job = registry.decode(job_class, arguments.clone())?;
+        let queue = queue.unwrap_or_else(|| job.queue_erased());
+        let mut env = Envelope::new(job_class, queue, arguments);
+        env.scheduled_at = scheduled_at;
+        self.submit(env.clone(), None).await?;
+        Ok(env)
     }
 }
 

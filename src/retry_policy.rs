@@ -29,10 +29,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::job::JobError;
+use crate::error::JobError;
 
-/// The key under which failures that no rule matches are counted in `exception_executions`.
-pub(crate) const DEFAULT_RULE_KEY: &str = "default";
+pub(crate) use crate::envelope::DEFAULT_RULE_KEY;
 
 type WaitFn = Arc<dyn Fn(u32, &JobError) -> Duration + Send + Sync>;
 

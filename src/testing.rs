@@ -38,10 +38,7 @@ use crate::worker::{Worker, WorkerConfig, WorkerSummary};
 /// A queue name no other test uses (`t-NAME-` and 10 random hex digits): on a shared emulator or
 /// Pub/Sub project, each test in queues of its own never sees another's messages.
 pub fn unique_queue(name: &str) -> String {
-    format!(
-        "t-{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
+    crate::queue::unique_name(name)
 }
 
 /// A client on a fresh in-memory broker, and the broker.

@@ -10,12 +10,14 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::jobs::{not_found, outbox_age, parse_id, JobResource, ListParams, OutboxResponse};
+use super::jobs::{
+    cancel_one, not_found, outbox_age, parse_id, JobResource, ListParams, OutboxResponse,
+};
 use super::{ApiError, ApiState, ErrorBody};
 use crate::admin;
 use crate::store::{
-    CancelOutcome, DeleteOutcome, Histogram, JobCount, JobRecord, ListQuery, MinuteCount,
-    ProcessInfo, RequeueOutcome, HEARTBEAT_INTERVAL,
+    DeleteOutcome, Histogram, JobCount, JobRecord, ListQuery, MinuteCount, ProcessInfo,
+    RequeueOutcome, HEARTBEAT_INTERVAL,
 };
 
 pub(crate) use crate::admin::jobs::{BulkAction, BulkReport, BULK_LIMIT};
@@ -48,21 +50,6 @@ pub(crate) async fn delete_one(state: &ApiState, id: Uuid) -> Result<(), ApiErro
             ),
         )),
         DeleteOutcome::NotFound => Err(not_found(id)),
-    }
-}
-
-/// Cancels a job that has not started (shared with the dashboard and `DELETE /v1/jobs/{id}`).
-pub(crate) async fn cancel_one(state: &ApiState, id: Uuid) -> Result<JobRecord, ApiError> {
-    match admin::jobs::cancel(&state.client, id).await? {
-        CancelOutcome::Cancelled(rec) => Ok(*rec),
-        CancelOutcome::TooLate(rec) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "job {id} is {}: only pending, scheduled or retrying jobs can be cancelled",
-                rec.status
-            ),
-        )),
-        CancelOutcome::NotFound => Err(not_found(id)),
     }
 }
 

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{ApiError, ApiState, ErrorBody};
+use crate::admin;
 use crate::envelope::Envelope;
+use crate::store::CancelOutcome;
 use crate::store::{
     Dedup, JobEvent, JobRecord, JobStatus, ListOrder, ListQuery, DEFAULT_DEDUP_WINDOW,
 };
@@ -450,6 +452,22 @@ pub(crate) async fn list(
     }))
 }
 
+/// Cancels a job that has not started, through the operator layer (shared with
+/// `POST /v1/jobs/{id}/cancel` and the dashboard).
+pub(crate) async fn cancel_one(state: &ApiState, id: Uuid) -> Result<JobRecord, ApiError> {
+    match admin::jobs::cancel(&state.client, id).await? {
+        CancelOutcome::Cancelled(rec) => Ok(*rec),
+        CancelOutcome::TooLate(rec) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is {}: only pending, scheduled or retrying jobs can be cancelled",
+                rec.status
+            ),
+        )),
+        CancelOutcome::NotFound => Err(not_found(id)),
+    }
+}
+
 /// Cancel a job that has not started.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", params(("id" = Uuid, Path, description = "The job id")), responses(
     (status = 200, description = "Cancelled: it will not run", body = JobResource),
@@ -460,9 +478,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<JobResource>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(JobResource::from(
-        super::actions::cancel_one(&state, id).await?,
-    )))
+    Ok(Json(JobResource::from(cancel_one(&state, id).await?)))
 }
 
 /// The outbox: jobs recorded but not published yet.

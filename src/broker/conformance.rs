@@ -15,7 +15,7 @@ use super::{Broker, Delivery, OutboundMessage, StreamOptions};
 /// A fresh topic / subscription name for one check.
 pub fn unique(check: &str) -> String {
     let short: String = check.split('_').filter_map(|w| w.chars().next()).collect();
-    crate::testing::unique_queue(&short)
+    crate::queue::unique_name(&short)
 }
 
 fn msg(body: &str, attrs: &[(&str, &str)]) -> OutboundMessage {

@@ -162,10 +162,7 @@ impl Broker for MemoryBroker {
 
     async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
         // Refuse what Pub/Sub refuses, so that tests on this broker catch a request too big.
-        let bytes: usize = messages
-            .iter()
-            .map(crate::client::publish::wire_bytes)
-            .sum();
+        let bytes: usize = messages.iter().map(OutboundMessage::wire_bytes).sum();
         if messages.len() > PUBLISH_MAX_MESSAGES || bytes > PUBLISH_MAX_BYTES {
             return Err(Error::Broker {
                 operation: "publish",

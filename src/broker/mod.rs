@@ -32,6 +32,23 @@ pub struct OutboundMessage {
     pub attributes: HashMap<String, String>,
 }
 
+impl OutboundMessage {
+    /// The bytes Pub/Sub counts of this message against its limits (see [`message_bytes`]).
+    pub fn wire_bytes(&self) -> usize {
+        message_bytes(&self.data, &self.attributes)
+    }
+}
+
+/// The bytes Pub/Sub counts of a message against its limits: the body, and each attribute's
+/// key and value.
+pub fn message_bytes(data: &[u8], attributes: &HashMap<String, String>) -> usize {
+    data.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
 /// A message received from a subscription, leased until acked, released or expired.
 #[derive(Clone, Debug)]
 pub struct Delivery {

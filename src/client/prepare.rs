@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::Client;
-use crate::broker::RETENTION;
+use crate::broker::{message_bytes, RETENTION};
 use crate::envelope::{Envelope, Wire};
 use crate::error::{Error, Result};
 use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
@@ -46,16 +46,6 @@ impl Prepared {
             message: Some(self.message.clone()),
         }
     }
-}
-
-/// The bytes Pub/Sub counts against its per-message limit: the body, and each attribute's key
-/// and value.
-pub(crate) fn message_bytes(data: &[u8], attributes: &HashMap<String, String>) -> usize {
-    data.len()
-        + attributes
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
 }
 
 /// The topic a job goes to: its queue's when due, else the queue's `.scheduled` topic. The

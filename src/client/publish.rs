@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use futures::StreamExt;
 
-use super::prepare::{message_bytes, Prepared};
+use super::prepare::Prepared;
 use super::Client;
 use crate::broker::OutboundMessage;
 use crate::envelope::Envelope;
@@ -39,11 +39,6 @@ pub(crate) struct Sent<T> {
     pub(crate) result: Result<()>,
 }
 
-/// The bytes Pub/Sub counts of a message (body and attributes).
-pub(crate) fn wire_bytes(m: &OutboundMessage) -> usize {
-    message_bytes(&m.data, &m.attributes)
-}
-
 /// Splits one topic's messages into requests of at most `max_messages` messages and
 /// `max_bytes` bytes (a message larger than `max_bytes` goes alone).
 fn split<T>(
@@ -55,7 +50,7 @@ fn split<T>(
     let mut batch: Vec<(OutboundMessage, T)> = Vec::new();
     let mut bytes = 0;
     for (m, tag) in msgs {
-        let size = wire_bytes(&m);
+        let size = m.wire_bytes();
         if !batch.is_empty() && (batch.len() >= max_messages || bytes + size > max_bytes) {
             requests.push(std::mem::take(&mut batch));
             bytes = 0;
@@ -198,7 +193,7 @@ mod tests {
         let requests = split(msgs, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES);
         assert_eq!(requests.len(), 6);
         for r in &requests {
-            let bytes: usize = r.iter().map(|(m, _)| wire_bytes(m)).sum();
+            let bytes: usize = r.iter().map(|(m, _)| m.wire_bytes()).sum();
             assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
         }
         let tags: Vec<i32> = requests.into_iter().flatten().map(|(_, t)| t).collect();

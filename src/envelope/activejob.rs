@@ -78,7 +78,7 @@ pub(crate) fn to_envelope(
     let rails_failures: u32 = exception_executions.values().sum();
     if rails_failures > 0 {
         exception_executions
-            .entry(crate::retry_policy::DEFAULT_RULE_KEY.to_string())
+            .entry(super::DEFAULT_RULE_KEY.to_string())
             .or_insert(rails_failures);
     }
     let enqueued_at = text("enqueued_at")
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(env.attempt(), 3);
         assert_eq!(env.exception_executions["[Net::ReadTimeout]"], 2);
         assert_eq!(
-            env.exception_executions[crate::retry_policy::DEFAULT_RULE_KEY],
+            env.exception_executions[crate::envelope::DEFAULT_RULE_KEY],
             2,
             "Rails' failures count against the fallback rule"
         );

@@ -86,6 +86,9 @@ pub enum Wire {
     ActiveJob,
 }
 
+/// The key under which failures that no rule matches are counted in `exception_executions`.
+pub(crate) const DEFAULT_RULE_KEY: &str = "default";
+
 /// When a job delayed by `wait` from now is due: the one conversion of a wait into a
 /// `scheduled_at` (the client's `set().wait()`, the CLI's `--wait`, the API's `wait_seconds`). A
 /// wait too long for a date saturates; publishing refuses anything beyond Pub/Sub's retention.

@@ -9,7 +9,7 @@
 //! `job.set()` adds a delay, an exact time, another queue or a dedup key to one enqueue;
 //! `perform_all_later_on` / `perform_all_later_in_on` send many to another queue. Each builds an
 //! [`Envelope`] and hands it to the client's one path (prepare, record, publish, mark:
-//! `src/client/`); [`Client::enqueue_by_name`] does the same for a class given by name.
+//! `src/client/`); `Client::enqueue_by_name` (`src/registry.rs`) does the same for a class given by name.
 
 use std::time::Duration;
 
@@ -20,7 +20,6 @@ use super::Job;
 use crate::client::Client;
 use crate::envelope::{due_after, Envelope, Wire};
 use crate::error::{Error, Result};
-use crate::registry::Registry;
 use crate::store::{Dedup, DEFAULT_DEDUP_WINDOW};
 
 impl Client {
@@ -112,25 +111,6 @@ impl Client {
                 .collect::<Result<Vec<_>>>()?
         };
         self.submit_prepared(prepared).await
-    }
-
-    /// Enqueues a job given by class name and JSON arguments, as the CLI does. The class must
-    /// be in `registry` and the arguments must deserialize into it (checked once, here); the job
-    /// goes to `queue`, or to its own queue ([`Job::queue`]) when `None`.
-    pub async fn enqueue_by_name(
-        &self,
-        registry: &Registry,
-        job_class: &str,
-        arguments: serde_json::Value,
-        queue: Option<&str>,
-        scheduled_at: Option<DateTime<Utc>>,
-    ) -> Result<Envelope> {
-        let job = registry.decode(job_class, arguments.clone())?;
-        let queue = queue.unwrap_or_else(|| job.queue_erased());
-        let mut env = Envelope::new(job_class, queue, arguments);
-        env.scheduled_at = scheduled_at;
-        self.submit(env.clone(), None).await?;
-        Ok(env)
     }
 }
 

@@ -37,12 +37,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 mod enqueue;
-mod error;
 
 use crate::client::Client;
+use crate::error::JobError;
 use crate::retry_policy::RetryPolicy;
 pub use enqueue::ConfiguredJob;
-pub use error::{JobError, JobPanic, JobTimeout, MessageError};
 
 /// The default time a job may run before it fails with [`JobTimeout`].
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -70,7 +69,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         RetryPolicy::default()
     }
 
-    /// How long one execution may run before it fails with [`JobTimeout`]. Defaults to 30 minutes.
+    /// How long one execution may run before it fails with [`JobTimeout`](crate::JobTimeout). Defaults to 30 minutes.
     fn timeout() -> Duration {
         DEFAULT_TIMEOUT
     }

@@ -23,7 +23,6 @@ mod actions;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod enqueue;
-mod error;
 mod lifecycle;
 pub mod maintenance;
 mod metrics;
@@ -44,9 +43,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::error::StoreError;
 pub use actions::*;
 pub use enqueue::*;
-pub use error::StoreError;
 pub use lifecycle::*;
 pub use metrics::*;
 pub use periodic::{PeriodicDefinition, PeriodicState, TickAction, TickClaim, TickRecord};

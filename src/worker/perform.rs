@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::job::{JobContext, JobError, JobPanic, JobTimeout};
+use crate::error::{JobError, JobPanic, JobTimeout};
+use crate::job::JobContext;
 use crate::registry::ErasedJob;
 
 struct AbortOnDrop(tokio::task::AbortHandle);

@@ -41,7 +41,7 @@ pub use submit::*;
 /// A fresh queue name for one check.
 pub fn unique(check: &str) -> String {
     let short: String = check.split('_').filter_map(|w| w.chars().next()).collect();
-    crate::testing::unique_queue(&short)
+    crate::queue::unique_name(&short)
 }
 
 pub(super) fn new_job(queue: &str, n: u32) -> NewJob {

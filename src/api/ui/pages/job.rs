@@ -180,7 +180,7 @@ pub(crate) async fn job_action(
             "retried"
         }
         "cancel" => {
-            actions::cancel_one(&state, id).await?;
+            jobs::cancel_one(&state, id).await?;
             "cancelled"
         }
         "delete" => {

@@ -1,4 +1,4 @@
-//! The store's error: a leaf, which the library's [`Error`](crate::Error) wraps.
+//! The store's error, which the library's [`Error`](crate::Error) wraps.
 
 /// A store error.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// This store does not do what was asked (a store implementing only part of
-    /// [`JobStore`](super::JobStore)); names the operation.
+    /// [`JobStore`](crate::store::JobStore)); names the operation.
     #[error("job store: {operation} is not supported by this store")]
     Unsupported {
         /// The operation, by its method's name.

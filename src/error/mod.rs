@@ -1,9 +1,18 @@
-//! Library errors: what can go wrong between `perform_later` and the broker.
+//! Errors, a leaf of the crate: the library's [`Error`] (what can go wrong between
+//! `perform_later` and the broker), the store's [`StoreError`], and what a job's `perform` fails
+//! with ([`JobError`], and the worker's own [`JobTimeout`] and [`JobPanic`]). Nothing here
+//! depends on the rest of the crate.
 //!
 //! Every variant names the thing that is wrong (the queue, the job class, the field) so that an
 //! operator reading one log line knows what to fix.
 
 use std::time::Duration;
+
+mod job;
+mod store;
+
+pub use job::{JobError, JobPanic, JobTimeout, MessageError};
+pub use store::StoreError;
 
 /// Errors returned by the client, the worker and the broker layer.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +162,7 @@ pub enum Error {
     },
     /// The job store failed.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
 }
 
 impl Error {
