@@ -69,6 +69,48 @@ async fn wait_for_status(store: &Arc<dyn JobStore>, id: uuid::Uuid, want: JobSta
     false
 }
 
+/// The job ids of what `topic` got, pulled `per_pull` at a time (acked) until `want` arrived or
+/// 90 s passed, then for 2 s more: anything published twice arrives within a moment of the rest.
+async fn pull_job_ids(topic: &str, want: usize, per_pull: usize) -> Vec<uuid::Uuid> {
+    let broker = raw_broker().await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut late = false;
+    loop {
+        let wait = if late { 2000 } else { 500 };
+        let batch = broker
+            .pull(topic, per_pull, Duration::from_millis(wait))
+            .await
+            .unwrap();
+        let acks: Vec<String> = batch.iter().map(|d| d.ack_id.clone()).collect();
+        for d in &batch {
+            seen.push(Envelope::decode(&d.data, &d.attributes).unwrap().job_id);
+        }
+        if !acks.is_empty() {
+            broker.ack(topic, acks).await.unwrap();
+        }
+        if late && batch.is_empty() {
+            return seen;
+        }
+        late = late || seen.len() >= want || Instant::now() >= deadline;
+    }
+}
+
+/// Every one of `ids` was seen exactly once and is marked published in `store`.
+async fn assert_published_once(
+    store: &Arc<dyn JobStore>,
+    seen: &[uuid::Uuid],
+    ids: &HashSet<uuid::Uuid>,
+) {
+    let distinct: HashSet<uuid::Uuid> = seen.iter().copied().collect();
+    assert_eq!(&distinct, ids, "every row published");
+    assert_eq!(seen.len(), ids.len(), "none published twice");
+    for id in ids {
+        let rec = store.get(*id).await.unwrap().unwrap();
+        assert!(rec.published_at.is_some(), "{id} marked published");
+    }
+}
+
 async fn an_enqueuer_that_died_before_publishing_loses_nothing(url: &str) {
     let store = store::connect(url).await.expect("store");
     let client = support::client().await.with_store(store.clone());
@@ -195,39 +237,11 @@ async fn two_relays_publish_a_thousand_rows_each_once() {
         Relay::start(other, config).unwrap(),
     ];
     // Pull everything the topic got: 1,000 messages, each job once.
-    let broker = raw_broker().await;
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < 1000 && Instant::now() < deadline {
-        let batch = broker
-            .pull(&topic, 1000, Duration::from_millis(500))
-            .await
-            .unwrap();
-        let acks = batch.iter().map(|d| d.ack_id.clone()).collect();
-        for d in batch {
-            seen.push(Envelope::decode(&d.data, &d.attributes).unwrap().job_id);
-        }
-        broker.ack(&topic, acks).await.unwrap();
-    }
-    // Anything published twice arrives within a moment of the rest.
-    let late = broker
-        .pull(&topic, 1000, Duration::from_secs(2))
-        .await
-        .unwrap();
-    seen.extend(
-        late.iter()
-            .map(|d| Envelope::decode(&d.data, &d.attributes).unwrap().job_id),
-    );
+    let seen = pull_job_ids(&topic, 1000, 1000).await;
     for r in relays {
         r.shutdown().await;
     }
-    let distinct: HashSet<uuid::Uuid> = seen.iter().copied().collect();
-    assert_eq!(distinct, ids, "every row published");
-    assert_eq!(seen.len(), 1000, "none published twice");
-    for id in &ids {
-        let rec = store.get(*id).await.unwrap().unwrap();
-        assert!(rec.published_at.is_some(), "{id} marked published");
-    }
+    assert_published_once(&store, &seen, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,38 +525,9 @@ async fn the_relay_publishes_500_rows_of_100_kb_each_once() {
     .unwrap();
     // Pull in small batches (a pull answer is bounded too), until everything arrived.
     let topic = client.resource_name(&queue);
-    let broker = raw_broker().await;
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while seen.len() < 500 && Instant::now() < deadline {
-        let batch = broker
-            .pull(&topic, 40, Duration::from_millis(500))
-            .await
-            .unwrap();
-        let acks: Vec<String> = batch.iter().map(|d| d.ack_id.clone()).collect();
-        for d in batch {
-            seen.push(Envelope::decode(&d.data, &d.attributes).unwrap().job_id);
-        }
-        if !acks.is_empty() {
-            broker.ack(&topic, acks).await.unwrap();
-        }
-    }
-    let late = broker
-        .pull(&topic, 40, Duration::from_secs(2))
-        .await
-        .unwrap();
-    seen.extend(
-        late.iter()
-            .map(|d| Envelope::decode(&d.data, &d.attributes).unwrap().job_id),
-    );
+    let seen = pull_job_ids(&topic, 500, 40).await;
     relay.shutdown().await;
-    let distinct: HashSet<uuid::Uuid> = seen.iter().copied().collect();
-    assert_eq!(distinct, ids, "every row published");
-    assert_eq!(seen.len(), 500, "none published twice");
-    for id in &ids {
-        let rec = store.get(*id).await.unwrap().unwrap();
-        assert!(rec.published_at.is_some(), "{id} marked published");
-    }
+    assert_published_once(&store, &seen, &ids).await;
 }
 
 /// Inside a transaction a job is checked as every enqueue is: an 11 MB job and a job delayed

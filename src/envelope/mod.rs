@@ -90,7 +90,8 @@ pub enum Wire {
 pub(crate) const DEFAULT_RULE_KEY: &str = "default";
 
 /// When a job delayed by `wait` from now is due: the one conversion of a wait into a
-/// `scheduled_at` (the client's `set().wait()`, the CLI's `--wait`, the API's `wait_seconds`). A
+/// `scheduled_at` (the client's `set().wait()`, the CLI's `--wait`, the API's `wait_seconds`, a
+/// retry's wait). A
 /// wait too long for a date saturates; publishing refuses anything beyond Pub/Sub's retention.
 pub fn due_after(wait: std::time::Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(wait)

@@ -6,8 +6,6 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use chrono::Utc;
-
 use super::Shared;
 use crate::broker::{Delivery, OutboundMessage};
 use crate::envelope::Envelope;
@@ -179,7 +177,7 @@ pub(crate) async fn finish(
         Decision::Retry { wait } => {
             // Pub/Sub keeps a message 7 days: a longer wait is capped a little below that.
             let wait = wait.min(crate::broker::RETENTION - Duration::from_secs(3600));
-            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+            let at = crate::envelope::due_after(wait);
             next.scheduled_at = Some(at);
             match shared.client.publish_envelopes(vec![next]).await {
                 Ok(()) => {
