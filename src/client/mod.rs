@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::broker::{Broker, PubSubBroker};
 use crate::error::Result;
-use crate::queue::{validate_queue_name, SCHEDULED_SUFFIX};
+use crate::queue::SCHEDULED_SUFFIX;
 use crate::store::JobStore;
 
 pub use config::ClientConfig;
@@ -65,7 +65,7 @@ impl Client {
 
     /// A client on Pub/Sub with explicit settings.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
-        validate_queue_name(&config.topic_prefix, &config.morgue_queue)?;
+        config.validate_queue(&config.morgue_queue)?;
         let broker = PubSubBroker::connect(
             &config.project_id,
             config.emulator_host.as_deref(),
@@ -161,7 +161,7 @@ impl Client {
 
     /// Checks a queue name against Pub/Sub's rules (with this client's prefix).
     pub fn validate_queue(&self, queue: &str) -> Result<()> {
-        validate_queue_name(&self.inner.config.topic_prefix, queue)
+        self.inner.config.validate_queue(queue)
     }
 
     async fn ensure_resource(&self, name: &str) -> Result<()> {
