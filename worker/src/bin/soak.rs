@@ -1,7 +1,8 @@
 //! Soak with churn: several `worker` processes on one queue under steady load with failing jobs,
 //! one of them SIGKILLed and restarted every few seconds. At the end every enqueued job must be
 //! accounted for: succeeded, or in the morgue after exactly its attempts. A job may run twice only
-//! where a kill explains it (the killed worker ran it, or a kill duplicated an earlier attempt). Prints the counts; exits non-zero if a job is lost or duplicated
+//! where a kill explains it (the killed worker ran it, a kill duplicated an earlier attempt, or a
+//! kill hit a scheduler moving the retry from `.scheduled` to the queue). Prints the counts; exits non-zero if a job is lost or duplicated
 //! without a kill to explain it.
 //!
 //! ```text
@@ -52,6 +53,8 @@ struct Args {
 struct Event {
     instance: usize,
     value: serde_json::Value,
+    /// When the harness read it.
+    at: Instant,
 }
 
 struct WorkerProc {
@@ -92,7 +95,15 @@ fn start_worker(
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
-                if tx.send(Event { instance, value }).is_err() {
+                let at = Instant::now();
+                if tx
+                    .send(Event {
+                        instance,
+                        value,
+                        at,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -104,8 +115,8 @@ fn start_worker(
 #[derive(Default)]
 struct JobState {
     fails: bool,
-    /// (instance, attempt) of every start.
-    starts: Vec<(usize, u64)>,
+    /// (instance, attempt, when) of every start.
+    starts: Vec<(usize, u64, Instant)>,
     succeeded: bool,
     morgued_attempts: Vec<u64>,
 }
@@ -174,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut jobs: HashMap<String, JobState> = HashMap::new();
     let mut killed: Vec<usize> = Vec::new();
+    let mut kill_times: Vec<Instant> = Vec::new();
     let mut rng = rand::rngs::StdRng::from_entropy();
     let started = Instant::now();
     let load_end = started + Duration::from_secs(args.seconds);
@@ -205,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = w.child.kill();
             let _ = w.child.wait();
             killed.push(w.instance);
+            kill_times.push(Instant::now());
             println!(
                 "[{:>5.1}s] SIGKILL worker instance {}; restarting",
                 started.elapsed().as_secs_f64(),
@@ -289,17 +302,37 @@ async fn main() -> anyhow::Result<()> {
         } else {
             lost.push(id.clone());
         }
-        let mut per_attempt: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
-        for (instance, attempt) in &j.starts {
-            per_attempt.entry(*attempt).or_default().push(*instance);
+        let mut per_attempt: std::collections::BTreeMap<u64, Vec<(usize, Instant)>> =
+            Default::default();
+        for (instance, attempt, at) in &j.starts {
+            per_attempt
+                .entry(*attempt)
+                .or_default()
+                .push((*instance, *at));
         }
         // A kill can interrupt a run, or land between its outcome and its ack: either way the
         // message comes back. A duplicated run publishes a duplicated retry, so later attempts of
-        // that job may run twice too.
+        // that job may run twice too. And a retry waits in the queue's `.scheduled`
+        // subscription, where a worker's scheduler moves it to the queue and then acks it: a
+        // scheduler killed in between leaves it to be moved again, so a kill between the
+        // previous attempt's start and this attempt's last start explains a duplicate too.
         let mut cascade = false;
-        for (attempt, insts) in per_attempt {
+        let mut previous_start: Option<Instant> = None;
+        for (attempt, runs) in per_attempt {
+            let insts: Vec<usize> = runs.iter().map(|(i, _)| *i).collect();
+            let first = runs.iter().map(|(_, at)| *at).min();
+            let last = runs.iter().map(|(_, at)| *at).max();
+            let moved_by_a_killed_scheduler = attempt > 1
+                && match (previous_start, last) {
+                    (Some(from), Some(to)) => kill_times.iter().any(|k| *k >= from && *k <= to),
+                    _ => false,
+                };
+            previous_start = first;
             if insts.len() > 1 {
-                if cascade || insts.iter().any(|i| killed.contains(i)) {
+                if cascade
+                    || moved_by_a_killed_scheduler
+                    || insts.iter().any(|i| killed.contains(i))
+                {
                     cascade = true;
                     dup_explained += insts.len() - 1;
                 } else {
@@ -349,7 +382,7 @@ fn apply(jobs: &mut HashMap<String, JobState>, events: &mut Vec<Event>) {
         let Some(j) = jobs.get_mut(id) else { continue };
         let attempt = v["attempt"].as_u64().unwrap_or(0);
         match name {
-            "job.started" => j.starts.push((e.instance, attempt)),
+            "job.started" => j.starts.push((e.instance, attempt, e.at)),
             "job.succeeded" => j.succeeded = true,
             "job.morgued" => j.morgued_attempts.push(attempt),
             _ => {}
