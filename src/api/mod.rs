@@ -17,6 +17,7 @@
 //! ```
 
 mod actions;
+mod host;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -48,13 +49,20 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct ApiConfig {
     /// Bearer tokens; when not empty, every request but `/healthz` must carry one.
     pub tokens: Vec<String>,
+    /// Host names served besides IP addresses and loopback names (`jobs.internal`, or
+    /// `.example.com` for a domain and its subdomains); with tokens, the only ones served when
+    /// set. A request naming another host gets 421 (against DNS rebinding; see the security
+    /// notes in the API guide).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ApiConfig {
-    /// From `PUBSUB_JOBS_API_TOKENS` (comma-separated).
+    /// From `PUBSUB_JOBS_API_TOKENS` and `PUBSUB_JOBS_API_ALLOWED_HOSTS` (comma-separated).
     pub fn from_env() -> Self {
+        let list = |var: &str| parse_tokens(&std::env::var(var).unwrap_or_default());
         Self {
-            tokens: parse_tokens(&std::env::var("PUBSUB_JOBS_API_TOKENS").unwrap_or_default()),
+            tokens: list("PUBSUB_JOBS_API_TOKENS"),
+            allowed_hosts: list("PUBSUB_JOBS_API_ALLOWED_HOSTS"),
         }
     }
 }
@@ -138,6 +146,10 @@ pub fn router(state: ApiState) -> Router {
         .merge(ui::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn(same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            known_host,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -198,6 +210,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::MISDIRECTED_REQUEST => "misdirected",
             _ => "internal",
         };
         Self {
@@ -277,6 +290,31 @@ impl From<crate::Error> for ApiError {
 
 /// Refuses state-changing requests from another origin (see `ui/session.rs`), for the JSON
 /// API and the dashboard alike.
+/// Refuses a request whose `Host` is not served (see `host.rs`) with 421, before anything else.
+async fn known_host(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or(""));
+    if !host::allowed(
+        host,
+        !state.config.tokens.is_empty(),
+        &state.config.allowed_hosts,
+    ) {
+        tracing::warn!(event = "api.host_refused", host = host.unwrap_or(""), path = %req.uri().path(), "request for a host this API does not serve refused");
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "host {:?} is not served here: without tokens only IP addresses and localhost are; \
+                 add it with --allowed-hosts (PUBSUB_JOBS_API_ALLOWED_HOSTS)",
+                host.unwrap_or("")
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 async fn same_origin(req: Request, next: Next) -> Response {
     if ui::session::cross_origin(req.method(), req.headers()) {
         tracing::warn!(event = "api.cross_origin_refused", method = %req.method(), path = %req.uri().path(), "cross-origin request refused");

@@ -122,6 +122,7 @@ impl Setup {
             client.clone(),
             ApiConfig {
                 tokens: tokens.iter().map(|t| t.to_string()).collect(),
+                ..ApiConfig::default()
             },
         )
         .unwrap()

@@ -11,16 +11,24 @@ use super::common::{
 };
 use super::GlobalArgs;
 
+/// Who may use the API: `worker api`'s `--tokens`, `--allow-unauthenticated` and
+/// `--allowed-hosts`.
+pub(crate) struct Access {
+    pub(crate) tokens: Option<String>,
+    pub(crate) allow_unauthenticated: bool,
+    pub(crate) allowed_hosts: Option<String>,
+}
+
 pub(crate) async fn run(
     g: &GlobalArgs,
     registry: Registry,
     bind: &str,
-    tokens: Option<String>,
-    allow_unauthenticated: bool,
+    access: Access,
 ) -> anyhow::Result<()> {
     let registry = registry.check()?;
-    let tokens = parse_tokens(&tokens.unwrap_or_default());
-    if tokens.is_empty() && !allow_unauthenticated && !is_loopback(bind) {
+    let tokens = parse_tokens(&access.tokens.unwrap_or_default());
+    let allowed_hosts = parse_tokens(&access.allowed_hosts.unwrap_or_default());
+    if tokens.is_empty() && !access.allow_unauthenticated && !is_loopback(bind) {
         anyhow::bail!(
             "refusing to serve the API and dashboard on {bind} without tokens: anyone who reaches \
              it could submit, retry and delete jobs. Set PUBSUB_JOBS_API_TOKENS (--tokens), bind \
@@ -29,7 +37,10 @@ pub(crate) async fn run(
     }
     let url = g.store.as_deref().unwrap_or("sqlite://jobs.db");
     let client = connect_pubsub(g).await?.with_store(open_store(url).await?);
-    let config = ApiConfig { tokens };
+    let config = ApiConfig {
+        tokens,
+        allowed_hosts,
+    };
     let relay = Relay::start(client.clone(), relay_config(g)?)?;
     let mut maintenance = maintainer_config(g)?;
     maintenance.process = Some(pubsub_jobs::store::ProcessInfo::this("api", None));

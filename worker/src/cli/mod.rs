@@ -228,6 +228,11 @@ pub enum Command {
         /// submit, retry and delete jobs).
         #[arg(long, env = "PUBSUB_JOBS_API_ALLOW_UNAUTHENTICATED")]
         allow_unauthenticated: bool,
+        /// Host names served besides IP addresses and localhost, comma-separated
+        /// (`jobs.internal`, `.example.com` for a domain and its subdomains); with tokens, the
+        /// only ones served when set. Other hosts get 421 (DNS rebinding).
+        #[arg(long, env = "PUBSUB_JOBS_API_ALLOWED_HOSTS")]
+        allowed_hosts: Option<String>,
     },
     /// Run only the outbox relay: publish jobs the store recorded but nobody published (needs
     /// --store). Every worker and `worker api` with a store runs one too.
@@ -418,7 +423,15 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             bind,
             tokens,
             allow_unauthenticated,
-        }) => api::run(g, registry, &bind, tokens, allow_unauthenticated).await,
+            allowed_hosts,
+        }) => {
+            let access = api::Access {
+                tokens,
+                allow_unauthenticated,
+                allowed_hosts,
+            };
+            api::run(g, registry, &bind, access).await
+        }
         Some(Command::Health) => health::run(g).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
