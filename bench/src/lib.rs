@@ -2,6 +2,7 @@
 //! and the writes a worker makes for a batch of jobs. Each benchmark is a binary in `src/bin/`
 //! (the main one is `src/main.rs`); `docs/BENCHMARKS.md` has their commands and figures.
 
+pub mod cpu;
 pub mod fill;
 pub mod fresh_pg;
 

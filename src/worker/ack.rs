@@ -3,6 +3,7 @@
 //! A lost ack means a redelivery, never a loss: delivery is at-least-once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub(crate) struct AckBatcherParams {
     pub broker: Arc<dyn Broker>,
     pub subscription: String,
     pub flush_every: Duration,
+    /// Counts the messages acked (the request answered), when given.
+    pub acked: Option<Arc<AtomicU64>>,
 }
 
 /// Collects acks and deadline changes for one subscription and sends them in batches.
@@ -48,7 +51,7 @@ impl AckBatcher {
                     }
                 }
                 let stop = n == 0 || buf.iter().any(|op| matches!(op, Op::Stop));
-                flush(&*p.broker, &p.subscription, std::mem::take(&mut buf)).await;
+                flush(&p, std::mem::take(&mut buf)).await;
                 if stop {
                     break;
                 }
@@ -80,7 +83,8 @@ impl AckBatcher {
     }
 }
 
-async fn flush(broker: &dyn Broker, subscription: &str, ops: Vec<Op>) {
+async fn flush(p: &AckBatcherParams, ops: Vec<Op>) {
+    let (broker, subscription) = (&*p.broker, p.subscription.as_str());
     let mut acks = Vec::new();
     let mut deadlines: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for op in ops {
@@ -92,8 +96,17 @@ async fn flush(broker: &dyn Broker, subscription: &str, ops: Vec<Op>) {
     }
     if !acks.is_empty() {
         let n = acks.len();
-        if let Err(e) = broker.ack(subscription, acks).await {
-            tracing::warn!(subscription, count = n, error = %e, "ack failed; those messages will be redelivered");
+        match broker.ack(subscription, acks).await {
+            Ok(()) => {
+                if let Some(acked) = &p.acked {
+                    acked.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                // What a benchmark of the `worker` binary counts (RUST_LOG=...ack=debug).
+                tracing::debug!(event = "acks.sent", subscription, count = n, "acked");
+            }
+            Err(e) => {
+                tracing::warn!(subscription, count = n, error = %e, "ack failed; those messages will be redelivered")
+            }
         }
     }
     for (seconds, ids) in deadlines {
@@ -145,6 +158,7 @@ mod tests {
             broker: Arc::new(broker.clone()),
             subscription: "s".into(),
             flush_every: Duration::from_millis(20),
+            acked: None,
         }));
         let mut tasks = tokio::task::JoinSet::new();
         for chunk in ids.chunks(100) {
@@ -175,6 +189,7 @@ mod tests {
             broker: Arc::new(broker.clone()),
             subscription: "s".into(),
             flush_every: Duration::from_millis(50),
+            acked: None,
         });
         acker.set_deadline(ids[0].clone(), 300);
         acker.set_deadline(ids[1].clone(), 0);

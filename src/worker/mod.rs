@@ -147,6 +147,11 @@ impl WorkerStats {
         self.0.summary()
     }
 
+    /// Messages acked so far (cheap: one load, unlike [`summary`](Self::summary)).
+    pub fn acked(&self) -> u64 {
+        self.0.acked.load(Relaxed)
+    }
+
     /// Streaming pulls open now (equal to the configured streams once the worker is pulling).
     pub fn open_streams(&self) -> u64 {
         self.0.open_streams.load(Relaxed)
@@ -221,6 +226,7 @@ impl Worker {
             broker: broker.clone(),
             subscription: subscription.clone(),
             flush_every: Duration::from_millis(5),
+            acked: Some(stats.acked.clone()),
         });
         let shared = Arc::new(Shared {
             client: client.clone(),

@@ -66,6 +66,7 @@ impl Scheduler {
             broker: broker.clone(),
             subscription: subscription.clone(),
             flush_every: Duration::from_millis(10),
+            acked: None,
         }));
         let lease = LeaseKeeper::start(LeaseKeeperParams {
             broker,

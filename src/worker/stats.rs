@@ -18,6 +18,7 @@ pub(crate) struct Stats {
     pub running: AtomicU64,
     pub open_streams: std::sync::Arc<AtomicU64>,
     pub parked: std::sync::Arc<AtomicU64>,
+    pub acked: std::sync::Arc<AtomicU64>,
     run_ms: Mutex<Vec<u64>>,
     seen: AtomicU64,
 }
@@ -41,6 +42,9 @@ pub struct WorkerSummary {
     pub running: u64,
     /// Scheduled jobs handed back to Pub/Sub until nearer their time (each park counts).
     pub parked: u64,
+    /// Messages of this queue acked (Pub/Sub answered the ack): the last step of every job
+    /// (its outcome is durable before).
+    pub acked: u64,
     /// Median run time of recent jobs, ms.
     pub p50_ms: u64,
     /// 99th percentile run time of recent jobs, ms.
@@ -82,6 +86,7 @@ impl Stats {
             discarded: self.discarded.load(Relaxed),
             running: self.running.load(Relaxed),
             parked: self.parked.load(Relaxed),
+            acked: self.acked.load(Relaxed),
             p50_ms: pct(0.5),
             p99_ms: pct(0.99),
         }

@@ -1,13 +1,16 @@
 //! Worker processing with a job store beside processing without one, in one run on one emulator:
 //! N no-op jobs enqueued (through a client with the same store, so their rows exist), then a
 //! worker in this process (concurrency 200, 4 streams by default) runs them; jobs/s from worker
-//! start to the last job done. Rounds alternate none / SQLite / PostgreSQL; medians of 3.
+//! start to the last job's ack (the last step, after its outcome is recorded: the store is
+//! checked to show every job succeeded then), and this process's CPU per job over the same
+//! span. Rounds alternate none / SQLite / PostgreSQL; medians of 3. `--bin e2e` measures the
+//! `worker` binary as its own process.
 //!
 //! ```text
 //! cargo run --release -p bench --bin store -- --n 20000
 //! ```
 
-use bench_support::{fill, fresh_pg, median};
+use bench_support::{cpu, fill, fresh_pg, median};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -65,8 +68,9 @@ impl Job for StoreNoop {
 }
 register_job!(StoreNoop);
 
-/// Enqueues `n` jobs on a fresh queue and measures a worker running them all.
-async fn round(client: &Client, args: &Args, label: &str) -> anyhow::Result<f64> {
+/// Enqueues `n` jobs on a fresh queue and measures a worker running them all: (jobs/s, CPU
+/// µs per job).
+async fn round(client: &Client, args: &Args, label: &str) -> anyhow::Result<(f64, f64)> {
     let queue = format!(
         "storebench-{label}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -81,7 +85,6 @@ async fn round(client: &Client, args: &Args, label: &str) -> anyhow::Result<f64>
         client.perform_all_later_on(&queue, jobs).await?;
         left -= k;
     }
-    let base = DONE.load(Ordering::Relaxed);
     let mut cfg = WorkerConfig::new(&queue);
     cfg.streams = args.streams;
     cfg.concurrency = args.concurrency;
@@ -89,19 +92,38 @@ async fn round(client: &Client, args: &Args, label: &str) -> anyhow::Result<f64>
     cfg.stats_interval = Duration::from_secs(3600);
     let stop = CancellationToken::new();
     let start = Instant::now();
-    let worker = tokio::spawn(Worker::new(client.clone(), cfg).run(stop.clone()));
+    let cpu0 = cpu::own_seconds();
+    let worker = Worker::new(client.clone(), cfg);
+    let stats = worker.stats();
+    let worker = tokio::spawn(worker.run(stop.clone()));
     let deadline = start + Duration::from_secs(900);
-    while DONE.load(Ordering::Relaxed) - base < args.n as u64 {
+    while stats.acked() < args.n as u64 {
         anyhow::ensure!(
             Instant::now() < deadline,
             "{label}: jobs did not finish in time"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let rate = args.n as f64 / start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu_us = (cpu::own_seconds() - cpu0) * 1e6 / args.n as f64;
+    let rate = args.n as f64 / elapsed;
+    if let Some(store) = client.store() {
+        let q = store::ListQuery {
+            queue: Some(queue.clone()),
+            status: Some(store::JobStatus::Succeeded),
+            limit: 1,
+            ..Default::default()
+        };
+        let shown = store.count(&q).await?.count;
+        anyhow::ensure!(
+            shown == args.n as u64,
+            "{label}: the store shows {shown} of {} jobs succeeded once all were acked",
+            args.n
+        );
+    }
     stop.cancel();
     worker.await??;
-    Ok(rate)
+    Ok((rate, cpu_us))
 }
 
 /// Fills `store` with `n` finished jobs (submit, start, succeed or morgue, in batches of 1,000,
@@ -239,23 +261,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if let (Some(a), Some(b)) = (wal_before, wal_bytes(&args.pg).await) {
             wal_per_job.push((b - a) as f64 / args.n as f64);
         }
+        let last = |v: &Vec<(f64, f64)>| v[r - 1];
         eprintln!(
-            "round {r}: none {:.0}, SQLite {:.0}, PostgreSQL {:.0} jobs/s",
-            none[r - 1],
-            sqlite[r - 1],
-            pg[r - 1]
+            "round {r}: none {:.0} ({:.1} us/job), SQLite {:.0} ({:.1}), PostgreSQL {:.0} ({:.1} in this process) jobs/s",
+            last(&none).0, last(&none).1, last(&sqlite).0, last(&sqlite).1, last(&pg).0, last(&pg).1
         );
     }
-    let (none, sqlite, pg) = (median(none), median(sqlite), median(pg));
+    let meds = |v: Vec<(f64, f64)>| {
+        (
+            median(v.iter().map(|x| x.0).collect()),
+            median(v.iter().map(|x| x.1).collect()),
+        )
+    };
+    let ((none, none_cpu), (sqlite, sqlite_cpu), (pg, pg_cpu)) =
+        (meds(none), meds(sqlite), meds(pg));
     println!(
         "worker processing, {} no-op jobs, concurrency {}, {} streams (medians of {} rounds)",
         args.n, args.concurrency, args.streams, args.rounds
     );
-    println!("| store | jobs/s | vs none |");
-    println!("|---|---|---|");
-    println!("| none | {none:.0} | 1.00x |");
-    println!("| SQLite | {sqlite:.0} | {:.2}x |", sqlite / none);
-    println!("| PostgreSQL | {pg:.0} | {:.2}x |", pg / none);
+    println!("| store | jobs/s | vs none | CPU us/job (this process) |");
+    println!("|---|---|---|---|");
+    println!("| none | {none:.0} | 1.00x | {none_cpu:.1} |");
+    println!(
+        "| SQLite | {sqlite:.0} | {:.2}x | {sqlite_cpu:.1} |",
+        sqlite / none
+    );
+    println!("| PostgreSQL | {pg:.0} | {:.2}x | {pg_cpu:.1} |", pg / none);
     // Steadier than PostgreSQL's jobs/s on a shared machine: what each job writes to the log.
     let wal = (!wal_per_job.is_empty()).then(|| median(wal_per_job));
     if let Some(w) = wal {
@@ -265,6 +296,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({"none": none, "sqlite": sqlite, "postgres": pg,
+                "none_cpu_us": none_cpu, "sqlite_cpu_us": sqlite_cpu, "postgres_cpu_us": pg_cpu,
                 "sqlite_ratio": sqlite / none, "postgres_ratio": pg / none,
                 "postgres_wal_bytes_per_job": wal})
         );

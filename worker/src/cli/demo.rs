@@ -261,6 +261,7 @@ fn sum(all: &[WorkerSummary]) -> WorkerSummary {
         t.morgued += s.morgued;
         t.discarded += s.discarded;
         t.running += s.running;
+        t.acked += s.acked;
     }
     t
 }
