@@ -54,7 +54,7 @@ impl<T: Job> ErasedJob for T {
 pub struct JobRegistration {
     name: &'static str,
     type_name: fn() -> &'static str,
-    decode: fn(serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError>,
+    decode: fn(&serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError>,
     retry_policy: fn() -> RetryPolicy,
     timeout: fn() -> Duration,
 }
@@ -86,11 +86,12 @@ impl std::fmt::Display for ArgumentsError {
     }
 }
 
-fn decode<T: Job>(value: serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
+fn decode<T: Job>(value: &serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
     // One positional argument (`perform(user_id)` in Rails: `[42]`) also fits a newtype job
     // (`struct Job(u64)`), which serde reads from the bare value: tried only if the array fails.
-    let lone = match &value {
-        serde_json::Value::Array(items) if items.len() == 1 => Some(items[0].clone()),
+    // Read from the envelope's value in place: no copy of the arguments.
+    let lone = match value {
+        serde_json::Value::Array(items) if items.len() == 1 => Some(&items[0]),
         _ => None,
     };
     serde_path_to_error::deserialize::<_, T>(value)
@@ -134,6 +135,15 @@ impl JobRegistration {
     pub fn decode(
         &self,
         arguments: serde_json::Value,
+    ) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
+        (self.decode)(&arguments)
+    }
+
+    /// [`decode`](Self::decode) from a borrowed value (what the worker does: the envelope keeps
+    /// its arguments, and nothing is copied).
+    pub(crate) fn decode_ref(
+        &self,
+        arguments: &serde_json::Value,
     ) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
         (self.decode)(arguments)
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{field, Instrument};
 
 use super::outcome;
@@ -16,9 +17,29 @@ use crate::envelope::Envelope;
 use crate::job::JobContext;
 use crate::store::{Start, StartOutcome};
 
+/// The concurrency slot a job runs in, and the pipeline its outcome is settled in.
+pub(crate) struct Slot {
+    /// The job's place among the `concurrency` jobs performing at once.
+    pub running: OwnedSemaphorePermit,
+    /// The jobs whose outcome is being recorded and acked, at most `concurrency`: taken before
+    /// the running slot is given back, so a slow store holds new jobs back instead of piling
+    /// up finished ones.
+    pub settling: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// `perform` has returned: move to the settling stage and free the slot for the next job
+    /// (recording the outcome and acking it do not hold up the next job's start).
+    async fn settle(self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.settling.acquire_owned().await.ok();
+        drop(self.running);
+        permit
+    }
+}
+
 /// Processes one delivery inside the job's span (`job_id`, `job_class`, `queue`, `attempt`):
 /// every log line of the job's life carries those fields from it.
-pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
+pub(crate) async fn process(shared: Arc<Shared>, d: Delivery, slot: Slot) {
     let span = tracing::info_span!(
         "job",
         job_id = field::Empty,
@@ -26,10 +47,10 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery) {
         queue = %shared.queue,
         attempt = field::Empty,
     );
-    process_in_span(shared, d).instrument(span).await
+    process_in_span(shared, d, slot).instrument(span).await
 }
 
-async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
+async fn process_in_span(shared: Arc<Shared>, d: Delivery, slot: Slot) {
     let env = match Envelope::decode(&d.data, &d.attributes) {
         Ok(env) => {
             let span = tracing::Span::current();
@@ -58,7 +79,7 @@ async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
         );
         return outcome::morgue_unrunnable(&shared, d, Some(&env), reason).await;
     };
-    let job = match reg.decode(env.arguments.clone()) {
+    let job = match reg.decode_ref(&env.arguments) {
         Ok(job) => job,
         Err(msg) => {
             let reason = format!(
@@ -115,5 +136,6 @@ async fn process_in_span(shared: Arc<Shared>, d: Delivery) {
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     shared.stats.record_run(elapsed);
     let outputs = std::mem::take(&mut *outputs.lock().unwrap_or_else(|p| p.into_inner()));
+    let _settling = slot.settle().await;
     outcome::finish(&shared, d, env, reg, result, outputs, elapsed).await;
 }

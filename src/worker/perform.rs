@@ -1,19 +1,16 @@
-//! Perform: the job's own code runs here, in a task of its own, so that a panic is caught and
+//! Perform: the job's own code runs here, in the job's task, so that a panic is caught and
 //! counted as a failure ([`JobPanic`]) and a job over its timeout is stopped ([`JobTimeout`]).
+//! (One task per job: the panic is caught where the job's future is polled, not by a second
+//! task.)
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use crate::error::{JobError, JobPanic, JobTimeout};
 use crate::job::JobContext;
 use crate::registry::ErasedJob;
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -31,16 +28,16 @@ pub(crate) async fn run(
     ctx: JobContext,
     timeout: Duration,
 ) -> Result<(), JobError> {
-    let mut handle = tokio::spawn(async move { job.perform_erased(&ctx).await });
-    // If this future is dropped (worker shutdown past its timeout), stop the job too.
-    let _guard = AbortOnDrop(handle.abort_handle());
-    match tokio::time::timeout(timeout, &mut handle).await {
+    // The job's future is owned here: if this future is dropped (worker shutdown past its
+    // timeout), the job stops with it. A panic while it is polled unwinds to catch_unwind; the
+    // job and its context are dropped then, as a panicked task's would be.
+    let perform = AssertUnwindSafe(async move { job.perform_erased(&ctx).await }).catch_unwind();
+    match tokio::time::timeout(timeout, perform).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) if e.is_panic() => Err(JobPanic {
-            message: panic_message(e.into_panic()),
+        Ok(Err(payload)) => Err(JobPanic {
+            message: panic_message(payload),
         }
         .into()),
-        Ok(Err(_)) => Err(JobError::msg("the job's task was cancelled")),
         Err(_) => Err(JobTimeout { after: timeout }.into()),
     }
 }

@@ -188,7 +188,15 @@ async fn write_loop(
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
+        let began = std::time::Instant::now();
         let results = apply(&*store, &ops).await;
+        // The store's own timing per batch (RUST_LOG=pubsub_jobs::worker::record=debug).
+        tracing::debug!(
+            event = "store.batch",
+            writes = ops.len(),
+            us = began.elapsed().as_micros() as u64,
+            "batch recorded"
+        );
         for (reply, r) in replies.drain(..).zip(results) {
             let _ = reply.send(r.map_err(|e| e.to_string()));
         }

@@ -218,6 +218,9 @@ impl SqlStore {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // 16 MiB of page cache (default 2 MiB): the jobs' indexes stay in memory
+                    // instead of being read back from the file on every batch.
+                    conn.execute("PRAGMA cache_size = -16384").await?;
                     Ok(())
                 })
             });
