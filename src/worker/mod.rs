@@ -287,46 +287,38 @@ impl Worker {
             };
             let (tx, shared, stopping) = (tx.clone(), shared.clone(), stop_pulling.clone());
             let (broker, subscription) = (broker.clone(), subscription.clone());
-            let blocked = Blocked::default();
-            let patience = (config.ack_deadline / 10).min(Duration::from_secs(1));
             pullers.spawn(consume(params, move |d| {
-                // Keep a message (leased, extended) if there is room. When the prefetch is full,
-                // wait for room, but a stream that has been blocked for `patience` hands what
-                // arrives back at once (batched with the acks) so that another worker can run
-                // it: what waits unread in the stream is not extended, so a stream is never
-                // blocked for long. On real Pub/Sub, flow control keeps the excess away; the
-                // emulator ignores it, and releasing on the first full moment made it redeliver
-                // the excess over and over (most of a store-backed worker's CPU at 4 streams).
-                let (tx, shared, stopping) = (tx.clone(), shared.clone(), stopping.clone());
+                // Never leave a message sitting unextended in a stream's buffer: take it now,
+                // keep it (leased, extended) if there is room, else hand it back at once so that
+                // another worker can run it (through the ack batcher: one request for many).
+                // On real Pub/Sub, flow control keeps the excess away; the emulator ignores it
+                // and redelivers what is handed back, so a worker slower than its streams keeps
+                // re-pulling the excess there (docs/BENCHMARKS.md measures at 1 stream too).
+                // Holding the excess instead (waiting for room) measured faster on the emulator
+                // but left other workers idle and let what waits unread in the stream age past
+                // its lease under long jobs.
+                let release = if stopping.is_cancelled() {
+                    Some(d.ack_id)
+                } else {
+                    shared.lease.hold(&d.ack_id);
+                    match tx.try_send(d) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            let d = e.into_inner();
+                            shared.lease.forget(&d.ack_id);
+                            shared.acker.set_deadline(d.ack_id, 0);
+                            None
+                        }
+                    }
+                };
                 let (broker, subscription) = (broker.clone(), subscription.clone());
-                let blocked = blocked.clone();
                 async move {
-                    if stopping.is_cancelled() {
-                        if let Err(e) = broker.modify_ack_deadline(&subscription, vec![d.ack_id], 0).await {
+                    // Shutting down: the ack batcher may have stopped, so release directly.
+                    if let Some(ack_id) = release {
+                        if let Err(e) = broker.modify_ack_deadline(&subscription, vec![ack_id], 0).await {
                             tracing::debug!(error = %e, "could not release a message; it returns when its lease lapses");
                         }
-                        return;
                     }
-                    shared.lease.hold(&d.ack_id);
-                    let d = match tx.try_send(d) {
-                        Ok(()) => {
-                            blocked.set(None);
-                            return;
-                        }
-                        Err(e) => e.into_inner(),
-                    };
-                    let since = blocked.get_or_insert_now();
-                    let left = patience.saturating_sub(since.elapsed());
-                    let d = match tx.send_timeout(d, left).await {
-                        Ok(()) => {
-                            blocked.set(None);
-                            return;
-                        }
-                        Err(mpsc::error::SendTimeoutError::Timeout(d))
-                        | Err(mpsc::error::SendTimeoutError::Closed(d)) => d,
-                    };
-                    shared.lease.forget(&d.ack_id);
-                    shared.acker.set_deadline(d.ack_id, 0);
                 }
             }));
         }
@@ -419,25 +411,6 @@ impl Worker {
         }
         let summary = log_summary(&shared, "worker stopped");
         Ok(summary)
-    }
-}
-
-/// Since when a stream has been waiting for room in the prefetch (None: it is not).
-#[derive(Clone, Default)]
-struct Blocked(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
-
-impl Blocked {
-    fn set(&self, v: Option<std::time::Instant>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = v;
-    }
-
-    /// The start of the wait, starting it now if there is none.
-    fn get_or_insert_now(&self) -> std::time::Instant {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(std::time::Instant::now)
     }
 }
 
