@@ -101,6 +101,7 @@ pub mod envelope;
 #[cfg(feature = "http-job")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-job")))]
 pub mod http_job;
+pub mod logging;
 pub mod morgue;
 #[cfg(feature = "periodic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "periodic")))]

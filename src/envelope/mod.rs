@@ -222,6 +222,17 @@ impl Envelope {
         if body.is_empty() {
             return Err(DecodeError::Broken("empty body".into()));
         }
+        // The common case in one pass: a well-formed envelope of ours. Anything else (ActiveJob,
+        // or a body with something wrong) takes the path below, which names what is wrong.
+        if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+            if env.format_version > FORMAT_VERSION {
+                return Err(DecodeError::NewerFormat {
+                    found: env.format_version.into(),
+                    supported: FORMAT_VERSION,
+                });
+            }
+            return check_attributes(env, attributes);
+        }
         let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| DecodeError::Broken(format!("body is not JSON: {e}")))?;
         let obj = value
@@ -243,31 +254,40 @@ impl Envelope {
         }
         let env: Envelope = serde_path_to_error::deserialize(value)
             .map_err(|e| DecodeError::Broken(format!("{}: {}", e.path(), e.inner())))?;
-        if let Some(class) = attributes.get(ATTR_JOB_CLASS) {
-            if *class != env.job_class {
-                return Err(DecodeError::AttributeMismatch {
-                    attribute: ATTR_JOB_CLASS,
-                    attribute_value: class.clone(),
-                    body_value: env.job_class,
-                });
-            }
-        }
-        if let Some(id) = attributes.get(ATTR_JOB_ID) {
-            if *id != env.job_id.to_string() {
-                return Err(DecodeError::AttributeMismatch {
-                    attribute: ATTR_JOB_ID,
-                    attribute_value: id.clone(),
-                    body_value: env.job_id.to_string(),
-                });
-            }
-        }
-        Ok(env)
+        check_attributes(env, attributes)
     }
 
     /// The 1-based number of the execution about to run.
     pub fn attempt(&self) -> u32 {
         self.executions + 1
     }
+}
+
+/// Checks a decoded envelope against the message's routing attributes.
+fn check_attributes(
+    env: Envelope,
+    attributes: &HashMap<String, String>,
+) -> Result<Envelope, DecodeError> {
+    if let Some(class) = attributes.get(ATTR_JOB_CLASS) {
+        if *class != env.job_class {
+            return Err(DecodeError::AttributeMismatch {
+                attribute: ATTR_JOB_CLASS,
+                attribute_value: class.clone(),
+                body_value: env.job_class,
+            });
+        }
+    }
+    if let Some(id) = attributes.get(ATTR_JOB_ID) {
+        let mut buf = Uuid::encode_buffer();
+        if id.as_str() != env.job_id.hyphenated().encode_lower(&mut buf) {
+            return Err(DecodeError::AttributeMismatch {
+                attribute: ATTR_JOB_ID,
+                attribute_value: id.clone(),
+                body_value: env.job_id.to_string(),
+            });
+        }
+    }
+    Ok(env)
 }
 
 /// Reads the `scheduled_at` attribute (epoch ms), if present and valid.

@@ -96,6 +96,8 @@ async fn flush(p: &AckBatcherParams, ops: Vec<Op>) {
     }
     if !acks.is_empty() {
         let n = acks.len();
+        // The log lines of these jobs (`job.succeeded`, ...) go out before their acks.
+        crate::logging::flush();
         match broker.ack(subscription, acks).await {
             Ok(()) => {
                 if let Some(acked) = &p.acked {

@@ -358,7 +358,9 @@ impl Worker {
                 running: permit,
                 settling: settling.clone(),
             };
-            running.spawn(dispatch::process(shared, d, slot));
+            // Boxed: the task then holds a pointer, not the whole job future, which tokio
+            // would copy into the task, and again out of it when the task is reaped.
+            running.spawn(Box::pin(dispatch::process(shared, d, slot)));
             while running.try_join_next().is_some() {}
         }
 

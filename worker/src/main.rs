@@ -8,6 +8,11 @@ use pubsub_jobs::http_job::HttpRequestJob;
 use pubsub_jobs::Registry;
 use pubsub_jobs_cli::mock_job::MockJob;
 
+/// mimalloc: a job's life is many small short-lived allocations made and freed on different
+/// threads, where glibc's allocator spent about a sixth of the worker's CPU (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Registry::from_inventory() {

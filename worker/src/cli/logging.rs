@@ -9,15 +9,19 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use super::LogFormat;
 
 /// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (else `default_level`).
+///
+/// Lines go through [`pubsub_jobs::logging`]'s buffer: written in batches, warnings and errors
+/// at once, and always before the acks of the jobs they report. Call
+/// [`pubsub_jobs::logging::flush`] before exiting (`main_with` does).
 pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -25,7 +29,12 @@ pub fn init_logging(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         // Colours only on a terminal: a log file or a collector gets plain text.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr);
+        .with_writer(BufferedStderr(pubsub_jobs::logging::install_stderr()));
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        pubsub_jobs::logging::flush();
+        hook(info);
+    }));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
@@ -33,6 +42,21 @@ pub fn init_logging(format: LogFormat, default_level: &str) {
             .event_format(FlatJson)
             .try_init(),
     };
+}
+
+/// Standard error through the log buffer; warnings and errors flush it.
+struct BufferedStderr(&'static pubsub_jobs::logging::LogBuffer);
+
+impl<'a> MakeWriter<'a> for BufferedStderr {
+    type Writer = pubsub_jobs::logging::LineWriter<'static>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.writer(true)
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        self.0.writer(*meta.level() <= Level::WARN)
+    }
 }
 
 /// One flat JSON object per event: span fields, then the event's own (which win on a clash).

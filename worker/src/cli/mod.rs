@@ -362,14 +362,16 @@ pub async fn main_with(registry: Registry) -> ExitCode {
         Some(_) => "warn",
     };
     init_logging(cli.global.log_format, level);
-    match run(cli, registry).await {
+    let code = match run(cli, registry).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    pubsub_jobs::logging::flush();
+    code
 }
 
 /// Runs a parsed command line with the job classes of `registry`.
