@@ -40,27 +40,37 @@ impl Slot {
 /// Processes one delivery inside the job's span (`job_id`, `job_class`, `queue`, `attempt`):
 /// every log line of the job's life carries those fields from it.
 pub(crate) async fn process(shared: Arc<Shared>, d: Delivery, slot: Slot) {
-    let span = tracing::info_span!(
-        "job",
-        job_id = field::Empty,
-        job_class = field::Empty,
-        queue = %shared.queue,
-        attempt = field::Empty,
-    );
-    process_in_span(shared, d, slot).instrument(span).await
+    match Envelope::decode(&d.data, &d.attributes) {
+        Ok(env) => {
+            // Every field at once: recording them one by one later costs a pass each.
+            let span = tracing::info_span!(
+                "job",
+                job_id = %env.job_id,
+                job_class = env.job_class.as_str(),
+                queue = %shared.queue,
+                attempt = env.attempt(),
+            );
+            run(shared, d, env, slot).instrument(span).await
+        }
+        Err(e) => {
+            // The morgue path fills in what the message's attributes say of the job.
+            let span = tracing::info_span!(
+                "job",
+                job_id = field::Empty,
+                job_class = field::Empty,
+                queue = %shared.queue,
+                attempt = field::Empty,
+            );
+            let unrunnable = async {
+                outcome::morgue_unrunnable(&shared, d, None, e.to_string()).await;
+                drop(slot);
+            };
+            unrunnable.instrument(span).await
+        }
+    }
 }
 
-async fn process_in_span(shared: Arc<Shared>, d: Delivery, slot: Slot) {
-    let env = match Envelope::decode(&d.data, &d.attributes) {
-        Ok(env) => {
-            let span = tracing::Span::current();
-            span.record("job_id", field::display(env.job_id));
-            span.record("job_class", env.job_class.as_str());
-            span.record("attempt", env.attempt());
-            env
-        }
-        Err(e) => return outcome::morgue_unrunnable(&shared, d, None, e.to_string()).await,
-    };
+async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
     if let Some(at) = env.scheduled_at {
         if at > Utc::now() {
             // Not due (published straight to the queue, or a clock ahead of ours): park it.

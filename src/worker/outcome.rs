@@ -82,12 +82,6 @@ async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) -> bool {
     {
         Ok(_) => {
             shared.stats.morgued.fetch_add(1, Relaxed);
-            // What the morgue record says of the job (for a message that did not decode, all
-            // the span knows), with its executions as the attempt.
-            let span = tracing::Span::current();
-            span.record("job_id", record.job_id.as_deref().unwrap_or(""));
-            span.record("job_class", record.job_class.as_deref().unwrap_or(""));
-            span.record("attempt", record.executions.unwrap_or(0));
             tracing::warn!(
                 event = "job.morgued",
                 error = %record.error,
@@ -112,6 +106,14 @@ pub(crate) async fn morgue_unrunnable(
 ) {
     shared.stats.processed.fetch_add(1, Relaxed);
     let record = MorgueRecord::new(d.data.clone(), reason, &shared.queue, env, &d.attributes);
+    if env.is_none() {
+        // A message that did not decode: its span knows only what the morgue record says of
+        // the job, with its executions as the attempt.
+        let span = tracing::Span::current();
+        span.record("job_id", record.job_id.as_deref().unwrap_or(""));
+        span.record("job_class", record.job_class.as_deref().unwrap_or(""));
+        span.record("attempt", record.executions.unwrap_or(0));
+    }
     let error = record.error.clone();
     if morgue(shared, d, record).await {
         if let Some(env) = env {
