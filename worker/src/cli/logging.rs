@@ -80,33 +80,180 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = serde_json::Map::new();
-        line.insert(
-            "timestamp".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                .into(),
-        );
-        line.insert(
-            "level".into(),
-            event.metadata().level().as_str().to_string().into(),
-        );
-        if let Some(scope) = ctx.event_scope() {
+        if let Some(done) = write_flat_json(ctx, &mut writer, event) {
+            return done;
+        }
+        flat_json_merged(ctx, writer, event)
+    }
+}
+
+/// The line of [`FlatJson`] written straight out, when no two of its keys clash (the common
+/// case: one span with fields). `None` when some do: then the merging path decides.
+fn write_flat_json<S, N>(
+    ctx: &FmtContext<'_, S, N>,
+    writer: &mut Writer<'_>,
+    event: &Event<'_>,
+) -> Option<fmt::Result>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let span = match ctx.event_scope() {
+        None => None,
+        Some(scope) => {
+            let mut with_fields = None;
             for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(fields) = ext.get::<FormattedFields<N>>() {
-                    if let Ok(serde_json::Value::Object(o)) =
-                        serde_json::from_str::<serde_json::Value>(fields)
-                    {
-                        line.extend(o);
+                let has_fields = span
+                    .extensions()
+                    .get::<FormattedFields<N>>()
+                    .is_some_and(|f| f.len() > 2);
+                if has_fields {
+                    if with_fields.is_some() {
+                        return None;
                     }
+                    with_fields = Some(span);
+                }
+            }
+            with_fields
+        }
+    };
+    let ext = span.as_ref().map(|s| s.extensions());
+    let span_fields = ext
+        .as_ref()
+        .and_then(|e| e.get::<FormattedFields<N>>())
+        .map(|f| f.fields.as_str())
+        .unwrap_or("");
+    const RESERVED: [&str; 3] = ["timestamp", "level", "target"];
+    let clashes = |name: &str| RESERVED.contains(&name) || clashes_in(span_fields, name);
+    if RESERVED.iter().any(|r| clashes_in(span_fields, r))
+        || event.metadata().fields().iter().any(|f| clashes(f.name()))
+    {
+        return None;
+    }
+    Some((|| {
+        writer.write_str("{\"timestamp\":\"")?;
+        write_timestamp(writer)?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(event.metadata().level().as_str())?;
+        writer.write_char('"')?;
+        if span_fields.len() > 2 {
+            writer.write_char(',')?;
+            writer.write_str(&span_fields[1..span_fields.len() - 1])?;
+        }
+        let mut visitor = JsonVisitor {
+            writer: &mut *writer,
+            result: Ok(()),
+        };
+        event.record(&mut visitor);
+        visitor.result?;
+        writer.write_str(",\"target\":")?;
+        write_json_str(writer, event.metadata().target())?;
+        writer.write_str("}\n")
+    })())
+}
+
+/// Whether the JSON object text `fields` has the key `name`.
+fn clashes_in(fields: &str, name: &str) -> bool {
+    fields
+        .match_indices(name)
+        .any(|(i, _)| fields[..i].ends_with('"') && fields[i + name.len()..].starts_with("\":"))
+}
+
+/// A JSON string literal.
+fn write_json_str(writer: &mut Writer<'_>, s: &str) -> fmt::Result {
+    if s.chars().all(|c| c != '"' && c != '\\' && !c.is_control()) {
+        writer.write_char('"')?;
+        writer.write_str(s)?;
+        writer.write_char('"')
+    } else {
+        // Escaping a string cannot fail.
+        writer.write_str(&serde_json::to_string(s).unwrap_or_default())
+    }
+}
+
+/// Writes an event's fields as `,"name":value` members.
+struct JsonVisitor<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonVisitor<'_, '_> {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = (|| {
+                self.writer.write_char(',')?;
+                write_json_str(self.writer, field.name())?;
+                self.writer.write_char(':')?;
+                value(self.writer)
+            })();
+        }
+    }
+}
+
+impl Visit for JsonVisitor<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.member(field, |w| {
+            if value.is_finite() {
+                write!(w, "{}", serde_json::Value::from(value))
+            } else {
+                w.write_str("null")
+            }
+        });
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field, |w| write_json_str(w, value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.member(field, |w| write_json_str(w, &format!("{value:?}")));
+    }
+}
+
+/// [`FlatJson`]'s line built as a map, for lines whose keys clash: the event's fields win over
+/// its spans', an inner span's over an outer one's.
+fn flat_json_merged<S, N>(
+    ctx: &FmtContext<'_, S, N>,
+    mut writer: Writer<'_>,
+    event: &Event<'_>,
+) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "timestamp".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into(),
+    );
+    line.insert(
+        "level".into(),
+        event.metadata().level().as_str().to_string().into(),
+    );
+    if let Some(scope) = ctx.event_scope() {
+        for span in scope.from_root() {
+            let ext = span.extensions();
+            if let Some(fields) = ext.get::<FormattedFields<N>>() {
+                if let Ok(serde_json::Value::Object(o)) =
+                    serde_json::from_str::<serde_json::Value>(fields)
+                {
+                    line.extend(o);
                 }
             }
         }
-        event.record(&mut Fields(&mut line));
-        line.insert("target".into(), event.metadata().target().into());
-        writeln!(writer, "{}", serde_json::Value::Object(line))
     }
+    event.record(&mut Fields(&mut line));
+    line.insert("target".into(), event.metadata().target().into());
+    writeln!(writer, "{}", serde_json::Value::Object(line))
 }
 
 /// Collects an event's fields into the JSON object.
@@ -376,5 +523,79 @@ mod tests {
         let ours = lines(&ours);
         assert_eq!(ours.len(), 3, "{ours:#?}");
         assert_eq!(ours, lines(&theirs));
+    }
+
+    struct MergedOnly;
+
+    impl<S, N> FormatEvent<S, N> for MergedOnly
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            flat_json_merged(ctx, writer, event)
+        }
+    }
+
+    fn json_lines(out: &Captured) -> Vec<serde_json::Value> {
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not one JSON object ({e}): {l}"));
+                let ts = v["timestamp"].take();
+                let ts = ts.as_str().unwrap_or_default();
+                assert!(
+                    ts.len() == 27 && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+                    "timestamp {ts:?}"
+                );
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flat_json_lines_written_straight_equal_the_merged_ones_and_the_event_wins_a_clash() {
+        let emit_all = || {
+            emit();
+            let outer = tracing::info_span!("outer", queue = "default", job_class = "Outer");
+            let _o = outer.enter();
+            let inner = tracing::info_span!("job", job_class = "Inner");
+            let _i = inner.enter();
+            tracing::info!(job_class = "Event", "clash");
+            tracing::info!(level = "mine", "reserved name");
+        };
+        let fast = Captured::default();
+        let out = fast.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit_all);
+        let merged = Captured::default();
+        let out = merged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(MergedOnly)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit_all);
+        let fast = json_lines(&fast);
+        assert_eq!(fast.len(), 5, "{fast:#?}");
+        assert_eq!(fast, json_lines(&merged));
+        assert_eq!(fast[0]["job_class"], "MockJob");
+        assert_eq!(fast[0]["attempt"], 2);
+        assert_eq!(fast[0]["late"], "yes \"quoted\"");
+        assert_eq!(fast[1]["error"], "boom: bad\tinput");
+        assert_eq!(fast[1]["ok"], false);
+        assert_eq!(fast[1]["level"], "WARN");
+        assert_eq!(fast[3]["job_class"], "Event");
+        assert_eq!(fast[3]["queue"], "default");
     }
 }
