@@ -55,7 +55,10 @@ impl Job for MockJob {
                 self.sleep_duration
             )));
         }
-        tokio::time::sleep(Duration::from_secs_f64(self.sleep_duration)).await;
+        if self.sleep_duration > 0.0 {
+            // A zero sleep would still arm a timer and wake the runtime: a no-op job does not.
+            tokio::time::sleep(Duration::from_secs_f64(self.sleep_duration)).await;
+        }
         let fail_now = self.raise_error || self.fail_attempts.is_some_and(|n| ctx.attempt <= n);
         if fail_now {
             return Err(MockJobError {
