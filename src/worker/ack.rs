@@ -51,7 +51,8 @@ impl AckBatcher {
                     }
                 }
                 let stop = n == 0 || buf.iter().any(|op| matches!(op, Op::Stop));
-                flush(&p, std::mem::take(&mut buf)).await;
+                // Drained, not taken: the buffer keeps its capacity for the next batch.
+                flush(&p, &mut buf).await;
                 if stop {
                     break;
                 }
@@ -83,11 +84,11 @@ impl AckBatcher {
     }
 }
 
-async fn flush(p: &AckBatcherParams, ops: Vec<Op>) {
+async fn flush(p: &AckBatcherParams, ops: &mut Vec<Op>) {
     let (broker, subscription) = (&*p.broker, p.subscription.as_str());
-    let mut acks = Vec::new();
+    let mut acks = Vec::with_capacity(ops.len());
     let mut deadlines: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for op in ops {
+    for op in ops.drain(..) {
         match op {
             Op::Ack(id) => acks.push(id),
             Op::Deadline(id, s) => deadlines.entry(s).or_default().push(id),
