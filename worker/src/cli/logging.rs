@@ -159,16 +159,24 @@ fn clashes_in(fields: &str, name: &str) -> bool {
         .any(|(i, _)| fields[..i].ends_with('"') && fields[i + name.len()..].starts_with("\":"))
 }
 
-/// A JSON string literal.
-fn write_json_str(writer: &mut Writer<'_>, s: &str) -> fmt::Result {
-    if s.chars().all(|c| c != '"' && c != '\\' && !c.is_control()) {
+/// Writes `s` in double quotes when it needs no escaping (the common case, in JSON and in
+/// `Debug` alike); `None` when it does, and then nothing is written.
+fn write_quoted_as_is(writer: &mut Writer<'_>, s: &str) -> Option<fmt::Result> {
+    if !s.chars().all(|c| c != '"' && c != '\\' && !c.is_control()) {
+        return None;
+    }
+    Some((|| {
         writer.write_char('"')?;
         writer.write_str(s)?;
         writer.write_char('"')
-    } else {
-        // Escaping a string cannot fail.
-        writer.write_str(&serde_json::to_string(s).unwrap_or_default())
-    }
+    })())
+}
+
+/// A JSON string literal.
+fn write_json_str(writer: &mut Writer<'_>, s: &str) -> fmt::Result {
+    // Escaping a string cannot fail.
+    write_quoted_as_is(writer, s)
+        .unwrap_or_else(|| writer.write_str(&serde_json::to_string(s).unwrap_or_default()))
 }
 
 /// Writes an event's fields as `,"name":value` members.
@@ -433,15 +441,8 @@ impl Visit for PlainVisitor<'_, '_> {
         self.record(field, |w| {
             if message {
                 w.write_str(value)
-            } else if value
-                .chars()
-                .all(|c| c != '"' && c != '\\' && !c.is_control())
-            {
-                w.write_char('"')?;
-                w.write_str(value)?;
-                w.write_char('"')
             } else {
-                write!(w, "{value:?}")
+                write_quoted_as_is(w, value).unwrap_or_else(|| write!(w, "{value:?}"))
             }
         });
     }
