@@ -264,7 +264,8 @@ impl RetryPolicy {
             Action::Discard => Decision::Discard,
             Action::Retry { wait, attempts } => {
                 let count = exception_executions.entry(key.to_string()).or_insert(0);
-                *count += 1;
+                // Saturating: the count comes from the wire.
+                *count = count.saturating_add(1);
                 let failures = *count;
                 if failures < attempts {
                     Decision::Retry {
@@ -291,6 +292,17 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("b")]
     struct B;
+
+    #[test]
+    fn a_failure_count_at_its_maximum_saturates_and_spends_the_rule() {
+        let p = RetryPolicy::default();
+        let mut counts = BTreeMap::from([(DEFAULT_RULE_KEY.to_string(), u32::MAX)]);
+        match p.decide(&JobError::msg("boom"), &mut counts) {
+            Decision::Morgue { failures, .. } => assert_eq!(failures, u32::MAX),
+            other => panic!("a spent rule goes to the morgue: {other:?}"),
+        }
+        assert_eq!(counts[DEFAULT_RULE_KEY], u32::MAX);
+    }
 
     #[test]
     fn default_policy_retries_twice_five_minutes_apart_then_morgue() {

@@ -339,6 +339,121 @@ async fn a_panic_is_a_failure_and_the_worker_survives() {
     w.stop().await;
 }
 
+/// A job type whose `Deserialize` panics: the worker decodes arguments outside `perform`.
+#[derive(Debug, serde::Serialize)]
+struct PanicsOnDecode {}
+
+impl<'de> serde::Deserialize<'de> for PanicsOnDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("PanicsOnDecode's Deserialize panics on purpose")
+    }
+}
+
+impl Job for PanicsOnDecode {
+    const NAME: &'static str = "PanicsOnDecode";
+    async fn perform(&self, _: &pubsub_jobs::JobContext) -> Result<(), pubsub_jobs::JobError> {
+        Ok(())
+    }
+}
+pubsub_jobs::register_job!(PanicsOnDecode);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_message_wedges_the_worker_hostile_counters_and_panics_in_dispatch_end_in_the_morgue() {
+    let (client, q) = setup().await;
+    client.ensure_queue(&q).await.unwrap();
+    let probe = |key: &str, mode: Mode| serde_json::to_value(Probe::new(key, mode)).unwrap();
+    // Counters at u32::MAX: the next attempt, the failure count and Rails' sum overflowed.
+    let mut spent = Envelope::new("Probe", &q, probe(&unique("max-fallback"), Mode::Unmatched));
+    spent.executions = u32::MAX;
+    spent
+        .exception_executions
+        .insert("default".into(), u32::MAX);
+    let mut spent_rule = Envelope::new(
+        "Probe",
+        &q,
+        probe(&unique("max-rule"), Mode::FailFirst(u32::MAX)),
+    );
+    spent_rule.executions = u32::MAX;
+    spent_rule
+        .exception_executions
+        .insert(std::any::type_name::<ProbeError>().into(), u32::MAX);
+    let rails = serde_json::json!({
+        "job_class": "Probe", "job_id": uuid::Uuid::new_v4().to_string(), "queue_name": q,
+        "arguments": [{"key": unique("max-rails"), "sleep_ms": 0, "mode": "Unmatched",
+                       "_aj_symbol_keys": ["key", "sleep_ms", "mode"]}],
+        "executions": 4294967295u64,
+        "exception_executions": {"[A]": 4294967295u64, "[B]": 4294967295u64},
+    });
+    let panics = Envelope::new("PanicsOnDecode", &q, serde_json::json!({}));
+    let bodies = [
+        spent.to_body(),
+        spent_rule.to_body(),
+        serde_json::to_vec(&rails).unwrap(),
+        panics.to_body(),
+    ];
+    let msgs = bodies
+        .iter()
+        .map(|b| OutboundMessage {
+            data: b.clone(),
+            attributes: HashMap::new(),
+        })
+        .collect();
+    raw_broker()
+        .await
+        .publish(&client.resource_name(&q), msgs)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 4, LONG).await;
+    let reasons: Vec<&str> = dead.iter().map(|r| r.error.as_str()).collect();
+    assert_eq!(dead.len(), 4, "{reasons:?}");
+    let spent_ids = [spent.job_id, spent_rule.job_id].map(|id| id.to_string());
+    for r in &dead {
+        match r.job_class.as_deref() {
+            Some("Probe") => {
+                assert!(r.error.contains("retries spent"), "{}", r.error);
+                assert_eq!(r.executions, Some(u32::MAX), "counters saturate");
+            }
+            Some("PanicsOnDecode") => {
+                assert!(
+                    r.error
+                        .contains("the worker panicked while handling this message")
+                        && r.error.contains("Deserialize panics on purpose"),
+                    "{}",
+                    r.error
+                );
+                assert_eq!(r.job_id, Some(panics.job_id.to_string()));
+                assert_eq!(r.body, panics.to_body(), "the original body is kept");
+            }
+            other => panic!("unexpected morgue record for {other:?}: {}", r.error),
+        }
+    }
+    for id in &spent_ids {
+        assert!(
+            dead.iter().any(|r| r.job_id.as_ref() == Some(id)),
+            "{id} morgued"
+        );
+    }
+    // Nothing is held: every lease was given up with its outcome.
+    assert!(
+        wait_until(LONG, || w.stats.leased() == 0).await,
+        "still leased: {}",
+        w.stats.leased()
+    );
+    // And the worker still runs jobs.
+    let after = unique("after-wedge");
+    Probe::new(&after, Mode::Ok)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    assert!(wait_until(LONG, || run_count(&after) == 1).await);
+    assert!(wait_until(LONG, || w.stats.leased() == 0).await);
+    let summary = w.stop().await;
+    assert_eq!((summary.morgued, summary.succeeded), (4, 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_timeout_is_a_failure() {
     let (client, q) = setup().await;

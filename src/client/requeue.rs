@@ -21,7 +21,7 @@ impl Client {
         let mut env = Envelope::new(&rec.job_class, &rec.queue, rec.arguments.clone());
         env.job_id = rec.id;
         env.enqueued_at = rec.enqueued_at;
-        env.generation = rec.generation + 1;
+        env.generation = rec.generation.saturating_add(1);
         let job = self.prepare(env, Utc::now())?;
         let generation = job.env.generation;
         let outcome = store

@@ -68,14 +68,16 @@ pub(crate) fn to_envelope(
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()? as u32)))
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?.min(u64::from(u32::MAX)) as u32)))
                 .collect()
         })
         .unwrap_or_default();
     // Ruby's exception classes have no Rust counterpart: the failures Rails counted count
     // against the Rust job's fallback rule, so a job Rails retried twice has that many fewer
     // retries left under `otherwise` (its `retry_on` rules start their own counts).
-    let rails_failures: u32 = exception_executions.values().sum();
+    let rails_failures = exception_executions
+        .values()
+        .fold(0u32, |sum, n| sum.saturating_add(*n));
     if rails_failures > 0 {
         exception_executions
             .entry(super::DEFAULT_RULE_KEY.to_string())
@@ -288,6 +290,24 @@ mod tests {
         assert_eq!(env.attempt(), 1);
         assert_eq!(env.enqueued_at.to_rfc3339(), "2026-11-22T21:50:12+00:00");
         assert_eq!(env.scheduled_at, None);
+    }
+
+    #[test]
+    fn counters_from_the_wire_saturate_instead_of_overflowing() {
+        let env = decode(
+            r#"{"job_class":"MockJob","job_id":"e7ce1f84-41de-4653-aaa2-b92d76f975ce","arguments":[],
+                "executions":99999999999,"exception_executions":{"[A]":4294967295,"[B]":99999999999}}"#,
+            &[],
+        )
+        .expect("a job");
+        assert_eq!(env.executions, u32::MAX);
+        assert_eq!(env.attempt(), u32::MAX, "the next attempt saturates too");
+        assert_eq!(env.exception_executions["[B]"], u32::MAX);
+        assert_eq!(
+            env.exception_executions[crate::envelope::DEFAULT_RULE_KEY],
+            u32::MAX,
+            "Rails' failures summed, saturating"
+        );
     }
 
     #[test]

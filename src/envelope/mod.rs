@@ -257,9 +257,10 @@ impl Envelope {
         check_attributes(env, attributes)
     }
 
-    /// The 1-based number of the execution about to run.
+    /// The 1-based number of the execution about to run (saturating: the count comes from the
+    /// wire, and `u32::MAX` executions stays `u32::MAX`).
     pub fn attempt(&self) -> u32 {
-        self.executions + 1
+        self.executions.saturating_add(1)
     }
 }
 

@@ -3,10 +3,12 @@
 //! morgue with the reason, a job not yet due goes back to the scheduled topic, and the rest is
 //! performed and handed to its outcome.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{field, Instrument};
 
@@ -39,30 +41,92 @@ impl Slot {
 
 /// Processes one delivery inside the job's span (`job_id`, `job_class`, `queue`, `attempt`):
 /// every log line of the job's life carries those fields from it.
+///
+/// Nothing that happens here can leave the message held: a panic outside `perform` (which
+/// catches its own) in a job type's `Deserialize`, a store adapter or our own code is caught
+/// here, and a message not yet settled is sent to the morgue with the panic as the reason.
+/// Without this, the lease keeper would extend its lease for as long as the worker runs, and
+/// on Pub/Sub it would count against flow control for good.
 pub(crate) async fn process(shared: Arc<Shared>, d: Delivery, slot: Slot) {
+    let dispatched = AssertUnwindSafe(dispatch(&shared, &d, slot))
+        .catch_unwind()
+        .await;
+    if let Err(payload) = dispatched {
+        let reason = format!(
+            "the worker panicked while handling this message: {}",
+            super::perform::panic_message(payload)
+        );
+        after_panic(&shared, d, reason).await;
+    }
+}
+
+/// A panic in dispatch: the message goes to the morgue with the reason if nothing settled it
+/// (the lease keeper still holds it). If even that panics, it is released to come back in
+/// ten minutes rather than held.
+async fn after_panic(shared: &Shared, d: Delivery, reason: String) {
+    if !shared.lease.holds(&d.ack_id) {
+        tracing::error!(
+            message_id = %d.message_id,
+            error = %reason,
+            "a panic after the message was settled (acked or released); nothing more to do"
+        );
+        return;
+    }
+    // The envelope again (decoding does not panic; if it did, the record is made from the body),
+    // so that a store records the job as morgued.
+    let env = std::panic::catch_unwind(|| Envelope::decode(&d.data, &d.attributes))
+        .ok()
+        .and_then(Result::ok);
+    let span = job_span(shared, env.as_ref());
+    async {
+        tracing::error!(message_id = %d.message_id, error = %reason, "dispatch panicked");
+        let morgued = AssertUnwindSafe(outcome::morgue_unrunnable(shared, &d, env.as_ref(), reason))
+            .catch_unwind()
+            .await;
+        if morgued.is_err() && shared.lease.holds(&d.ack_id) {
+            tracing::error!(
+                message_id = %d.message_id,
+                "sending the message to the morgue panicked too; it is released and comes back in 600 s"
+            );
+            shared.lease.forget(&d.ack_id);
+            shared.acker.set_deadline(d.ack_id.clone(), 600);
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The job's span, with every field at once (recording them one by one later costs a pass
+/// each). Without an envelope the morgue path fills in what the message says of the job.
+fn job_span(shared: &Shared, env: Option<&Envelope>) -> tracing::Span {
+    match env {
+        Some(env) => tracing::info_span!(
+            "job",
+            job_id = %env.job_id,
+            job_class = env.job_class.as_str(),
+            queue = %shared.queue,
+            attempt = env.attempt(),
+        ),
+        None => tracing::info_span!(
+            "job",
+            job_id = field::Empty,
+            job_class = field::Empty,
+            queue = %shared.queue,
+            attempt = field::Empty,
+        ),
+    }
+}
+
+async fn dispatch(shared: &Arc<Shared>, d: &Delivery, slot: Slot) {
     match Envelope::decode(&d.data, &d.attributes) {
         Ok(env) => {
-            // Every field at once: recording them one by one later costs a pass each.
-            let span = tracing::info_span!(
-                "job",
-                job_id = %env.job_id,
-                job_class = env.job_class.as_str(),
-                queue = %shared.queue,
-                attempt = env.attempt(),
-            );
+            let span = job_span(shared, Some(&env));
             run(shared, d, env, slot).instrument(span).await
         }
         Err(e) => {
-            // The morgue path fills in what the message's attributes say of the job.
-            let span = tracing::info_span!(
-                "job",
-                job_id = field::Empty,
-                job_class = field::Empty,
-                queue = %shared.queue,
-                attempt = field::Empty,
-            );
+            let span = job_span(shared, None);
             let unrunnable = async {
-                outcome::morgue_unrunnable(&shared, d, None, e.to_string()).await;
+                outcome::morgue_unrunnable(shared, d, None, e.to_string()).await;
                 drop(slot);
             };
             unrunnable.instrument(span).await
@@ -70,7 +134,7 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery, slot: Slot) {
     }
 }
 
-async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
+async fn run(shared: &Arc<Shared>, d: &Delivery, env: Envelope, slot: Slot) {
     if let Some(at) = env.scheduled_at {
         if at > Utc::now() {
             // Not due (published straight to the queue, or a clock ahead of ours): park it.
@@ -79,7 +143,7 @@ async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
                 data: d.data.clone(),
                 attributes: env.attributes(),
             };
-            return outcome::forward(&shared, d, &topic, msg).await;
+            return outcome::forward(shared, d, &topic, msg).await;
         }
     }
     let Some(reg) = shared.registry.get(&env.job_class) else {
@@ -87,7 +151,7 @@ async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
             "unknown job class {:?}: it is not registered in this worker",
             env.job_class
         );
-        return outcome::morgue_unrunnable(&shared, d, Some(&env), reason).await;
+        return outcome::morgue_unrunnable(shared, d, Some(&env), reason).await;
     };
     let job = match reg.decode_ref(&env.arguments) {
         Ok(job) => job,
@@ -96,7 +160,7 @@ async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
                 "arguments for job class {} do not deserialize: {msg}",
                 env.job_class
             );
-            return outcome::morgue_unrunnable(&shared, d, Some(&env), reason).await;
+            return outcome::morgue_unrunnable(shared, d, Some(&env), reason).await;
         }
     };
     let ctx = JobContext {
@@ -123,8 +187,8 @@ async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
         };
         match recorder.start_job(start).await {
             Ok(StartOutcome::Run) => {}
-            Ok(StartOutcome::Cancelled) => return outcome::cancelled(&shared, d),
-            Ok(StartOutcome::AlreadyFinished) => return outcome::duplicate_skipped(&shared, d),
+            Ok(StartOutcome::Cancelled) => return outcome::cancelled(shared, d),
+            Ok(StartOutcome::AlreadyFinished) => return outcome::duplicate_skipped(shared, d),
             Err(e) => tracing::warn!(
                 error = %e,
                 "job store: could not record the start (or check for a cancel); running the job anyway"
@@ -147,5 +211,5 @@ async fn run(shared: Arc<Shared>, d: Delivery, env: Envelope, slot: Slot) {
     shared.stats.record_run(elapsed);
     let outputs = std::mem::take(&mut *outputs.lock().unwrap_or_else(|p| p.into_inner()));
     let _settling = slot.settle().await;
-    outcome::finish(&shared, d, env, reg, result, outputs, elapsed).await;
+    outcome::finish(shared, d, env, reg, result, outputs, elapsed).await;
 }

@@ -3,6 +3,7 @@
 //! (batched modify_ack_deadline), so a job running longer than the ack deadline runs once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ pub(crate) struct LeaseKeeperParams {
     pub subscription: String,
     /// The lease given on each extension (10-600 s on Pub/Sub).
     pub ack_deadline: Duration,
+    /// Kept equal to the number of messages held (the worker's `leased` count).
+    pub held: Option<Arc<AtomicU64>>,
 }
 
 /// Holds the leases of one subscription's messages and extends them.
@@ -27,6 +30,7 @@ pub(crate) struct LeaseKeeper {
     broker: Arc<dyn Broker>,
     subscription: String,
     ack_deadline: Duration,
+    held: Option<Arc<AtomicU64>>,
 }
 
 impl LeaseKeeper {
@@ -38,6 +42,7 @@ impl LeaseKeeper {
             broker: p.broker,
             subscription: p.subscription,
             ack_deadline: p.ack_deadline,
+            held: p.held,
         });
         let k = keeper.clone();
         let tick = (p.ack_deadline / 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
@@ -59,15 +64,30 @@ impl LeaseKeeper {
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Publishes the count of held messages (called with the lock held, after a change).
+    fn count(&self, leases: &HashMap<String, Instant>) {
+        if let Some(held) = &self.held {
+            held.store(leases.len() as u64, Relaxed);
+        }
+    }
+
     /// Starts holding a message just received.
     pub(crate) fn hold(&self, ack_id: &str) {
-        self.lock()
-            .insert(ack_id.to_string(), Instant::now() + self.ack_deadline);
+        let mut leases = self.lock();
+        leases.insert(ack_id.to_string(), Instant::now() + self.ack_deadline);
+        self.count(&leases);
     }
 
     /// Stops extending a message (its outcome is about to be acked, or it is released).
     pub(crate) fn forget(&self, ack_id: &str) {
-        self.lock().remove(ack_id);
+        let mut leases = self.lock();
+        leases.remove(ack_id);
+        self.count(&leases);
+    }
+
+    /// Whether a message is held (pulled, and neither acked nor released yet).
+    pub(crate) fn holds(&self, ack_id: &str) -> bool {
+        self.lock().contains_key(ack_id)
     }
 
     /// How many messages are held.
@@ -118,7 +138,12 @@ impl LeaseKeeper {
         if let Some(h) = handle {
             let _ = h.await;
         }
-        let ids: Vec<String> = self.lock().drain().map(|(k, _)| k).collect();
+        let ids: Vec<String> = {
+            let mut leases = self.lock();
+            let ids = leases.drain().map(|(k, _)| k).collect();
+            self.count(&leases);
+            ids
+        };
         if !ids.is_empty() {
             let n = ids.len();
             match self
@@ -165,6 +190,7 @@ mod tests {
             broker: Arc::new(broker.clone()),
             subscription: "s".into(),
             ack_deadline: Duration::from_secs(2),
+            held: None,
         });
         for id in &ids {
             keeper.hold(id);

@@ -152,6 +152,12 @@ impl WorkerStats {
         self.0.acked.load(Relaxed)
     }
 
+    /// Messages of this queue held now: pulled, with their lease extended, and neither acked
+    /// nor released (back to 0 when the worker is idle; a message held for good would be a leak).
+    pub fn leased(&self) -> u64 {
+        self.0.leased.load(Relaxed)
+    }
+
     /// Streaming pulls open now (equal to the configured streams once the worker is pulling).
     pub fn open_streams(&self) -> u64 {
         self.0.open_streams.load(Relaxed)
@@ -221,6 +227,7 @@ impl Worker {
             broker: broker.clone(),
             subscription: subscription.clone(),
             ack_deadline: config.ack_deadline,
+            held: Some(stats.leased.clone()),
         });
         let acker = AckBatcher::start(AckBatcherParams {
             broker: broker.clone(),

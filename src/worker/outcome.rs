@@ -19,12 +19,12 @@ use crate::store::Transition;
 /// How soon a message whose outcome could not be published comes back.
 const REDELIVER_AFTER_FAILED_OUTCOME_SECS: i32 = 10;
 
-fn ack(shared: &Shared, d: Delivery) {
+fn ack(shared: &Shared, d: &Delivery) {
     shared.lease.forget(&d.ack_id);
-    shared.acker.ack(d.ack_id);
+    shared.acker.ack(d.ack_id.clone());
 }
 
-fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error) {
+fn outcome_failed(shared: &Shared, d: &Delivery, what: &str, error: &crate::Error) {
     tracing::error!(
         message_id = %d.message_id,
         error = %error,
@@ -33,7 +33,7 @@ fn outcome_failed(shared: &Shared, d: Delivery, what: &str, error: &crate::Error
     shared.lease.forget(&d.ack_id);
     shared
         .acker
-        .set_deadline(d.ack_id, REDELIVER_AFTER_FAILED_OUTCOME_SECS);
+        .set_deadline(d.ack_id.clone(), REDELIVER_AFTER_FAILED_OUTCOME_SECS);
 }
 
 /// Records a transition in the job store, if there is one. The store is the record, not the
@@ -45,7 +45,7 @@ async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, t: Transition) {
 }
 
 /// A job cancelled before it started: acked without running (its cancel event is recorded).
-pub(crate) fn cancelled(shared: &Shared, d: Delivery) {
+pub(crate) fn cancelled(shared: &Shared, d: &Delivery) {
     shared.stats.processed.fetch_add(1, Relaxed);
     tracing::info!(
         event = "job.cancelled",
@@ -55,7 +55,7 @@ pub(crate) fn cancelled(shared: &Shared, d: Delivery) {
 }
 
 /// A duplicate delivery of an execution the store shows finished: acked without running.
-pub(crate) fn duplicate_skipped(shared: &Shared, d: Delivery) {
+pub(crate) fn duplicate_skipped(shared: &Shared, d: &Delivery) {
     shared.stats.processed.fetch_add(1, Relaxed);
     tracing::info!(
         event = "job.duplicate_skipped",
@@ -65,7 +65,7 @@ pub(crate) fn duplicate_skipped(shared: &Shared, d: Delivery) {
 }
 
 /// Moves a message to another topic unchanged (a job that is not due yet), then acks it.
-pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: OutboundMessage) {
+pub(crate) async fn forward(shared: &Shared, d: &Delivery, topic: &str, msg: OutboundMessage) {
     match shared.client.publish_to(topic, vec![msg]).await {
         Ok(_) => ack(shared, d),
         Err(e) => outcome_failed(shared, d, "job that is not due yet", &e),
@@ -73,7 +73,7 @@ pub(crate) async fn forward(shared: &Shared, d: Delivery, topic: &str, msg: Outb
 }
 
 /// Publishes to the morgue and acks; false if the publish failed (the message comes back).
-async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) -> bool {
+async fn morgue(shared: &Shared, d: &Delivery, record: MorgueRecord) -> bool {
     let morgue = shared.client.resource_name(shared.client.morgue_queue());
     match shared
         .client
@@ -100,7 +100,7 @@ async fn morgue(shared: &Shared, d: Delivery, record: MorgueRecord) -> bool {
 /// Sends a message that cannot run to the morgue, with the reason.
 pub(crate) async fn morgue_unrunnable(
     shared: &Shared,
-    d: Delivery,
+    d: &Delivery,
     env: Option<&Envelope>,
     reason: String,
 ) {
@@ -126,7 +126,7 @@ pub(crate) async fn morgue_unrunnable(
 /// Handles the result of an execution.
 pub(crate) async fn finish(
     shared: &Shared,
-    d: Delivery,
+    d: &Delivery,
     env: Envelope,
     reg: &JobRegistration,
     result: Result<(), JobError>,
@@ -167,7 +167,7 @@ pub(crate) async fn finish(
     if outputs.checkpoint.is_some() {
         next.checkpoint = outputs.checkpoint;
     }
-    next.executions += 1;
+    next.executions = next.executions.saturating_add(1);
     next.last_error = Some(crate::morgue::truncate(
         &format!("{}: {error}", error.type_name()),
         4096,

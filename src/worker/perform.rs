@@ -12,7 +12,7 @@ use crate::error::{JobError, JobPanic, JobTimeout};
 use crate::job::JobContext;
 use crate::registry::ErasedJob;
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -72,6 +72,7 @@ impl Scheduler {
             broker,
             subscription: subscription.clone(),
             ack_deadline: p.ack_deadline,
+            held: None,
         });
         let params = ConsumeParams {
             client: p.client.clone(),

@@ -19,6 +19,7 @@ pub(crate) struct Stats {
     pub open_streams: std::sync::Arc<AtomicU64>,
     pub parked: std::sync::Arc<AtomicU64>,
     pub acked: std::sync::Arc<AtomicU64>,
+    pub leased: std::sync::Arc<AtomicU64>,
     run_ms: Mutex<Vec<u64>>,
     seen: AtomicU64,
 }
