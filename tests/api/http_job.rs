@@ -74,8 +74,8 @@ pub(crate) async fn http_request_job_refuses_loopback_then_resumes_at_the_failed
     assert_eq!(hits[0].load(Ordering::SeqCst), 0);
 
     pubsub_jobs::http_job::set_policy(pubsub_jobs::http_job::HttpPolicy {
-        allowed_hosts: vec![],
         allow_private: true,
+        ..Default::default()
     });
     let (code, job) = s.submit(json!({"job_class": "HttpRequestJob", "arguments": {"steps": steps, "timeout_seconds": 5}, "queue": s.queue})).await;
     assert_eq!(code, 202);
