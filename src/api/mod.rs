@@ -11,7 +11,7 @@
 //! let store = store::connect("sqlite://jobs.db").await?;
 //! let client = Client::from_env().await?.with_store(store);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let state = api::ApiState::new(client, api::ApiConfig::from_env())?;
+//! let state = api::ApiState::new(client, api::ApiConfig::from_env()?)?;
 //! api::serve(listener, state, tokio_util::sync::CancellationToken::new()).await?;
 //! # Ok(()) }
 //! ```
@@ -22,6 +22,7 @@ mod jobs;
 mod metrics;
 mod openapi;
 mod periodic;
+mod server;
 mod ui;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use crate::store::JobStore;
 use crate::Client;
 
 pub use openapi::ApiDoc;
+pub use server::{parse_seconds, ServerLimits};
 
 /// The largest request body: 1 MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -54,16 +56,21 @@ pub struct ApiConfig {
     /// set. A request naming another host gets 421 (against DNS rebinding; see the security
     /// notes in the API guide).
     pub allowed_hosts: Vec<String>,
+    /// The HTTP server's timeouts and connection cap.
+    pub limits: ServerLimits,
 }
 
 impl ApiConfig {
-    /// From `PUBSUB_JOBS_API_TOKENS` and `PUBSUB_JOBS_API_ALLOWED_HOSTS` (comma-separated).
-    pub fn from_env() -> Self {
+    /// From `PUBSUB_JOBS_API_TOKENS` and `PUBSUB_JOBS_API_ALLOWED_HOSTS` (comma-separated), and
+    /// the server limits from theirs ([`ServerLimits::from_env`]); a bad limit is an error
+    /// naming its variable.
+    pub fn from_env() -> crate::Result<Self> {
         let list = |var: &str| parse_tokens(&std::env::var(var).unwrap_or_default());
-        Self {
+        Ok(Self {
             tokens: list("PUBSUB_JOBS_API_TOKENS"),
             allowed_hosts: list("PUBSUB_JOBS_API_ALLOWED_HOSTS"),
-        }
+            limits: ServerLimits::from_env()?,
+        })
     }
 }
 
@@ -144,6 +151,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi::spec))
         .route("/healthz", get(healthz))
         .merge(ui::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.limits.body_read_timeout,
+            server::body_in_time,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn(same_origin))
         .layer(axum::middleware::from_fn_with_state(
@@ -155,17 +166,24 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown`, then finishes requests in flight and the
-/// publishes of jobs they submitted ([`Client::flush`]).
+/// publishes of jobs they submitted ([`Client::flush`]). The server's timeouts and connection
+/// cap are the config's [`ServerLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, auth = !state.config.tokens.is_empty(), "HTTP API listening");
+    let limits = state.config.limits.clone();
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        auth = !state.config.tokens.is_empty(),
+        header_timeout_s = limits.header_read_timeout.as_secs_f64(),
+        body_timeout_s = limits.body_read_timeout.as_secs_f64(),
+        max_connections = limits.max_connections,
+        "HTTP API listening"
+    );
     let client = state.client.clone();
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let served = server::run(listener, router(state), &limits, shutdown).await;
     client.flush().await;
     served
 }
@@ -190,7 +208,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: bad_request, unauthorized, forbidden, not_found, conflict, payload_too_large,
-    /// unprocessable, unavailable, internal.
+    /// unprocessable, unavailable, misdirected, request_timeout, internal.
     pub code: String,
     /// A message naming what is wrong.
     pub message: String,
@@ -211,6 +229,7 @@ impl ApiError {
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::MISDIRECTED_REQUEST => "misdirected",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
             _ => "internal",
         };
         Self {
@@ -288,8 +307,6 @@ impl From<crate::Error> for ApiError {
     }
 }
 
-/// Refuses state-changing requests from another origin (see `ui/session.rs`), for the JSON
-/// API and the dashboard alike.
 /// Refuses a request whose `Host` is not served (see `host.rs`) with 421, before anything else.
 async fn known_host(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let host = req
@@ -315,6 +332,8 @@ async fn known_host(State(state): State<ApiState>, req: Request, next: Next) -> 
     next.run(req).await
 }
 
+/// Refuses state-changing requests from another origin (see `ui/session.rs`), for the JSON
+/// API and the dashboard alike.
 async fn same_origin(req: Request, next: Next) -> Response {
     if ui::session::cross_origin(req.method(), req.headers()) {
         tracing::warn!(event = "api.cross_origin_refused", method = %req.method(), path = %req.uri().path(), "cross-origin request refused");

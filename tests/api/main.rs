@@ -12,6 +12,7 @@ mod http_job;
 mod jobs;
 mod openapi;
 mod periodic;
+mod server;
 mod ui;
 
 use std::collections::HashMap;

@@ -24,6 +24,7 @@ pub(crate) async fn run(
     registry: Registry,
     bind: &str,
     access: Access,
+    limits: pubsub_jobs::api::ServerLimits,
 ) -> anyhow::Result<()> {
     let registry = registry.check()?;
     let tokens = parse_tokens(&access.tokens.unwrap_or_default());
@@ -40,6 +41,7 @@ pub(crate) async fn run(
     let config = ApiConfig {
         tokens,
         allowed_hosts,
+        limits,
     };
     let relay = Relay::start(client.clone(), relay_config(g)?)?;
     let mut maintenance = maintainer_config(g)?;

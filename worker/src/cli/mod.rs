@@ -233,6 +233,16 @@ pub enum Command {
         /// only ones served when set. Other hosts get 421 (DNS rebinding).
         #[arg(long, env = "PUBSUB_JOBS_API_ALLOWED_HOSTS")]
         allowed_hosts: Option<String>,
+        /// Seconds a client has to send a request's head, from connecting or from the end of
+        /// the previous answer: slow and idle connections are closed after it.
+        #[arg(long, env = "PUBSUB_JOBS_API_HEADER_TIMEOUT", default_value = "10")]
+        header_timeout: String,
+        /// Seconds a client has to send a request's body once its head arrived (else 408).
+        #[arg(long, env = "PUBSUB_JOBS_API_BODY_TIMEOUT", default_value = "30")]
+        body_timeout: String,
+        /// Connections open at once, at most; more wait to be accepted.
+        #[arg(long, env = "PUBSUB_JOBS_API_MAX_CONNECTIONS", default_value_t = 1024)]
+        max_connections: usize,
     },
     /// Run only the outbox relay: publish jobs the store recorded but nobody published (needs
     /// --store). Every worker and `worker api` with a store runs one too.
@@ -426,13 +436,28 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             tokens,
             allow_unauthenticated,
             allowed_hosts,
+            header_timeout,
+            body_timeout,
+            max_connections,
         }) => {
             let access = api::Access {
                 tokens,
                 allow_unauthenticated,
                 allowed_hosts,
             };
-            api::run(g, registry, &bind, access).await
+            let limits = pubsub_jobs::api::ServerLimits {
+                header_read_timeout: pubsub_jobs::api::parse_seconds(
+                    "--header-timeout (PUBSUB_JOBS_API_HEADER_TIMEOUT)",
+                    &header_timeout,
+                )?,
+                body_read_timeout: pubsub_jobs::api::parse_seconds(
+                    "--body-timeout (PUBSUB_JOBS_API_BODY_TIMEOUT)",
+                    &body_timeout,
+                )?,
+                max_connections,
+            };
+            limits.check()?;
+            api::run(g, registry, &bind, access, limits).await
         }
         Some(Command::Health) => health::run(g).await,
         Some(Command::Relay) => store::relay(g).await,
