@@ -103,12 +103,14 @@ pub struct BulkReport {
 
 /// Applies `action` to the jobs `query` matches (its limit and cursor ignored), newest first,
 /// at most [`BULK_LIMIT`]. Each job is acted on as [`retry`], [`cancel`] or [`delete`] would,
-/// at the version it was read at.
+/// at the version it was read at. Pages are read with their values cut (bounded memory
+/// whatever the jobs carry); a retry reads its job in full.
 pub async fn bulk(client: &Client, action: BulkAction, mut query: ListQuery) -> Result<BulkReport> {
     let store = store_of(client, "a bulk action")?;
     let mut out = BulkReport::default();
     query.limit = 500;
     query.cursor = None;
+    query.cut_values_at = Some(crate::store::LIST_VALUE_CHARS);
     loop {
         let page = store.list(query.clone()).await?;
         for job in &page.jobs {
@@ -146,6 +148,13 @@ async fn apply(
     job: &JobRecord,
 ) -> Result<bool> {
     Ok(match action {
+        BulkAction::Retry if !job.truncated.is_empty() => {
+            // Read with its values cut: retry what the store holds in full.
+            match store.get(job.id).await? {
+                Some(full) => matches!(client.requeue(&full).await?, RequeueOutcome::Requeued(_)),
+                None => false,
+            }
+        }
         BulkAction::Retry => matches!(client.requeue(job).await?, RequeueOutcome::Requeued(_)),
         BulkAction::Cancel => matches!(store.cancel(job.id).await?, CancelOutcome::Cancelled(_)),
         BulkAction::Delete => matches!(store.delete(job.id).await?, DeleteOutcome::Deleted),

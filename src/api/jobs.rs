@@ -90,6 +90,11 @@ pub(crate) struct JobResource {
     pub result: Option<serde_json::Value>,
     /// The dedup key it was submitted with.
     pub dedup_key: Option<String>,
+    /// In a list (`GET /v1/jobs`), the fields cut at 4,096 characters (`arguments`, `result`,
+    /// `last_error`; each then a string ending in `…`): `GET /v1/jobs/{id}` has them in full.
+    /// Absent when nothing was cut.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
     /// Links.
     pub links: JobLinks,
 }
@@ -115,6 +120,7 @@ impl From<JobRecord> for JobResource {
             last_error: r.last_error,
             result: r.result,
             dedup_key: r.dedup_key,
+            truncated: r.truncated,
         }
     }
 }
@@ -220,7 +226,7 @@ impl ListParams {
         if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
             return Err(ApiError::unprocessable("q must be at most 200 characters").field("q"));
         }
-        Ok(ListQuery {
+        let query = ListQuery {
             status,
             queue: given(&self.queue).map(str::to_string),
             job_class: given(&self.class).map(str::to_string),
@@ -228,7 +234,19 @@ impl ListParams {
             limit,
             cursor,
             order,
-        })
+            cut_values_at: Some(crate::store::LIST_VALUE_CHARS),
+        };
+        // A cursor of the other order (`d...` pages soonest due first) is a 422 here, not a
+        // store error later.
+        if let Some(c) = &query.cursor {
+            if c.starts_with('d') != query.is_due_order() {
+                return Err(ApiError::unprocessable(format!(
+                    "cursor {c:?} belongs to another order of this list: start again without it"
+                ))
+                .field("cursor"));
+            }
+        }
+        Ok(query)
     }
 }
 

@@ -21,7 +21,17 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// The order of the page.
     pub order: ListOrder,
+    /// Cut the arguments, result and last error longer than this many characters (a list
+    /// view: [`LIST_VALUE_CHARS`] in the API and the dashboard), so that a page of jobs with
+    /// large arguments stays small; a cut value is a string ending in `…` and its field is named
+    /// in [`JobRecord::truncated`]. `None`: full values (what a bulk action reads).
+    pub cut_values_at: Option<u32>,
 }
+
+/// How many characters of a job's arguments, result and last error the list views (`GET
+/// /v1/jobs`, the dashboard's tables) show: 4,096. The job's own page and `GET /v1/jobs/{id}`
+/// show the full values.
+pub const LIST_VALUE_CHARS: u32 = 4096;
 
 /// The order of a [`ListQuery`]'s page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

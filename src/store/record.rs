@@ -192,6 +192,10 @@ pub struct JobRecord {
     /// When its message was published (`None`: still in the outbox, the relay publishes it).
     #[serde(default)]
     pub published_at: Option<DateTime<Utc>>,
+    /// The fields a list read cut short ([`ListQuery::cut_values_at`]): `arguments`, `result`,
+    /// `last_error`. Empty for a full read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
 }
 
 impl JobRecord {
@@ -223,6 +227,7 @@ impl JobRecord {
             version: 1,
             generation: 0,
             published_at: (published || job.message.is_none()).then(|| ms(now)),
+            truncated: Vec::new(),
         }
     }
 }

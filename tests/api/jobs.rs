@@ -429,3 +429,93 @@ pub(crate) async fn postgres_store_polls_to_succeeded_and_cancels() {
     assert_eq!((code, body["status"].as_str()), (200, Some("cancelled")));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn lists_of_jobs_with_1_mib_arguments_stay_small_and_healthz_stays_fast() {
+    let s = Setup::sqlite(false, &[]).await;
+    let store = s.client.store().expect("a store").clone();
+    let blob = "x".repeat(1 << 20);
+    let jobs: Vec<pubsub_jobs::store::NewJob> = (0..200)
+        .map(|n| pubsub_jobs::store::NewJob {
+            id: uuid::Uuid::now_v7(),
+            job_class: "ApiProbe".into(),
+            queue: s.queue.clone(),
+            arguments: json!({"key": format!("big-{n}"), "blob": blob}),
+            enqueued_at: chrono::Utc::now(),
+            scheduled_at: None,
+            dedup: None,
+            message: None,
+        })
+        .collect();
+    for chunk in jobs.chunks(20) {
+        store.submit_many(chunk.to_vec()).await.unwrap();
+    }
+    let (http, base) = (s.http.clone(), s.url(""));
+    let get = move |path: String| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap()
+        }
+    };
+    // The list: 200 jobs, each with its arguments cut at 4,096 characters.
+    let body = get(format!("/v1/jobs?queue={}&limit=200", s.queue)).await;
+    assert!(
+        body.len() < 3 << 20,
+        "a list of 200 jobs is {} bytes",
+        body.len()
+    );
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    let listed = list["jobs"].as_array().unwrap();
+    assert_eq!(listed.len(), 200);
+    for j in listed {
+        assert_eq!(j["truncated"], json!(["arguments"]), "{}", j["id"]);
+        let args = j["arguments"].as_str().expect("cut arguments are text");
+        assert!(args.ends_with('…') && args.chars().count() == 4097);
+    }
+    // The job itself, in full.
+    let one: Value =
+        serde_json::from_slice(&get(format!("/v1/jobs/{}", jobs[0].id)).await).unwrap();
+    assert_eq!(
+        one["arguments"]["blob"].as_str().map(str::len),
+        Some(1 << 20)
+    );
+    assert!(one.get("truncated").is_none());
+    // The dashboard's table of the same jobs.
+    let page = get(format!("/ui/jobs?queue={}", s.queue)).await;
+    assert!(
+        page.len() < 3 << 20,
+        "the Jobs page is {} bytes",
+        page.len()
+    );
+    // Four lists at once, again and again: /healthz still answers at once.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut listers = Vec::new();
+    for _ in 0..4 {
+        let (stop, get) = (stop.clone(), get.clone());
+        let path = format!("/v1/jobs?queue={}&limit=200", s.queue);
+        listers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                get(path.clone()).await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    for _ in 0..10 {
+        let asked = std::time::Instant::now();
+        get("/healthz".into()).await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "/healthz took {:?} while four lists ran",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for l in listers {
+        assert!(l.await.unwrap() > 0, "each lister listed");
+    }
+}

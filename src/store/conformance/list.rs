@@ -37,6 +37,68 @@ pub async fn list_pages_newest_first(s: &dyn JobStore, queue: &str) {
     assert_eq!(seen, ids, "every pending job once, newest first");
 }
 
+/// A list read with `cut_values_at` cuts long arguments, results and errors (a string ending
+/// in `…`, the field named in `truncated`) and leaves short ones whole; a full read and `get`
+/// return every value whole.
+pub async fn list_views_cut_large_values(s: &dyn JobStore, queue: &str) {
+    let long = "é".repeat(5000);
+    let mut big = new_job(queue, 1);
+    big.arguments = serde_json::json!({ "blob": long });
+    let small = new_job(queue, 2);
+    s.submit(big.clone()).await.expect("submit");
+    s.submit(small.clone()).await.expect("submit");
+    s.start(start_of(&big, 1)).await.expect("start");
+    let failed = Transition::Failed {
+        error: format!("boom {long}"),
+        run: std::time::Duration::from_millis(1),
+        result: Some(serde_json::json!({ "partial": long })),
+    };
+    s.finish(big.id, 1, failed).await.expect("finish");
+    let query = |cut| ListQuery {
+        queue: Some(queue.into()),
+        limit: 10,
+        cut_values_at: cut,
+        ..Default::default()
+    };
+    let page = s.list(query(Some(100))).await.expect("list");
+    let read = |id| {
+        page.jobs
+            .iter()
+            .find(|j| j.id == id)
+            .expect("listed")
+            .clone()
+    };
+    let cut = read(big.id);
+    assert_eq!(cut.truncated, ["arguments", "result", "last_error"]);
+    let text = |v: &serde_json::Value| v.as_str().expect("a cut value is a string").to_string();
+    for value in [
+        text(&cut.arguments),
+        text(cut.result.as_ref().expect("result")),
+    ] {
+        assert_eq!(
+            value.chars().count(),
+            101,
+            "100 characters and the ellipsis"
+        );
+        assert!(value.ends_with('…'), "{value}");
+    }
+    let error = cut.last_error.expect("error");
+    assert!(
+        error.starts_with("boom é") && error.chars().count() == 101,
+        "{error}"
+    );
+    let whole = read(small.id);
+    assert!(whole.truncated.is_empty());
+    assert_eq!(whole.arguments, small.arguments, "a short value is whole");
+    let full = s.list(query(None)).await.expect("list");
+    let full = full.jobs.iter().find(|j| j.id == big.id).expect("listed");
+    assert!(full.truncated.is_empty());
+    assert_eq!(full.arguments, big.arguments);
+    let got = s.get(big.id).await.expect("get").expect("found");
+    assert_eq!(got.arguments, big.arguments);
+    assert_eq!(got.last_error.map(|e| e.chars().count()), Some(5005));
+}
+
 /// Every id of the jobs `q` lists, page after page.
 pub(super) async fn list_all(s: &dyn JobStore, mut q: ListQuery) -> Vec<Uuid> {
     let mut out = Vec::new();

@@ -104,6 +104,7 @@ macro_rules! store_conformance_tests {
             cancel_and_start_exclude_each_other,
             start_records_an_unrecorded_job,
             list_pages_newest_first,
+            list_views_cut_large_values,
             queue_counts_are_exact,
             the_outbox_claims_once_per_lease_until_published,
             a_started_job_leaves_the_outbox,

@@ -206,8 +206,9 @@ impl SqlStore {
             super::Dialect::Postgres => String::new(),
         };
         let mut sql = Sql::default();
+        let columns = list_columns(q.cut_values_at);
         sql.push(&format!(
-            "SELECT {JOB_COLUMNS} FROM pj_jobs{indexed} WHERE status = '{status}'"
+            "SELECT {columns} FROM pj_jobs{indexed} WHERE status = '{status}'"
         ));
         if let Some(queue) = &q.queue {
             sql.push(" AND queue = ").bind(Bind::Text(queue.clone()));
@@ -309,8 +310,9 @@ impl ReadStore for SqlStore {
         let (driver, others) = self.plan(filters(q)).await?;
         let windowed = q.is_windowed();
         let mut sql = Sql::default();
+        let columns = list_columns(q.cut_values_at);
         if windowed {
-            sql.push(&format!("SELECT {JOB_COLUMNS} FROM (SELECT {JOB_COLUMNS}"));
+            sql.push(&format!("SELECT {columns} FROM (SELECT {JOB_COLUMNS}"));
             driven(&mut sql, driver.as_ref(), cursor);
             sql.push(" ORDER BY seq DESC LIMIT ")
                 .bind(Bind::Int(SCAN_WINDOW as i64))
@@ -319,7 +321,7 @@ impl ReadStore for SqlStore {
             sql.push(" ORDER BY w.seq DESC LIMIT ")
                 .bind(Bind::Int(limit + 1));
         } else {
-            sql.push(&format!("SELECT {JOB_COLUMNS}"));
+            sql.push(&format!("SELECT {columns}"));
             driven(&mut sql, driver.as_ref(), cursor);
             sql.push(" ORDER BY seq DESC LIMIT ")
                 .bind(Bind::Int(limit + 1));

@@ -20,6 +20,33 @@ pub(super) fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Valu
     })
 }
 
+/// The columns of a list read whose arguments, result and last error are cut at `n`
+/// characters, each with a `*_cut` flag (see [`job_from_row`]).
+pub(super) fn cut_job_columns(n: u32) -> String {
+    let cut = |c: &str| {
+        format!(
+            "CASE WHEN LENGTH({c}) > {n} THEN SUBSTR({c}, 1, {n}) ELSE {c} END AS {c}, \
+             CAST(CASE WHEN LENGTH({c}) > {n} THEN 1 ELSE 0 END AS BIGINT) AS {c}_cut"
+        )
+    };
+    format!(
+        "id, job_class, queue, status, attempts, {}, enqueued_at, scheduled_at, started_at, finished_at, updated_at, {}, {}, dedup_key, version, seq, published_at, generation",
+        cut("arguments"),
+        cut("last_error"),
+        cut("result")
+    )
+}
+
+/// The columns of a list read: [`JOB_COLUMNS`], or with `cut`, [`cut_job_columns`].
+pub(super) fn list_columns(cut: Option<u32>) -> std::borrow::Cow<'static, str> {
+    match cut {
+        Some(n) => cut_job_columns(n).into(),
+        None => JOB_COLUMNS.into(),
+    }
+}
+
+/// A job row of [`JOB_COLUMNS`] or [`cut_job_columns`]: a cut value becomes a string ending in
+/// `…`, named in [`JobRecord::truncated`].
 pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
     let get_err = |e: sqlx::Error| StoreError::Database {
         operation: "read job",
@@ -29,6 +56,31 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
     let status: String = row.try_get("status").map_err(get_err)?;
     let arguments: String = row.try_get("arguments").map_err(get_err)?;
     let result: Option<String> = row.try_get("result").map_err(get_err)?;
+    let mut last_error: Option<String> = row.try_get("last_error").map_err(get_err)?;
+    let mut truncated = Vec::new();
+    let mut cut = |column: &str| {
+        let flagged = row
+            .try_get::<i64, _>(format!("{column}_cut").as_str())
+            .is_ok_and(|f| f == 1);
+        if flagged {
+            truncated.push(column.to_string());
+        }
+        flagged
+    };
+    let cut_text = |s: String| serde_json::Value::String(s + "…");
+    let arguments = if cut("arguments") {
+        cut_text(arguments)
+    } else {
+        parse_json("arguments", &arguments)?
+    };
+    let result = if cut("result") {
+        result.map(cut_text)
+    } else {
+        result.map(|r| parse_json("result", &r)).transpose()?
+    };
+    if cut("last_error") {
+        last_error = last_error.map(|e| e + "…");
+    }
     Ok(JobRecord {
         id: id.parse().map_err(|e: uuid::Error| StoreError::Corrupt {
             what: "job id",
@@ -41,7 +93,7 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
             detail,
         })?,
         attempts: row.try_get::<i64, _>("attempts").map_err(get_err)? as u32,
-        arguments: parse_json("arguments", &arguments)?,
+        arguments,
         enqueued_at: from_ms(row.try_get("enqueued_at").map_err(get_err)?),
         scheduled_at: row
             .try_get::<Option<i64>, _>("scheduled_at")
@@ -56,8 +108,8 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
             .map_err(get_err)?
             .map(from_ms),
         updated_at: from_ms(row.try_get("updated_at").map_err(get_err)?),
-        last_error: row.try_get("last_error").map_err(get_err)?,
-        result: result.map(|r| parse_json("result", &r)).transpose()?,
+        last_error,
+        result,
         dedup_key: row.try_get("dedup_key").map_err(get_err)?,
         version: row.try_get("version").map_err(get_err)?,
         generation: row.try_get::<i64, _>("generation").map_err(get_err)? as u32,
@@ -65,6 +117,7 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
             .try_get::<Option<i64>, _>("published_at")
             .map_err(get_err)?
             .map(from_ms),
+        truncated,
     })
 }
 

@@ -185,7 +185,15 @@ pub(super) async fn list_page(
             let detail = if lp.errors {
                 esc(j.last_error.as_deref().unwrap_or(""))
             } else {
-                esc(&j.arguments.to_string())
+                match &j.arguments {
+                    // Cut by the list read: the text as it was, ending in `…`.
+                    serde_json::Value::String(s)
+                        if j.truncated.iter().any(|f| f == "arguments") =>
+                    {
+                        esc(s)
+                    }
+                    args => esc(&args.to_string()),
+                }
             };
             let _ = write!(
                 b,
