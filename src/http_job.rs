@@ -180,6 +180,16 @@ pub struct HttpStep {
     pub body: Option<serde_json::Value>,
 }
 
+fn at_least_one_step<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<HttpStep>, D::Error> {
+    let steps = Vec::<HttpStep>::deserialize(d)?;
+    if steps.is_empty() {
+        return Err(serde::de::Error::custom(
+            "an HttpRequestJob needs at least one step",
+        ));
+    }
+    Ok(steps)
+}
+
 /// What one step did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
@@ -197,7 +207,8 @@ pub struct StepResult {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequestJob {
-    /// The steps, at least one.
+    /// The steps, at least one (checked when the job is submitted).
+    #[serde(deserialize_with = "at_least_one_step")]
     pub steps: Vec<HttpStep>,
     /// Per-step timeout in seconds (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]

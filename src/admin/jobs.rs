@@ -111,6 +111,38 @@ pub async fn bulk(client: &Client, action: BulkAction, mut query: ListQuery) -> 
     query.limit = 500;
     query.cursor = None;
     query.cut_values_at = Some(crate::store::LIST_VALUE_CHARS);
+    let done = bulk_pages(client, &store, action, query, &mut out).await;
+    // One line per bulk action, whether it finished or stopped on an error half-way.
+    match &done {
+        Ok(()) => tracing::info!(
+            event = "jobs.bulk",
+            action = action.as_str(),
+            matched = out.matched,
+            done = out.done,
+            skipped = out.skipped,
+            truncated = out.truncated,
+            "bulk action"
+        ),
+        Err(e) => tracing::warn!(
+            event = "jobs.bulk",
+            action = action.as_str(),
+            matched = out.matched,
+            done = out.done,
+            skipped = out.skipped,
+            error = %e,
+            "bulk action stopped by an error; what it did so far stays done"
+        ),
+    }
+    done.map(|()| out)
+}
+
+async fn bulk_pages(
+    client: &Client,
+    store: &Arc<dyn JobStore>,
+    action: BulkAction,
+    mut query: ListQuery,
+    out: &mut BulkReport,
+) -> Result<()> {
     loop {
         let page = store.list(query.clone()).await?;
         for job in &page.jobs {
@@ -119,7 +151,7 @@ pub async fn bulk(client: &Client, action: BulkAction, mut query: ListQuery) -> 
                 break;
             }
             out.matched += 1;
-            if apply(client, &store, action, job).await? {
+            if apply(client, store, action, job).await? {
                 out.done += 1;
             } else {
                 out.skipped += 1;
@@ -127,18 +159,9 @@ pub async fn bulk(client: &Client, action: BulkAction, mut query: ListQuery) -> 
         }
         match page.next_cursor {
             Some(c) if !out.truncated => query.cursor = Some(c),
-            _ => break,
+            _ => return Ok(()),
         }
     }
-    tracing::info!(
-        event = "jobs.bulk",
-        action = action.as_str(),
-        matched = out.matched,
-        done = out.done,
-        skipped = out.skipped,
-        "bulk action"
-    );
-    Ok(out)
 }
 
 async fn apply(

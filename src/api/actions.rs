@@ -3,7 +3,7 @@
 //! file maps their outcomes to HTTP), counts, stats and the registered classes. The dashboard's
 //! pages call the same functions, so every action it offers is in the JSON API too.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -126,7 +126,17 @@ pub(crate) async fn bulk_apply(
     action: BulkAction,
     query: ListQuery,
 ) -> Result<BulkReport, ApiError> {
-    Ok(admin::jobs::bulk(&state.client, action, query).await?)
+    // In a task of its own: a client that goes away mid-action (a closed tab, a timeout) drops
+    // this request's future, not the action, which finishes and logs what it did.
+    let client = state.client.clone();
+    let task = tokio::spawn(async move { admin::jobs::bulk(&client, action, query).await });
+    match task.await {
+        Ok(report) => Ok(report?),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the bulk {} stopped: {e}", action.as_str()),
+        )),
+    }
 }
 
 /// Retry, cancel or delete every job a filter matches (at most 10,000 per call).
@@ -156,7 +166,7 @@ pub(crate) async fn bulk(
     (status = 422, description = "A bad filter", body = ErrorBody)))]
 pub(crate) async fn count(
     State(state): State<ApiState>,
-    Query(p): Query<ListParams>,
+    super::ApiQuery(p): super::ApiQuery<ListParams>,
 ) -> Result<Json<JobCount>, ApiError> {
     Ok(Json(state.store.count(&p.to_query()?).await?))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -39,9 +39,12 @@ pub(crate) struct SubmitRequest {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// At most one job per key within the window: a second submit returns the first job.
     pub dedup_key: Option<String>,
-    /// The dedup window in seconds (default 300).
+    /// The dedup window in seconds (default 300; 1 to 31,536,000).
     pub dedup_window_seconds: Option<u64>,
 }
+
+/// The longest dedup window a submit may ask for: a year.
+const MAX_DEDUP_WINDOW_SECS: u64 = 365 * 24 * 3600;
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
@@ -189,6 +192,18 @@ impl ListParams {
         fn given(v: &Option<String>) -> Option<&str> {
             v.as_deref().map(str::trim).filter(|v| !v.is_empty())
         }
+        for (field, value) in [
+            ("status", &self.status),
+            ("queue", &self.queue),
+            ("class", &self.class),
+            ("q", &self.q),
+            ("order", &self.order),
+            ("cursor", &self.cursor),
+        ] {
+            if let Some(v) = value {
+                super::plain_text(field, v)?;
+            }
+        }
         let status = given(&self.status)
             .map(str::parse::<JobStatus>)
             .transpose()
@@ -273,8 +288,22 @@ pub(crate) fn not_found(id: Uuid) -> ApiError {
     (status = 503, description = "Pub/Sub or the store is unavailable", body = ErrorBody)))]
 pub(crate) async fn submit(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // JSON only: a form a foreign page posts (no preflight) never gets this far.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("POST /v1/jobs takes Content-Type: application/json, not {content_type:?}"),
+        )
+        .field("content-type"));
+    }
     let body = body.map_err(|e| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -286,8 +315,8 @@ pub(crate) async fn submit(
             ApiError::new(status, e.body_text())
         }
     })?;
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let req: SubmitRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let req: SubmitRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
@@ -300,6 +329,12 @@ pub(crate) async fn submit(
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {inner}"))
         }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON: data after the job object: {e}"),
+        )
     })?;
     let (env, dedup) = prepare(&state, req)?;
     let submission = state.client.submit(env, dedup).await?;
@@ -369,6 +404,13 @@ pub(crate) fn prepare(
                     ApiError::unprocessable("dedup_key must be 1-512 characters")
                         .field("dedup_key"),
                 );
+            }
+            super::plain_text("dedup_key", k)?;
+            if let Some(w) = w.filter(|w| !(1..=MAX_DEDUP_WINDOW_SECS).contains(w)) {
+                return Err(ApiError::unprocessable(format!(
+                    "dedup_window_seconds must be 1-{MAX_DEDUP_WINDOW_SECS} (a year), not {w}"
+                ))
+                .field("dedup_window_seconds"));
             }
             Some(Dedup {
                 key: k.clone(),
@@ -461,7 +503,7 @@ pub(crate) async fn events(
     (status = 422, description = "A bad filter", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<ApiState>,
-    Query(p): Query<ListParams>,
+    super::ApiQuery(p): super::ApiQuery<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let page = state.store.list(p.to_query()?).await?;
     Ok(Json(JobList {

@@ -188,6 +188,49 @@ pub async fn serve(
     served
 }
 
+/// A query string decoded as `T`, or a `422` in the JSON error shape naming the parameter
+/// (axum's `Query` answers in plain text).
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let err =
+                    ApiError::unprocessable(format!("query parameter `{field}`: {}", e.inner()));
+                if field == "." {
+                    err
+                } else {
+                    err.field(field)
+                }
+            })
+    }
+}
+
+/// Refuses a text parameter holding a control character (a NUL byte would fail in
+/// PostgreSQL and match everything in SQLite's LIKE): `422` naming `field`.
+pub(crate) fn plain_text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must not contain control characters (such as NUL)"
+        ))
+        .field(field));
+    }
+    Ok(())
+}
+
 /// An error answer: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -208,7 +251,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: bad_request, unauthorized, forbidden, not_found, conflict, payload_too_large,
-    /// unprocessable, unavailable, misdirected, request_timeout, internal.
+    /// unprocessable, unavailable, misdirected, request_timeout, unsupported_media_type, internal.
     pub code: String,
     /// A message naming what is wrong.
     pub message: String,
@@ -230,6 +273,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::MISDIRECTED_REQUEST => "misdirected",
             StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             _ => "internal",
         };
         Self {

@@ -63,12 +63,20 @@ pub(crate) fn topic(prefix: &str, env: &Envelope, now: DateTime<Utc>) -> String 
 /// (with `prefix`) and Pub/Sub's limits.
 fn check(
     prefix: &str,
+    morgue: &str,
     env: &Envelope,
     data: &[u8],
     attributes: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     validate_queue_name(prefix, &env.queue_name)?;
+    if env.queue_name == morgue {
+        return Err(Error::InvalidQueueName {
+            name: env.queue_name.clone(),
+            reason: "it is the morgue queue, where dead jobs go: jobs cannot be enqueued to it"
+                .into(),
+        });
+    }
     let size = message_bytes(data, attributes);
     if size > MAX_MESSAGE_BYTES {
         return Err(Error::PayloadTooLarge {
@@ -105,9 +113,10 @@ impl Client {
         data: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<Prepared> {
-        let prefix = &self.config().topic_prefix;
+        let config = self.config();
+        let prefix = &config.topic_prefix;
         let attributes = env.attributes();
-        check(prefix, &env, &data, &attributes, now)?;
+        check(prefix, &config.morgue_queue, &env, &data, &attributes, now)?;
         let message = OutboxMessage {
             topic: topic(prefix, &env, now),
             data,

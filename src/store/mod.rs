@@ -291,9 +291,67 @@ pub trait PeriodicStore: Send + Sync {
     async fn prune_ticks(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// A store URL fit for a log or an error: the password of `scheme://user:password@host/...` and
+/// any `password=` parameter replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}{query}");
+    }
+    out
+}
+
 /// Opens the store at `url` (`sqlite://PATH` or `postgres://...`) and migrates its schema.
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn JobStore>, StoreError> {
     Ok(std::sync::Arc::new(SqlStore::connect(url).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn store_urls_lose_their_passwords() {
+        for (url, want) in [
+            (
+                "postgres://app:s3cret@db.internal:5432/jobs",
+                "postgres://app:***@db.internal:5432/jobs",
+            ),
+            (
+                "postgresql://app:p%40ss@db/jobs?sslmode=require",
+                "postgresql://app:***@db/jobs?sslmode=require",
+            ),
+            (
+                "postgres://db/jobs?user=app&password=s3cret",
+                "postgres://db/jobs?user=app&password=***",
+            ),
+            ("postgres://app@db/jobs", "postgres://app@db/jobs"),
+            ("sqlite://jobs.db?mode=rwc", "sqlite://jobs.db?mode=rwc"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
 }

@@ -160,6 +160,36 @@ pub(crate) async fn bad_submits_are_rejected_naming_what_is_wrong_and_publish_no
             Some("arguments.steps[0].url"),
             "only http and https",
         ),
+        (
+            json!({"job_class": "HttpRequestJob", "arguments": {"steps": []}, "queue": q}),
+            422,
+            Some("arguments.steps"),
+            "at least one step",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": s.client.morgue_queue()}),
+            422,
+            Some("queue"),
+            "morgue queue",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "dedup_key": "d", "dedup_window_seconds": 18446744073709551000u64}),
+            422,
+            Some("dedup_window_seconds"),
+            "dedup_window_seconds must be 1-31536000",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "dedup_key": "d", "dedup_window_seconds": 0}),
+            422,
+            Some("dedup_window_seconds"),
+            "not 0",
+        ),
+        (
+            json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": q, "dedup_key": "a\u{0}b"}),
+            422,
+            Some("dedup_key"),
+            "control characters",
+        ),
     ];
     for (body, code, field, needle) in cases {
         let (got, err) = s.submit(body.clone()).await;
@@ -518,4 +548,139 @@ pub(crate) async fn lists_of_jobs_with_1_mib_arguments_stay_small_and_healthz_st
     for l in listers {
         assert!(l.await.unwrap() > 0, "each lister listed");
     }
+}
+
+#[tokio::test]
+pub(crate) async fn a_submit_must_be_one_json_object_and_list_filters_are_checked_as_json_errors() {
+    let s = Setup::sqlite(false, &[]).await;
+    let job =
+        json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": s.queue}).to_string();
+    let send = |content_type: Option<&'static str>, body: String| {
+        let mut r = s.http.post(s.url("/v1/jobs")).body(body);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // A form (what a foreign page can post without a preflight), or no type: 415.
+    for ct in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        None,
+    ] {
+        let (code, err) = send(ct, job.clone()).await;
+        assert_eq!(code, 415, "{ct:?}: {err}");
+        assert_eq!(err["error"]["code"], "unsupported_media_type");
+        assert_eq!(err["error"]["field"], "content-type");
+    }
+    // Data after the object: 400, nothing recorded.
+    let (code, err) = send(Some("application/json"), format!("{job} {{\"more\": 1}}")).await;
+    assert_eq!(code, 400, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("data after the job object"),
+        "{err}"
+    );
+    let count: Value = s
+        .http
+        .get(s.url(&format!("/v1/jobs/count?queue={}", s.queue)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["count"], 0, "nothing recorded by a refused submit");
+    let (code, _) = send(Some("application/json; charset=utf-8"), job.clone()).await;
+    assert_eq!(code, 202, "JSON with a charset is JSON");
+
+    // List filters: a NUL byte, a bad number, a cursor of the other order: 422 in the JSON
+    // error shape, naming the parameter.
+    for (query, field) in [
+        ("q=%00", "q"),
+        ("queue=a%00b", "queue"),
+        ("class=%00", "class"),
+        ("limit=ten", "limit"),
+        ("limit=0", "limit"),
+        ("cursor=d1:2", "cursor"),
+        ("status=scheduled&order=due&cursor=12", "cursor"),
+    ] {
+        for path in ["/v1/jobs", "/v1/jobs/count"] {
+            let r = s
+                .http
+                .get(s.url(&format!("{path}?{query}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 422, "{path}?{query}");
+            let err: Value = r.json().await.expect("a JSON error");
+            assert_eq!(err["error"]["field"], field, "{path}?{query}: {err}");
+        }
+    }
+    // The bulk action refuses the same filter before acting on anything.
+    let (code, err) = post(
+        &s,
+        "/v1/jobs/bulk",
+        json!({"action": "cancel", "q": "\u{0}"}),
+    )
+    .await;
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(err["error"]["field"], "q");
+    let (code, job) = s.get(&format!("/v1/jobs?queue={}", s.queue)).await;
+    assert_eq!(code, 200);
+    assert_eq!(job["jobs"][0]["status"], "pending", "nothing was cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn a_bulk_action_finishes_when_its_client_goes_away() {
+    let s = Setup::sqlite(false, &[]).await;
+    let store = s.client.store().expect("a store").clone();
+    let jobs: Vec<pubsub_jobs::store::NewJob> = (0..1500)
+        .map(|n| pubsub_jobs::store::NewJob {
+            id: uuid::Uuid::now_v7(),
+            job_class: "ApiProbe".into(),
+            queue: s.queue.clone(),
+            arguments: json!({"key": format!("bulk-{n}")}),
+            enqueued_at: chrono::Utc::now(),
+            scheduled_at: None,
+            dedup: None,
+            message: None,
+        })
+        .collect();
+    store.submit_many(jobs).await.unwrap();
+    // The client gives up long before 1,500 cancels are done.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(s.url("/v1/jobs/bulk"))
+        .json(&json!({"action": "cancel", "queue": s.queue}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client was meant to time out");
+    let count = |status: &'static str| {
+        let (http, url) = (
+            s.http.clone(),
+            s.url(&format!("/v1/jobs/count?queue={}&status={status}", s.queue)),
+        );
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            v["count"].as_u64().unwrap_or(0)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count("cancelled").await < 1500 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count("cancelled").await, 1500, "every job cancelled");
+    assert_eq!(count("pending").await, 0);
 }

@@ -414,3 +414,22 @@ fn morgue_list_keeps_jobs_retry_runs_them_again_purge_empties() {
     assert_eq!(code, 0);
     assert_eq!(stdout.trim(), "", "purge left dead jobs");
 }
+
+#[test]
+fn a_store_that_cannot_be_opened_is_named_without_its_password() {
+    for url in [
+        "postgres://app:s3cret@127.0.0.1:99999/jobs",
+        "mysql://app:s3cret@db.internal/jobs",
+    ] {
+        let (code, out, err) = run(&["--store", url, "store", "status"], &[]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            !err.contains("s3cret") && !out.contains("s3cret"),
+            "the password is printed: {err}"
+        );
+        assert!(
+            err.contains("app:***@"),
+            "the URL is named, redacted: {err}"
+        );
+    }
+}

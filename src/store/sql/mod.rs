@@ -187,17 +187,17 @@ impl SqlStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Dialect::Postgres, url.to_string())
         } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            return Err(StoreError::UnsupportedUrl(crate::store::redact_url(url)));
         };
         if dialect == Dialect::Sqlite && !cfg!(feature = "sqlite") {
             return Err(StoreError::FeatureDisabled {
-                url: url.to_string(),
+                url: crate::store::redact_url(&url),
                 feature: "sqlite",
             });
         }
         if dialect == Dialect::Postgres && !cfg!(feature = "postgres") {
             return Err(StoreError::FeatureDisabled {
-                url: url.to_string(),
+                url: crate::store::redact_url(&url),
                 feature: "postgres",
             });
         }

@@ -48,9 +48,12 @@ pub(crate) async fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
 
 /// Opens the job store at `url`; the error names it.
 pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn JobStore>> {
-    pubsub_jobs::store::connect(url)
-        .await
-        .with_context(|| format!("opening the job store {url}"))
+    pubsub_jobs::store::connect(url).await.with_context(|| {
+        format!(
+            "opening the job store {}",
+            pubsub_jobs::store::redact_url(url)
+        )
+    })
 }
 
 /// A flag in seconds, refused (naming the flag) unless a finite number >= 0.

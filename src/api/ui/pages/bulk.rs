@@ -119,8 +119,8 @@ pub(crate) async fn bulk_apply(
     Form(f): Form<BulkForm>,
 ) -> PageResult {
     let (action, p) = f.parts()?;
-    let out = actions::bulk_apply(&state, action, p.to_query()?).await?;
     let back = safe_back(f.back.as_deref(), "/ui/jobs");
+    let out = actions::bulk_apply(&state, action, p.to_query()?).await?;
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(Redirect::to(&format!(
         "{back}{sep}done=bulk-{}&n={}&skipped={}",

@@ -152,7 +152,14 @@ pub(crate) struct Back {
 /// A path on the dashboard, or `/ui/jobs` (never another site).
 pub(super) fn safe_back(back: Option<&str>, fallback: &str) -> String {
     match back {
-        Some(b) if b.starts_with("/ui") && !b.starts_with("//") && !b.contains('\\') => {
+        // Visible ASCII only: anything else (a control character, a space) could not stand in
+        // a Location header, and the redirect would fail after the action ran.
+        Some(b)
+            if b.starts_with("/ui")
+                && !b.starts_with("//")
+                && !b.contains('\\')
+                && b.bytes().all(|c| c.is_ascii_graphic()) =>
+        {
             b.to_string()
         }
         _ => fallback.to_string(),
@@ -196,4 +203,25 @@ pub(crate) async fn job_action(
         }
     };
     Ok(Redirect::to(&with_done(&back, done)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_back;
+
+    #[test]
+    fn only_visible_ascii_dashboard_paths_are_gone_back_to() {
+        for (given, want) in [
+            ("/ui/jobs?queue=a", "/ui/jobs?queue=a"),
+            ("/ui/jobs\r\nSet-Cookie: x=1", "/ui/"),
+            ("/ui/jobs\u{0}", "/ui/"),
+            ("/ui/jobs with space", "/ui/"),
+            ("/ui/jöbs", "/ui/"),
+            ("//evil.example/ui", "/ui/"),
+            ("/ui\\..\\x", "/ui/"),
+            ("https://evil.example/ui", "/ui/"),
+        ] {
+            assert_eq!(safe_back(Some(given), "/ui/"), want, "{given:?}");
+        }
+    }
 }
