@@ -166,6 +166,7 @@ pub(crate) struct QueuesResponse {
 
 /// List filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Only this status.
     pub status: Option<String>,
@@ -284,6 +285,7 @@ pub(crate) fn not_found(id: Uuid) -> ApiError {
     (status = 200, description = "The dedup key is held: the existing job", body = JobResource),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+    (status = 415, description = "Not Content-Type: application/json", body = ErrorBody),
     (status = 422, description = "Unknown class, bad arguments or options; names the field", body = ErrorBody),
     (status = 503, description = "Pub/Sub or the store is unavailable", body = ErrorBody)))]
 pub(crate) async fn submit(

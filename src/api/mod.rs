@@ -437,7 +437,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Health: 200 when the store answers, 503 otherwise.
-#[utoipa::path(get, path = "/healthz", responses(
+#[utoipa::path(get, path = "/healthz", security(()), responses(
     (status = 200, description = "The API and its store are up"),
     (status = 503, description = "The store does not answer", body = ErrorBody)))]
 pub(crate) async fn healthz(State(state): State<ApiState>) -> Result<Response, ApiError> {

@@ -26,7 +26,8 @@ use super::jobs;
         crate::admin::jobs::BulkReport, super::actions::Percentiles, super::actions::StatsResponse,
         super::actions::ClassInfo
     )),
-    modifiers(&BearerAuth)
+    security(("bearer" = [])),
+    modifiers(&BearerAuth, &CommonAnswers)
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -41,6 +42,66 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The answers every operation may give besides its own: `401` without a valid token (when
+/// tokens are configured; not `/healthz`), `421` for a host not served, `403` for a
+/// state-changing request from another origin, `408` for a body that arrived too slowly, `503`
+/// when the store does not answer.
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = path == "/healthz";
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.delete, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+            ];
+            for (op, changes) in operations {
+                let Some(op) = op.as_mut() else { continue };
+                let answers = &mut op.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    answers
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description).into());
+                };
+                if !open {
+                    add(
+                        "401",
+                        "Tokens are configured and the request carries no valid bearer token",
+                    );
+                    add("503", "The store or Pub/Sub does not answer");
+                }
+                add(
+                    "421",
+                    "The Host is not served (without tokens only IP addresses and localhost are)",
+                );
+                if changes {
+                    add("403", "A state-changing request from another origin");
+                    add(
+                        "408",
+                        "The request body did not arrive within the body timeout",
+                    );
+                }
+            }
+        }
     }
 }
 

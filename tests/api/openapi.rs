@@ -61,3 +61,81 @@ pub(crate) async fn metrics_openapi_and_health() {
     assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
     s.stop().await;
 }
+
+#[tokio::test]
+pub(crate) async fn the_openapi_document_declares_what_the_server_does() {
+    let s = Setup::sqlite(false, &[]).await;
+    let (code, spec) = s.get("/openapi.json").await;
+    assert_eq!(code, 200);
+    // Every request needs the bearer token when tokens are configured, but /healthz.
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(spec["security"], json!([{"bearer": []}]));
+    assert_eq!(spec["paths"]["/healthz"]["get"]["security"], json!([{}]));
+    let methods = ["get", "post", "delete", "put", "patch"];
+    let mut operations = 0;
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        let templated: Vec<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for method in methods {
+            let Some(op) = item.get(method) else { continue };
+            operations += 1;
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            // Path parameters are exactly the path's templated segments; the rest are queries.
+            let in_path: Vec<&str> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(in_path, templated, "{method} {path}: path parameters");
+            for p in &params {
+                assert!(
+                    p["in"] == "path" || p["in"] == "query",
+                    "{method} {path}: {p}"
+                );
+                if p["in"] == "query" {
+                    assert_ne!(p["required"], true, "{method} {path}: {p} is optional");
+                }
+            }
+            // Every operation says how it fails.
+            let answers = op["responses"].as_object().expect("responses");
+            assert!(
+                answers.keys().any(|c| c.starts_with('4')),
+                "{method} {path} lists no 4xx answer"
+            );
+            if path != "/healthz" {
+                assert!(answers.contains_key("401"), "{method} {path}: 401");
+            }
+            if method != "get" {
+                assert!(answers.contains_key("403"), "{method} {path}: 403");
+            }
+        }
+    }
+    assert!(operations >= 20, "{operations} operations");
+    let list: Vec<(String, String)> = spec["paths"]["/v1/jobs"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["in"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for name in ["status", "queue", "class", "q", "order", "limit", "cursor"] {
+        assert!(
+            list.contains(&(name.to_string(), "query".to_string())),
+            "{name} is a query parameter of GET /v1/jobs: {list:?}"
+        );
+    }
+    let submit = &spec["paths"]["/v1/jobs"]["post"]["responses"];
+    for code in ["400", "413", "415", "422"] {
+        assert!(submit[code].is_object(), "POST /v1/jobs documents {code}");
+    }
+    s.stop().await;
+}
