@@ -224,6 +224,20 @@ pub trait ProcessStore: Send + Sync {
     async fn forget_process(&self, id: &str) -> Result<(), StoreError>;
     /// Processes that reported since `since`, by kind then id.
     async fn processes(&self, since: DateTime<Utc>) -> Result<Vec<ProcessInfo>, StoreError>;
+    /// Records that the dashboard session `id`, valid until `expires_at`, was signed out (and
+    /// forgets sessions revoked earlier that have expired since). The default answers
+    /// [`StoreError::Unsupported`]: sign-out then only clears the browser's cookie.
+    async fn revoke_session(&self, id: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = (id, expires_at);
+        Err(StoreError::Unsupported {
+            operation: "revoke_session",
+        })
+    }
+    /// Whether the dashboard session `id` was signed out. The default: never.
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Ok(false)
+    }
 }
 
 /// Housekeeping.

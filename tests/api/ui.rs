@@ -162,6 +162,50 @@ pub(crate) async fn dashboard_sessions_need_a_token_and_cannot_be_forged() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Signing out revokes the session itself: the same cookie, replayed, no longer works
+    // (here, or on another `worker api` sharing the store).
+    let r = http
+        .post(s.url("/ui/logout"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let r = http
+        .get(s.url("/ui/jobs"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a signed-out session is refused");
+    let r = http
+        .post(s.url(&format!("/ui/jobs/{}/retry", uuid::Uuid::new_v4())))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a signed-out session cannot act");
+    // A new sign-in still works.
+    let r = http
+        .post(s.url("/ui/login"))
+        .form(&[("token", "tok-one"), ("next", "/ui/")])
+        .send()
+        .await
+        .unwrap();
+    let again = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let again = again.split(';').next().unwrap().to_string();
+    assert_ne!(again, pair);
+    let r = http
+        .get(s.url("/ui/jobs"))
+        .header("cookie", &again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     s.stop().await;
 }
 

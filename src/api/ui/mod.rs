@@ -74,11 +74,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let open = path == "/ui/login" || path.starts_with("/ui/assets/") || path == "/";
-    let mut resp = if state.config.tokens.is_empty()
+    let allowed = state.config.tokens.is_empty()
         || open
-        || session::signed_in(req.headers(), &state.session_key)
         || super::has_bearer(&state, req.headers())
-    {
+        || session::signed_in(req.headers(), &state.session_key, state.store.as_ref()).await;
+    let mut resp = if allowed {
         next.run(req).await
     } else if req.method() == Method::GET || req.method() == Method::HEAD {
         let next_url = req

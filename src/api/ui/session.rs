@@ -1,10 +1,13 @@
 //! Dashboard sessions and request origin checks.
 //!
 //! With API tokens configured, an operator signs in once with a token; the dashboard then keeps
-//! a stateless session cookie `pj_session=EXPIRES.MAC`: MAC is HMAC-SHA256 of the expiry under
-//! a key derived from the tokens, so every `worker api` with the same tokens accepts it (no
-//! shared session table), and changing the tokens signs everyone out. The cookie is `HttpOnly`
-//! (scripts cannot read it) and `SameSite=Strict` (other sites' requests do not carry it).
+//! a session cookie `pj_session=EXPIRES.ID.MAC`: MAC is HMAC-SHA256 of the expiry and the
+//! session's random id under a key derived from the tokens, so every `worker api` with the same
+//! tokens accepts it, and changing the tokens signs everyone out. An expiry further out than
+//! [`SESSION_SECONDS`] is refused. Signing out records the id in the store
+//! (`pj_revoked_sessions`), which every `worker api` on that store checks: the cookie is dead
+//! everywhere, even if it was copied before. The cookie is `HttpOnly` (scripts cannot read it)
+//! and `SameSite=Strict` (other sites' requests do not carry it).
 //!
 //! State-changing requests (anything but GET, HEAD, OPTIONS) from another origin are refused
 //! on the dashboard and the JSON API alike, as Sidekiq 8 does: `Sec-Fetch-Site` must be
@@ -33,9 +36,9 @@ pub(crate) fn key(tokens: &[String]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn mac(key: &[u8; 32], expires: i64) -> String {
+fn mac(key: &[u8; 32], expires: i64, id: &str) -> String {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(format!("session|{expires}").as_bytes());
+    m.update(format!("session|{expires}|{id}").as_bytes());
     m.finalize()
         .into_bytes()
         .iter()
@@ -43,21 +46,41 @@ fn mac(key: &[u8; 32], expires: i64) -> String {
         .collect()
 }
 
+/// A session a cookie holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Session {
+    /// Its random id (what sign-out revokes).
+    pub id: String,
+    /// When it ends, epoch seconds.
+    pub expires: i64,
+}
+
 /// A new session's cookie value, valid for [`SESSION_SECONDS`] from `now` (epoch seconds).
 pub(crate) fn issue(key: &[u8; 32], now: i64) -> String {
     let expires = now + SESSION_SECONDS;
-    format!("{expires}.{}", mac(key, expires))
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{expires}.{id}.{}", mac(key, expires, &id))
 }
 
-/// True when `value` is a session this key signed that has not expired at `now`.
+/// The session `value` holds if this key signed it and it is live at `now`: not expired, and
+/// not ending further out than a session lasts.
+pub(crate) fn parse(key: &[u8; 32], value: &str, now: i64) -> Option<Session> {
+    let mut parts = value.splitn(3, '.');
+    let expires = parts.next()?.parse::<i64>().ok()?;
+    let id = parts.next()?;
+    let given = parts.next()?;
+    let live = expires > now && expires <= now.saturating_add(SESSION_SECONDS);
+    let signed = super::super::constant_time_eq(mac(key, expires, id).as_bytes(), given.as_bytes());
+    (live && signed && !id.is_empty()).then(|| Session {
+        id: id.to_string(),
+        expires,
+    })
+}
+
+/// True when `value` is a live session this key signed (revocation aside: see [`signed_in`]).
+#[cfg(test)]
 pub(crate) fn valid(key: &[u8; 32], value: &str, now: i64) -> bool {
-    let Some((expires, given)) = value.split_once('.') else {
-        return false;
-    };
-    let Ok(expires) = expires.parse::<i64>() else {
-        return false;
-    };
-    expires > now && super::super::constant_time_eq(mac(key, expires).as_bytes(), given.as_bytes())
+    parse(key, value, now).is_some()
 }
 
 /// The session cookie's value in the request, if any.
@@ -72,9 +95,29 @@ pub(crate) fn cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// True when the request carries a valid session.
-pub(crate) fn signed_in(headers: &HeaderMap, key: &[u8; 32]) -> bool {
-    cookie(headers).is_some_and(|c| valid(key, &c, Utc::now().timestamp()))
+/// The request's session, if it carries a live one this key signed.
+pub(crate) fn session(headers: &HeaderMap, key: &[u8; 32]) -> Option<Session> {
+    cookie(headers).and_then(|c| parse(key, &c, Utc::now().timestamp()))
+}
+
+/// True when the request carries a live session that was not signed out (checked in the
+/// store, so a sign-out holds on every server sharing it; a store that cannot answer counts
+/// as signed out).
+pub(crate) async fn signed_in(
+    headers: &HeaderMap,
+    key: &[u8; 32],
+    store: &dyn crate::store::JobStore,
+) -> bool {
+    let Some(s) = session(headers, key) else {
+        return false;
+    };
+    match store.session_revoked(&s.id).await {
+        Ok(revoked) => !revoked,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the dashboard session; treated as signed out");
+            false
+        }
+    }
 }
 
 /// The `Set-Cookie` value of a new session (`Secure` when the request came over https).
@@ -133,9 +176,23 @@ mod tests {
         assert!(valid(&k, &s, now));
         assert!(valid(&k, &s, now + SESSION_SECONDS - 1));
         assert!(!valid(&k, &s, now + SESSION_SECONDS), "expired");
-        let (exp, m) = s.split_once('.').unwrap();
+        let (exp, rest) = s.split_once('.').unwrap();
         let later = exp.parse::<i64>().unwrap() + 86_400;
-        assert!(!valid(&k, &format!("{later}.{m}"), now), "expiry moved");
+        assert!(!valid(&k, &format!("{later}.{rest}"), now), "expiry moved");
+        let (id, m) = rest.split_once('.').unwrap();
+        assert!(!valid(&k, &format!("{exp}.{id}x.{m}"), now), "id changed");
+        // A session signed with an expiry years ahead (a leaked key, an old build) is refused.
+        let far = now + 10 * 365 * 86_400;
+        let id = "0123456789abcdef";
+        assert!(
+            !valid(&k, &format!("{far}.{id}.{}", mac(&k, far, id)), now),
+            "too long"
+        );
+        assert!(valid(
+            &k,
+            &format!("{}.{id}.{}", now + 60, mac(&k, now + 60, id)),
+            now
+        ));
         assert!(!valid(&k, "garbage", now));
         assert!(!valid(&key(&["other".into()]), &s, now), "other tokens");
     }

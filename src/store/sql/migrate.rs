@@ -16,6 +16,7 @@ pub(super) fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0006_direct_aggregates.sql"),
             include_str!("migrations/sqlite/0007_dashboard.sql"),
             include_str!("migrations/sqlite/0008_due_order.sql"),
+            include_str!("migrations/sqlite/0009_revoked_sessions.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
@@ -26,6 +27,7 @@ pub(super) fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/postgres/0006_autovacuum.sql"),
             include_str!("migrations/postgres/0007_dashboard.sql"),
             include_str!("migrations/postgres/0008_due_order.sql"),
+            include_str!("migrations/postgres/0009_revoked_sessions.sql"),
         ],
     }
 }

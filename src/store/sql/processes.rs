@@ -23,6 +23,39 @@ impl ProcessStore for SqlStore {
         Ok(())
     }
 
+    async fn revoke_session(
+        &self,
+        id: &str,
+        expires_at: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("revoke session"))?;
+        sqlx::query("DELETE FROM pj_revoked_sessions WHERE expires_at < $1")
+            .bind(ms(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("revoke session"))?;
+        sqlx::query(
+            "INSERT INTO pj_revoked_sessions (id, expires_at) VALUES ($1, $2)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(ms(expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("revoke session"))?;
+        tx.commit().await.map_err(db("revoke session"))?;
+        Ok(())
+    }
+
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS one FROM pj_revoked_sessions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("check session"))?;
+        Ok(row.is_some())
+    }
+
     async fn forget_process(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM pj_processes WHERE id = $1")
             .bind(id.to_string())

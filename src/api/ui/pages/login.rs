@@ -90,8 +90,19 @@ pub(crate) async fn login(
     resp
 }
 
-/// `POST /ui/logout`.
-pub(crate) async fn logout() -> Response {
+/// `POST /ui/logout`: the session is revoked in the store (dead on every server sharing it)
+/// and its cookie cleared.
+pub(crate) async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(s) = session::session(&headers, &state.session_key) {
+        let expires = chrono::DateTime::from_timestamp(s.expires, 0).unwrap_or_else(Utc::now);
+        match state.store.revoke_session(&s.id, expires).await {
+            Ok(()) => tracing::info!(event = "ui.signed_out", "dashboard session signed out"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not revoke the dashboard session in the store; only its cookie is cleared"
+            ),
+        }
+    }
     let mut resp = Redirect::to("/ui/login").into_response();
     if let Ok(v) = session::clear_cookie().parse() {
         resp.headers_mut().insert(header::SET_COOKIE, v);
