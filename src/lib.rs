@@ -77,6 +77,8 @@ pub mod guide {
     pub mod api {}
     #[doc = include_str!("../docs/guide/operating.md")]
     pub mod operating {}
+    #[doc = include_str!("../docs/guide/security.md")]
+    pub mod security {}
 }
 
 // Where a user starts: the job API, the client, the worker, the registry and the errors, all
