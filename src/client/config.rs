@@ -22,6 +22,11 @@ pub struct ClientConfig {
     /// The emulator's `host:port` (`PUBSUB_EMULATOR_HOST`); `None` means Google Cloud with
     /// Application Default Credentials.
     pub emulator_host: Option<String>,
+    /// The largest job accepted, its message (body and attributes) counted
+    /// (`PUBSUB_JOBS_MAX_JOB_BYTES`, default and at most Pub/Sub's 10,000,000): a lower cap
+    /// keeps what the job store holds, and every page that shows it, small. A job over it is
+    /// refused at enqueue, naming the limit.
+    pub max_job_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -33,11 +38,21 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(30),
             ack_deadline: Duration::from_secs(60),
             emulator_host: None,
+            max_job_bytes: crate::client::MAX_MESSAGE_BYTES,
         }
     }
 }
 
 impl ClientConfig {
+    /// `bytes` if it is a job size cap Pub/Sub allows (1 to 10,000,000), else an error naming
+    /// the setting (`--max-job-bytes`, `PUBSUB_JOBS_MAX_JOB_BYTES`).
+    pub fn check_max_job_bytes(bytes: usize) -> Result<usize> {
+        parse_max_job_bytes(
+            "--max-job-bytes (PUBSUB_JOBS_MAX_JOB_BYTES)",
+            &bytes.to_string(),
+        )
+    }
+
     /// Checks a queue name against Pub/Sub's resource name rules with this configuration's
     /// prefix, before any network call: the error names the queue and the rule.
     pub fn validate_queue(&self, queue: &str) -> Result<()> {
@@ -59,6 +74,9 @@ impl ClientConfig {
         if let Some(v) = var("PUBSUB_MORGUE_QUEUE") {
             c.morgue_queue = v;
         }
+        if let Some(v) = var("PUBSUB_JOBS_MAX_JOB_BYTES") {
+            c.max_job_bytes = parse_max_job_bytes("PUBSUB_JOBS_MAX_JOB_BYTES", &v)?;
+        }
         if let Some(v) = var("PUBSUB_TIMEOUT_SECONDS") {
             let secs: f64 = v
                 .parse()
@@ -73,4 +91,20 @@ impl ClientConfig {
         }
         Ok(c)
     }
+}
+
+/// A job size cap from a setting named `name`: a whole number of bytes from 1 to Pub/Sub's
+/// 10,000,000.
+pub(crate) fn parse_max_job_bytes(name: &str, value: &str) -> Result<usize> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=crate::client::MAX_MESSAGE_BYTES).contains(n))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{name}={value:?} is not a number of bytes from 1 to {} (Pub/Sub's limit)",
+                crate::client::MAX_MESSAGE_BYTES
+            ))
+        })
 }

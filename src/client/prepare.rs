@@ -64,6 +64,7 @@ pub(crate) fn topic(prefix: &str, env: &Envelope, now: DateTime<Utc>) -> String 
 fn check(
     prefix: &str,
     morgue: &str,
+    max_bytes: usize,
     env: &Envelope,
     data: &[u8],
     attributes: &HashMap<String, String>,
@@ -78,12 +79,13 @@ fn check(
         });
     }
     let size = message_bytes(data, attributes);
-    if size > MAX_MESSAGE_BYTES {
+    let limit = max_bytes.min(MAX_MESSAGE_BYTES);
+    if size > limit {
         return Err(Error::PayloadTooLarge {
             job_class: env.job_class.clone(),
             queue: env.queue_name.clone(),
             size,
-            limit: MAX_MESSAGE_BYTES,
+            limit,
         });
     }
     if let Some(at) = env.scheduled_at {
@@ -116,7 +118,15 @@ impl Client {
         let config = self.config();
         let prefix = &config.topic_prefix;
         let attributes = env.attributes();
-        check(prefix, &config.morgue_queue, &env, &data, &attributes, now)?;
+        check(
+            prefix,
+            &config.morgue_queue,
+            config.max_job_bytes,
+            &env,
+            &data,
+            &attributes,
+            now,
+        )?;
         let message = OutboxMessage {
             topic: topic(prefix, &env, now),
             data,
@@ -160,6 +170,34 @@ mod tests {
         assert!(
             matches!(err, Error::PayloadTooLarge { size, limit, .. } if size == MAX_MESSAGE_BYTES + 1 && limit == MAX_MESSAGE_BYTES),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_configured_cap_refuses_jobs_over_it_and_the_morgue_queue_takes_none() {
+        let c = Client::with_memory_broker(
+            MemoryBroker::new(),
+            ClientConfig {
+                max_job_bytes: 2_000,
+                ..ClientConfig::default()
+            },
+        );
+        let small = Envelope::new("J", "default", serde_json::json!({"a": 1}));
+        assert!(c.prepare(small, Utc::now()).is_ok());
+        let big = Envelope::new("J", "default", serde_json::json!({"a": "x".repeat(2_000)}));
+        let err = c.prepare(big, Utc::now()).unwrap_err();
+        assert!(
+            matches!(err, Error::PayloadTooLarge { limit: 2_000, .. }),
+            "{err}"
+        );
+        let dead = Envelope::new("J", "morgue", serde_json::json!({}));
+        let err = c.prepare(dead, Utc::now()).unwrap_err();
+        assert!(err.to_string().contains("morgue queue"), "{err}");
+        assert!(crate::client::config::parse_max_job_bytes("X", "0").is_err());
+        assert!(crate::client::config::parse_max_job_bytes("X", "10000001").is_err());
+        assert_eq!(
+            crate::client::config::parse_max_job_bytes("X", "65536").unwrap(),
+            65_536
         );
     }
 

@@ -26,8 +26,9 @@ pub enum Error {
         /// Which rule it breaks.
         reason: String,
     },
-    /// A job whose encoded message is larger than Pub/Sub accepts.
-    #[error("job {job_class} for queue {queue:?} is {size} bytes, over the Pub/Sub limit of {limit} bytes")]
+    /// A job whose encoded message is larger than Pub/Sub accepts, or than the client's
+    /// `max_job_bytes`.
+    #[error("job {job_class} for queue {queue:?} is {size} bytes, over the limit of {limit} bytes (Pub/Sub's is 10000000; PUBSUB_JOBS_MAX_JOB_BYTES sets a lower one)")]
     PayloadTooLarge {
         /// The job's class name.
         job_class: String,

@@ -28,6 +28,7 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
         emulator_host: std::env::var("PUBSUB_EMULATOR_HOST")
             .ok()
             .filter(|h| !h.is_empty()),
+        max_job_bytes: pubsub_jobs::ClientConfig::check_max_job_bytes(g.max_job_bytes)?,
         ..ClientConfig::default()
     })
 }

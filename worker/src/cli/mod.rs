@@ -96,6 +96,15 @@ pub struct GlobalArgs {
         global = true
     )]
     pub pubsub_timeout: f64,
+    /// The largest job accepted at enqueue, in bytes (its message: body and attributes), at
+    /// most Pub/Sub's 10,000,000: a lower cap keeps the job store and its pages small.
+    #[arg(
+        long,
+        env = "PUBSUB_JOBS_MAX_JOB_BYTES",
+        default_value_t = 10_000_000,
+        global = true
+    )]
+    pub max_job_bytes: usize,
     /// A job store that records every job's events and status: sqlite://PATH or
     /// postgres://USER@HOST/DB. Without one, jobs run as before (pure Pub/Sub). `worker api`
     /// defaults to sqlite://jobs.db.
