@@ -110,6 +110,10 @@ pub(crate) async fn body_in_time(
     req: Request,
     next: Next,
 ) -> Response {
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        // No body to wait for (a GET): nothing to buffer.
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
         Ok(Ok(bytes)) => {
