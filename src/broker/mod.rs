@@ -21,7 +21,7 @@ mod pubsub;
 pub(crate) mod recording;
 
 pub use memory::MemoryBroker;
-pub use pubsub::{PubSubBroker, RETENTION};
+pub use pubsub::{PubSubBroker, EMULATOR_PROJECT, RETENTION};
 
 /// A message to publish.
 #[derive(Clone, Debug, Default)]

@@ -23,12 +23,65 @@ use crate::error::{BrokerCode, Error, Result};
 /// How long unacked messages are kept: Pub/Sub's maximum, 7 days.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The project the emulator uses when none is given (any name works there).
+pub const EMULATOR_PROJECT: &str = "job-queue";
+
 /// The broker on real Pub/Sub. Cheap to clone.
 #[derive(Clone)]
 pub struct PubSubBroker {
     client: GClient,
     publishers: Arc<Mutex<HashMap<String, Publisher>>>,
     timeout: Duration,
+    project_id: String,
+}
+
+/// What Application Default Credentials could not do, with what to use instead.
+fn credentials_error(e: impl std::fmt::Display) -> Error {
+    let message = e.to_string();
+    let hint = if message.contains("impersonated_service_account") {
+        ": impersonated credentials from `gcloud auth application-default login \
+         --impersonate-service-account` are not supported; use the service account's own \
+         credentials (GKE Workload Identity or the metadata server, a key file in \
+         GOOGLE_APPLICATION_CREDENTIALS), or Workload Identity Federation \
+         (an external_account file, with impersonation if needed)"
+    } else if message.contains("unsupported account") {
+        ": supported are service_account and authorized_user files, external_account \
+         (Workload Identity Federation) files, and the metadata server"
+    } else {
+        ""
+    };
+    Error::Credentials(format!("{message}{hint}"))
+}
+
+/// The project to use: `given` if not empty, else the credentials' own, else
+/// `GOOGLE_CLOUD_PROJECT`; on the emulator, [`EMULATOR_PROJECT`] when none is given.
+fn resolve_project(
+    given: &str,
+    from_credentials: Option<&str>,
+    emulator: bool,
+    google_cloud_project: Option<&str>,
+) -> Result<String> {
+    let pick = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(p) = pick(Some(given)) {
+        return Ok(p);
+    }
+    if emulator {
+        return Ok(EMULATOR_PROJECT.to_string());
+    }
+    pick(from_credentials)
+        .or_else(|| pick(google_cloud_project))
+        .ok_or_else(|| {
+            Error::Config(
+                "no Google Cloud project: set PUBSUB_PROJECT_ID (--project), or \
+                 GOOGLE_CLOUD_PROJECT, or use credentials that name one (a service account key, \
+                 the metadata server on Google Cloud)"
+                    .into(),
+            )
+        })
 }
 
 impl std::fmt::Debug for PubSubBroker {
@@ -76,23 +129,39 @@ fn broker_error(operation: &'static str, resource: &str, status: Status) -> Erro
 }
 
 impl PubSubBroker {
-    /// Connects to `project_id`: the emulator at `emulator_host` when given, otherwise Google
-    /// Cloud with Application Default Credentials. Every call is bounded by `timeout`.
+    /// Connects to `project_id`: the emulator at `emulator_host` when given (an empty host
+    /// counts as none), otherwise Google Cloud with Application Default Credentials. An empty
+    /// `project_id` means the credentials' own project, else `GOOGLE_CLOUD_PROJECT` (on the
+    /// emulator, [`EMULATOR_PROJECT`]); none of them is an error. Every call is bounded by
+    /// `timeout`.
     pub async fn connect(
         project_id: &str,
         emulator_host: Option<&str>,
         timeout: Duration,
     ) -> Result<Self> {
-        let mut config = ClientConfig::default();
-        if let Some(host) = emulator_host {
+        let emulator_host = emulator_host.map(str::trim).filter(|h| !h.is_empty());
+        // The library's default reads PUBSUB_EMULATOR_HOST itself, an empty one included:
+        // what was decided above is what counts.
+        let mut config = ClientConfig {
+            project_id: None,
+            ..ClientConfig::default()
+        };
+        let project_id = if let Some(host) = emulator_host {
             config.environment = Environment::Emulator(host.to_string());
+            resolve_project(project_id, None, true, None)?
         } else {
-            config = config
-                .with_auth()
-                .await
-                .map_err(|e| Error::Credentials(e.to_string()))?;
-        }
-        config.project_id = Some(project_id.to_string());
+            config.environment =
+                Environment::GoogleCloud(Box::new(token_source::NoopTokenSourceProvider {}));
+            config = config.with_auth().await.map_err(credentials_error)?;
+            let env_project = std::env::var("GOOGLE_CLOUD_PROJECT").ok();
+            resolve_project(
+                project_id,
+                config.project_id.as_deref(),
+                false,
+                env_project.as_deref(),
+            )?
+        };
+        config.project_id = Some(project_id.clone());
         let client = GClient::new(config).await.map_err(|e| Error::Connect {
             target: emulator_host
                 .map(|h| format!("the emulator {h}"))
@@ -103,7 +172,13 @@ impl PubSubBroker {
             client,
             publishers: Arc::default(),
             timeout,
+            project_id,
         })
+    }
+
+    /// The project this broker talks to (resolved at connect).
+    pub fn project_id(&self) -> &str {
+        &self.project_id
     }
 
     /// Runs `op`, retrying transient failures (the service unreachable, restarting, overloaded)
@@ -342,5 +417,35 @@ impl DeliveryStream for PubSubStream {
 
     async fn close(self: Box<Self>) {
         self.inner.dispose().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_comes_from_the_setting_then_the_credentials_then_the_environment() {
+        let r = |given, creds, emulator, env| resolve_project(given, creds, emulator, env);
+        assert_eq!(
+            r("mine", Some("theirs"), false, Some("env")).unwrap(),
+            "mine"
+        );
+        assert_eq!(r("", Some("theirs"), false, Some("env")).unwrap(), "theirs");
+        assert_eq!(r(" ", None, false, Some("env")).unwrap(), "env");
+        assert_eq!(r("", None, true, Some("env")).unwrap(), EMULATOR_PROJECT);
+        let err = r("", None, false, Some("")).unwrap_err().to_string();
+        assert!(
+            err.contains("PUBSUB_PROJECT_ID") && err.contains("GOOGLE_CLOUD_PROJECT"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_credentials_say_what_to_use_instead() {
+        let err = credentials_error("unsupported account impersonated_service_account").to_string();
+        assert!(err.contains("Workload Identity"), "{err}");
+        let err = credentials_error("unsupported account gdch_service_account").to_string();
+        assert!(err.contains("external_account"), "{err}");
     }
 }

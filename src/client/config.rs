@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 /// Client settings. [`ClientConfig::from_env`] reads them from the environment.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// The Google Cloud project (`PUBSUB_PROJECT_ID`, default `job-queue`).
+    /// The Google Cloud project (`PUBSUB_PROJECT_ID`). Empty (the default): the project of
+    /// the credentials, else `GOOGLE_CLOUD_PROJECT`, else an error at connect; on the
+    /// emulator, `job-queue`. [`Client::connect`](crate::Client::connect) fills in the one found.
     pub project_id: String,
     /// A prefix for every topic and subscription, so that apps can share a project
     /// (`PUBSUB_TOPIC_PREFIX`, default empty).
@@ -32,7 +34,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            project_id: "job-queue".into(),
+            project_id: String::new(),
             topic_prefix: String::new(),
             morgue_queue: "morgue".into(),
             timeout: Duration::from_secs(30),

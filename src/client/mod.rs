@@ -72,6 +72,8 @@ impl Client {
             config.timeout,
         )
         .await?;
+        let mut config = config;
+        config.project_id = broker.project_id().to_string();
         Ok(Self::with_broker(Arc::new(broker), config))
     }
 

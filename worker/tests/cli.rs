@@ -433,3 +433,38 @@ fn a_store_that_cannot_be_opened_is_named_without_its_password() {
         );
     }
 }
+
+#[test]
+fn an_empty_emulator_host_means_real_pub_sub_and_unsupported_credentials_say_what_to_use() {
+    // Everything stays on this machine: the credentials are a file that names an unsupported
+    // type (no token is ever asked for), and a metadata server, were one asked, is loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("adc.json");
+    std::fs::write(
+        &creds,
+        r#"{"type": "impersonated_service_account", "service_account_impersonation_url": "https://iamcredentials.example/x", "source_credentials": {}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[
+            "enqueue",
+            "MockJob",
+            r#"{"sleep_duration":1,"raise_error":false}"#,
+        ],
+        &[
+            ("PUBSUB_EMULATOR_HOST", ""),
+            ("PUBSUB_PROJECT_ID", ""),
+            ("GOOGLE_APPLICATION_CREDENTIALS", creds.to_str().unwrap()),
+            ("GCE_METADATA_HOST", "127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        !err.contains("invalid emulator host"),
+        "an empty PUBSUB_EMULATOR_HOST is unset: {err}"
+    );
+    assert!(
+        err.contains("impersonated") && err.contains("Workload Identity"),
+        "the error says what to use instead: {err}"
+    );
+}

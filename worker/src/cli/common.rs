@@ -21,7 +21,7 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
         );
     }
     Ok(ClientConfig {
-        project_id: g.project.clone(),
+        project_id: g.project.clone().unwrap_or_default(),
         topic_prefix: g.topic_prefix.clone(),
         morgue_queue: g.morgue_queue.clone(),
         timeout: Duration::from_secs_f64(g.pubsub_timeout),

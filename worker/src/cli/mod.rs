@@ -69,14 +69,10 @@ pub struct GlobalArgs {
     /// The queue.
     #[arg(long, env = "QUEUE_NAME", default_value = "default", global = true)]
     pub queue: String,
-    /// The Google Cloud project.
-    #[arg(
-        long,
-        env = "PUBSUB_PROJECT_ID",
-        default_value = "job-queue",
-        global = true
-    )]
-    pub project: String,
+    /// The Google Cloud project; unset: the credentials' project, else GOOGLE_CLOUD_PROJECT
+    /// (on the emulator, job-queue).
+    #[arg(long, env = "PUBSUB_PROJECT_ID", global = true)]
+    pub project: Option<String>,
     /// A prefix for every topic and subscription, so that apps can share a project.
     #[arg(long, env = "PUBSUB_TOPIC_PREFIX", default_value = "", global = true)]
     pub topic_prefix: String,
