@@ -330,14 +330,15 @@ impl From<crate::Error> for ApiError {
             | E::DelayTooLong { .. }
             | E::UnknownJobClass { .. }
             | E::InvalidArguments { .. }
-            | E::Serialize { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | E::Serialize { .. }
+            | E::QueueMissing { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             E::Broker { .. } | E::Timeout { .. } | E::Connect { .. } | E::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let field = match &e {
-            E::InvalidQueueName { .. } => Some("queue".to_string()),
+            E::InvalidQueueName { .. } | E::QueueMissing { .. } => Some("queue".to_string()),
             E::UnknownJobClass { .. } => Some("job_class".to_string()),
             E::InvalidArguments { path, .. } => Some(match path {
                 Some(p) => format!("arguments.{p}"),

@@ -19,6 +19,8 @@ pub(crate) enum Call {
     Ack(Vec<String>),
     /// A modify_ack_deadline of these ids to this many seconds.
     Deadline(Vec<String>, i32),
+    /// An admin call (create topic, create subscription, get subscription) on this resource.
+    Admin(&'static str, String),
 }
 
 /// A [`MemoryBroker`] that records [`Call`]s.
@@ -38,7 +40,7 @@ impl RecordingBroker {
     pub(crate) fn lease_calls(&self) -> Vec<Call> {
         self.calls()
             .into_iter()
-            .filter(|c| !matches!(c, Call::Publish(..)))
+            .filter(|c| matches!(c, Call::Ack(..) | Call::Deadline(..)))
             .collect()
     }
 
@@ -53,12 +55,15 @@ impl RecordingBroker {
 #[async_trait]
 impl Broker for RecordingBroker {
     async fn create_topic(&self, topic: &str) -> Result<()> {
+        self.record(Call::Admin("create topic", topic.to_string()));
         self.inner.create_topic(topic).await
     }
     async fn create_subscription(&self, s: &str, t: &str, d: Duration) -> Result<()> {
+        self.record(Call::Admin("create subscription", s.to_string()));
         self.inner.create_subscription(s, t, d).await
     }
     async fn subscription_exists(&self, s: &str) -> Result<bool> {
+        self.record(Call::Admin("get subscription", s.to_string()));
         self.inner.subscription_exists(s).await
     }
     async fn publish(&self, t: &str, m: Vec<OutboundMessage>) -> Result<Vec<String>> {

@@ -29,6 +29,12 @@ pub struct ClientConfig {
     /// keeps what the job store holds, and every page that shows it, small. A job over it is
     /// refused at enqueue, naming the limit.
     pub max_job_bytes: usize,
+    /// Whether this client creates the topics and subscriptions it uses
+    /// (`PUBSUB_CREATE_QUEUES`, default true). Off, nothing on the start or enqueue paths makes
+    /// an admin call (so `roles/pubsub.publisher` and `roles/pubsub.subscriber` suffice), and a
+    /// missing topic or subscription is [`Error::QueueMissing`], naming the command that
+    /// creates it (`worker queues setup`).
+    pub create_queues: bool,
 }
 
 impl Default for ClientConfig {
@@ -41,6 +47,7 @@ impl Default for ClientConfig {
             ack_deadline: Duration::from_secs(60),
             emulator_host: None,
             max_job_bytes: crate::client::MAX_MESSAGE_BYTES,
+            create_queues: true,
         }
     }
 }
@@ -75,6 +82,17 @@ impl ClientConfig {
         c.emulator_host = var("PUBSUB_EMULATOR_HOST");
         if let Some(v) = var("PUBSUB_MORGUE_QUEUE") {
             c.morgue_queue = v;
+        }
+        if let Some(v) = var("PUBSUB_CREATE_QUEUES") {
+            c.create_queues = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "PUBSUB_CREATE_QUEUES={v:?} is not true or false"
+                    )))
+                }
+            };
         }
         if let Some(v) = var("PUBSUB_JOBS_MAX_JOB_BYTES") {
             c.max_job_bytes = parse_max_job_bytes("PUBSUB_JOBS_MAX_JOB_BYTES", &v)?;

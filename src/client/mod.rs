@@ -167,6 +167,16 @@ impl Client {
     }
 
     async fn ensure_resource(&self, name: &str) -> Result<()> {
+        if !self.inner.config.create_queues {
+            // No admin call: a missing resource shows as NotFound where it is used.
+            return Ok(());
+        }
+        self.create_resource(name).await
+    }
+
+    /// Creates a topic and its subscription of the same name (idempotent, cached per process),
+    /// whether or not this client creates queues on its own.
+    async fn create_resource(&self, name: &str) -> Result<()> {
         if self.lock_ensured().contains(name) {
             return Ok(());
         }
@@ -210,5 +220,120 @@ impl Client {
     pub async fn ensure_morgue(&self) -> Result<()> {
         self.ensure_resource(&self.resource_name(&self.inner.config.morgue_queue))
             .await
+    }
+
+    /// Creates everything `queue` needs (its topic and subscription, and the `.scheduled`
+    /// pair; 7-day retention, no expiry), even when this client does not create queues on its
+    /// own: what `worker queues setup` runs with create rights, ahead of least-privilege workers.
+    pub async fn setup_queue(&self, queue: &str) -> Result<()> {
+        self.validate_queue(queue)?;
+        self.create_resource(&self.resource_name(queue)).await?;
+        self.create_resource(&self.scheduled_resource_name(queue))
+            .await
+    }
+
+    /// [`setup_queue`](Self::setup_queue) for the morgue.
+    pub async fn setup_morgue(&self) -> Result<()> {
+        self.create_resource(&self.resource_name(&self.inner.config.morgue_queue))
+            .await
+    }
+
+    /// The queue a topic or subscription name belongs to (prefix and `.scheduled` taken off).
+    pub(crate) fn queue_of(&self, resource: &str) -> String {
+        let name = resource
+            .strip_prefix(self.inner.config.topic_prefix.as_str())
+            .unwrap_or(resource);
+        name.strip_suffix(SCHEDULED_SUFFIX)
+            .unwrap_or(name)
+            .to_string()
+    }
+
+    /// Checks, without an admin call, that the subscriptions a worker of `queue` reads exist
+    /// (a unary pull: `subscriptions.consume`, which the subscriber role grants; a message it
+    /// happens to lease is released at once). Only needed when this client does not create
+    /// queues: otherwise the worker creates them.
+    pub(crate) async fn check_subscriptions(&self, queue: &str) -> Result<()> {
+        for sub in [
+            self.resource_name(queue),
+            self.scheduled_resource_name(queue),
+        ] {
+            match self
+                .inner
+                .broker
+                .pull(&sub, 1, std::time::Duration::ZERO)
+                .await
+            {
+                Ok(got) => {
+                    let ids: Vec<String> = got.into_iter().map(|d| d.ack_id).collect();
+                    if !ids.is_empty() {
+                        self.inner.broker.modify_ack_deadline(&sub, ids, 0).await?;
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    return Err(crate::Error::QueueMissing {
+                        queue: queue.to_string(),
+                        kind: "subscription",
+                        resource: sub,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::recording::{Call, RecordingBroker};
+    use crate::envelope::Envelope;
+    use crate::{Error, Worker, WorkerConfig};
+
+    #[tokio::test]
+    async fn without_create_rights_nothing_is_created_and_a_missing_queue_is_named() {
+        let broker = RecordingBroker::default();
+        let client = Client::with_broker(
+            Arc::new(broker.clone()),
+            ClientConfig {
+                create_queues: false,
+                ..ClientConfig::default()
+            },
+        );
+        let env = Envelope::new("J", "billing", serde_json::json!({}));
+        let err = client
+            .publish_envelopes(vec![env.clone()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::QueueMissing { queue, kind: "topic", resource } if queue == "billing" && resource == "billing"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("worker queues setup billing"),
+            "{err}"
+        );
+        // A worker does not start on a queue that is not there, and says which subscription.
+        let refused = Worker::new(client.clone(), WorkerConfig::new("billing"))
+            .run(tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Error::QueueMissing { kind: "subscription", resource, .. } if resource == "billing"),
+            "{refused}"
+        );
+        let admin = |calls: &[Call]| calls.iter().any(|c| matches!(c, Call::Admin(..)));
+        assert!(!admin(&broker.calls()), "{:?}", broker.calls());
+        // Set up ahead (with create rights): enqueues then publish, with no admin call.
+        client.setup_queue("billing").await.unwrap();
+        client.setup_morgue().await.unwrap();
+        let before = broker.calls().len();
+        client.publish_envelopes(vec![env]).await.unwrap();
+        let after = broker.calls()[before..].to_vec();
+        assert!(!admin(&after), "{after:?}");
+        assert!(after
+            .iter()
+            .any(|c| matches!(c, Call::Publish(t, 1) if t == "billing")));
+        client.check_subscriptions("billing").await.unwrap();
     }
 }

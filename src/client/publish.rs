@@ -74,6 +74,13 @@ impl Client {
     ) -> Result<Vec<String>> {
         self.ensure_resource(resource).await?;
         match self.inner.broker.publish(resource, messages.clone()).await {
+            Err(e) if e.is_not_found() && !self.config().create_queues => {
+                Err(crate::Error::QueueMissing {
+                    queue: self.queue_of(resource),
+                    kind: "topic",
+                    resource: resource.to_string(),
+                })
+            }
             Err(e) if e.is_not_found() => {
                 tracing::warn!(topic = resource, "topic is gone; creating it again");
                 self.forget_resource(resource);

@@ -105,6 +105,17 @@ pub enum Error {
         /// The Google Cloud project.
         project: String,
     },
+    /// A queue's topic or subscription does not exist, and this client does not create queues
+    /// ([`ClientConfig::create_queues`](crate::ClientConfig::create_queues) is off).
+    #[error("queue {queue:?}: the {kind} {resource:?} does not exist, and this client does not create queues (PUBSUB_CREATE_QUEUES=false); create it with `worker queues setup {queue}` (or the gcloud commands `worker queues setup --print-gcloud {queue}` prints)")]
+    QueueMissing {
+        /// The queue (or the morgue).
+        queue: String,
+        /// `topic` or `subscription`.
+        kind: &'static str,
+        /// Its name (prefix included).
+        resource: String,
+    },
     /// Google Cloud credentials could not be loaded (real Pub/Sub, no emulator).
     #[error("Google Cloud credentials (Application Default Credentials): {0}")]
     Credentials(String),

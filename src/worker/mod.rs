@@ -201,8 +201,15 @@ impl Worker {
             Some(r) => r.check()?,
             None => Registry::from_inventory()?,
         };
-        client.ensure_queue(&config.queue).await?;
-        client.ensure_morgue().await?;
+        if client.config().create_queues {
+            client.ensure_queue(&config.queue).await?;
+            client.ensure_morgue().await?;
+        } else {
+            // Least privilege: no admin call, but a missing subscription stops the start with
+            // an error naming it (the morgue's topic is checked when a job first dies).
+            client.validate_queue(&config.queue)?;
+            client.check_subscriptions(&config.queue).await?;
+        }
         let subscription = client.resource_name(&config.queue);
         let broker = client.broker().clone();
         // With a store, publish what enqueuers recorded but could not publish (the outbox).

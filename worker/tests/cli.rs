@@ -468,3 +468,38 @@ fn an_empty_emulator_host_means_real_pub_sub_and_unsupported_credentials_say_wha
         "the error says what to use instead: {err}"
     );
 }
+
+#[test]
+fn without_create_rights_queues_are_set_up_ahead_and_a_missing_one_is_named() {
+    let q = unique("lp");
+    let job = r#"{"sleep_duration":0,"raise_error":false}"#;
+    let no_create = [("PUBSUB_CREATE_QUEUES", "false")];
+    // Not set up: the enqueue fails naming the queue and the command; nothing is created.
+    let (code, _, err) = run(&["enqueue", "MockJob", job, "--queue", &q], &no_create);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("queue {q:?}")) && err.contains(&format!("worker queues setup {q}")),
+        "{err}"
+    );
+    // A worker does not start on it either, naming the subscription.
+    let (code, _, err) = run(&["--queue", &q], &no_create);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("subscription") && err.contains("worker queues setup"), "{err}");
+    // The gcloud commands, for infrastructure as code.
+    let (code, out, err) = run(&["queues", "setup", "--print-gcloud", &q], &[]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        format!("gcloud pubsub topics create {q} --project=cli-tests"),
+        format!("gcloud pubsub subscriptions create {q}.scheduled --topic={q}.scheduled"),
+        "--message-retention-duration=7d --expiration-period=never".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want} in {out}");
+    }
+    // Set up with create rights; then the least-privilege enqueue works.
+    let (code, out, err) = run(&["queues", "setup", &q], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ready"), "{out}");
+    let (code, out, err) = run(&["enqueue", "MockJob", job, "--queue", &q], &no_create);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.trim().is_empty(), "prints the job id");
+}

@@ -29,6 +29,7 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
             .ok()
             .filter(|h| !h.is_empty()),
         max_job_bytes: pubsub_jobs::ClientConfig::check_max_job_bytes(g.max_job_bytes)?,
+        create_queues: g.create_queues,
         ..ClientConfig::default()
     })
 }

@@ -24,6 +24,7 @@ mod health;
 mod jobs;
 mod logging;
 mod morgue;
+mod queues;
 mod run_worker;
 pub mod spawn;
 mod store;
@@ -101,6 +102,17 @@ pub struct GlobalArgs {
         global = true
     )]
     pub max_job_bytes: usize,
+    /// Create the topics and subscriptions used (true, the default), or make no admin call at
+    /// all (false: publisher and subscriber roles suffice; create queues with `worker queues
+    /// setup`, and a missing one is an error naming it).
+    #[arg(
+        long,
+        env = "PUBSUB_CREATE_QUEUES",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub create_queues: bool,
     /// A job store that records every job's events and status: sqlite://PATH or
     /// postgres://USER@HOST/DB. Without one, jobs run as before (pure Pub/Sub). `worker api`
     /// defaults to sqlite://jobs.db.
@@ -219,6 +231,9 @@ pub enum Command {
     Morgue(MorgueCommand),
     /// Check that Pub/Sub is reachable and the queue exists (for container healthchecks).
     Health,
+    /// Queues on Pub/Sub: create what they need ahead of least-privilege workers.
+    #[command(subcommand)]
+    Queues(QueuesCommand),
     /// Serve the JSON HTTP API: submit, poll, cancel jobs (needs a job store, default
     /// sqlite://jobs.db; workers should use the same store).
     Api {
@@ -268,6 +283,21 @@ pub enum Command {
         /// Run no earlier than this many seconds from now.
         #[arg(long)]
         wait: Option<f64>,
+    },
+}
+
+/// `worker queues ...`
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// Create (idempotently) each queue's topic and subscription, its `.scheduled` pair and the
+    /// morgue, with 7-day retention and no expiry. Needs create rights (roles/pubsub.editor).
+    Setup {
+        /// The queues.
+        #[arg(required = true)]
+        queues: Vec<String>,
+        /// Print the equivalent gcloud commands instead of creating anything.
+        #[arg(long)]
+        print_gcloud: bool,
     },
 }
 
@@ -465,6 +495,10 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             api::run(g, registry, &bind, access, limits).await
         }
         Some(Command::Health) => health::run(g).await,
+        Some(Command::Queues(QueuesCommand::Setup {
+            queues,
+            print_gcloud,
+        })) => queues::setup(g, &queues, print_gcloud).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
         Some(Command::Store(StoreCommand::Prune {
