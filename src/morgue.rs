@@ -96,6 +96,26 @@ impl MorgueRecord {
         }
     }
 
+    /// Makes the record fit in one Pub/Sub message: a body that would take it over the 10 MB
+    /// limit (a job near the limit, with the morgue's attributes added) is cut, and the error
+    /// says so. A dead job's morgue copy must always be publishable: otherwise its message
+    /// would come back again and again.
+    pub(crate) fn fit(mut self) -> Self {
+        let limit = crate::client::MAX_MESSAGE_BYTES;
+        let size = self.to_message().wire_bytes();
+        if size > limit {
+            let total = self.body.len();
+            // Room for the longer error below too.
+            let keep = total.saturating_sub(size - limit + 128);
+            self.body.truncate(keep);
+            self.error = format!(
+                "{} (the body was cut to its first {keep} of {total} bytes to fit the morgue)",
+                self.error
+            );
+        }
+        self
+    }
+
     /// The message to publish to the morgue topic.
     pub fn to_message(&self) -> OutboundMessage {
         let mut a = HashMap::new();

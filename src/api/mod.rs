@@ -331,7 +331,8 @@ impl From<crate::Error> for ApiError {
             | E::UnknownJobClass { .. }
             | E::InvalidArguments { .. }
             | E::Serialize { .. }
-            | E::QueueMissing { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | E::QueueMissing { .. }
+            | E::AttributeTooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             E::Broker { .. } | E::Timeout { .. } | E::Connect { .. } | E::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -21,6 +21,12 @@ use crate::store::{Dedup, NewJob, OutboxMessage};
 /// message).
 pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
 
+/// Pub/Sub's limit on an attribute's value.
+const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+
+/// Pub/Sub's limit on an attribute's key.
+const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+
 /// A job checked and turned into its message: what every enqueue records and publishes.
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
@@ -77,6 +83,22 @@ fn check(
             reason: "it is the morgue queue, where dead jobs go: jobs cannot be enqueued to it"
                 .into(),
         });
+    }
+    for (key, value) in attributes {
+        let (size, limit) = if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+            (key.len(), MAX_ATTRIBUTE_KEY_BYTES)
+        } else {
+            (value.len(), MAX_ATTRIBUTE_VALUE_BYTES)
+        };
+        if size > limit {
+            return Err(Error::AttributeTooLong {
+                job_class: crate::morgue::truncate(&env.job_class, 100),
+                queue: env.queue_name.clone(),
+                attribute: crate::morgue::truncate(key, 100),
+                size,
+                limit,
+            });
+        }
     }
     let size = message_bytes(data, attributes);
     let limit = max_bytes.min(MAX_MESSAGE_BYTES);
@@ -198,6 +220,19 @@ mod tests {
         assert_eq!(
             crate::client::config::parse_max_job_bytes("X", "65536").unwrap(),
             65_536
+        );
+    }
+
+    #[test]
+    fn a_job_class_name_over_the_attribute_limit_is_refused_naming_it() {
+        let c = client("");
+        let ok = Envelope::new(&"J".repeat(1024), "default", serde_json::json!({}));
+        assert!(c.prepare(ok, Utc::now()).is_ok());
+        let long = Envelope::new(&"J".repeat(1025), "default", serde_json::json!({}));
+        let err = c.prepare(long, Utc::now()).unwrap_err();
+        assert!(
+            matches!(&err, Error::AttributeTooLong { attribute, size: 1025, limit: 1024, .. } if attribute == "job_class"),
+            "{err}"
         );
     }
 

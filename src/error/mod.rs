@@ -39,6 +39,21 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A message attribute over Pub/Sub's limits (a value over 1,024 bytes, a key over 256):
+    /// for instance a job class name that long.
+    #[error("job {job_class} for queue {queue:?}: its {attribute:?} attribute is {size} bytes, over Pub/Sub's limit of {limit} bytes")]
+    AttributeTooLong {
+        /// The job's class name (cut).
+        job_class: String,
+        /// The queue it was meant for.
+        queue: String,
+        /// The attribute.
+        attribute: String,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A delay longer than Pub/Sub keeps a message.
     #[error("job {job_class} for queue {queue:?} is scheduled {delay:?} ahead, beyond the 7-day message retention")]
     DelayTooLong {

@@ -74,6 +74,7 @@ pub(crate) async fn forward(shared: &Shared, d: &Delivery, topic: &str, msg: Out
 
 /// Publishes to the morgue and acks; false if the publish failed (the message comes back).
 async fn morgue(shared: &Shared, d: &Delivery, record: MorgueRecord) -> bool {
+    let record = record.fit();
     let morgue = shared.client.resource_name(shared.client.morgue_queue());
     match shared
         .client
@@ -181,7 +182,43 @@ pub(crate) async fn finish(
             let wait = wait.min(crate::broker::RETENTION - Duration::from_secs(3600));
             let at = crate::envelope::due_after(wait);
             next.scheduled_at = Some(at);
-            match shared.client.publish_envelopes(vec![next]).await {
+            let mut published = shared.client.publish_envelopes(vec![next.clone()]).await;
+            if matches!(published, Err(crate::Error::PayloadTooLarge { .. })) {
+                // Near the size limit, the retry's last_error can tip it over: try it short,
+                // then without it.
+                for cut in [Some(256), None] {
+                    next.last_error = cut.and_then(|n| {
+                        next.last_error
+                            .as_deref()
+                            .map(|e| crate::morgue::truncate(e, n))
+                    });
+                    published = shared.client.publish_envelopes(vec![next.clone()]).await;
+                    if !matches!(published, Err(crate::Error::PayloadTooLarge { .. })) {
+                        break;
+                    }
+                }
+            }
+            if let Err(too_large @ crate::Error::PayloadTooLarge { .. }) = published {
+                // The retry cannot be published at all: the job dies with the reason, never a
+                // loop of failed publishes.
+                let error = format!(
+                    "the retry does not fit in a Pub/Sub message ({too_large}): {}: {error}",
+                    error.type_name()
+                );
+                let record = MorgueRecord::new(
+                    d.data.clone(),
+                    error,
+                    &shared.queue,
+                    Some(&env),
+                    &d.attributes,
+                );
+                let error = record.error.clone();
+                if morgue(shared, d, record).await {
+                    self::record(shared, env.job_id, attempt, Transition::Morgued { error }).await;
+                }
+                return;
+            }
+            match published {
                 Ok(()) => {
                     shared.stats.retried.fetch_add(1, Relaxed);
                     tracing::info!(
@@ -275,6 +312,7 @@ mod tests {
             match self.fail.as_str() {
                 "flaky" => Err(Flaky.into()),
                 "gone" => Err(Gone.into()),
+                "long" => Err(JobError::msg("e".repeat(3000))),
                 _ => Ok(()),
             }
         }
@@ -396,5 +434,62 @@ mod tests {
             Some("Billing::SendInvoiceJob")
         );
         assert_eq!(dead[0].body, body.to_vec(), "the original bytes are kept");
+    }
+
+    /// A job padded so that its message is `room` bytes under Pub/Sub's limit.
+    fn near_the_limit(fail: &str, room: usize) -> crate::envelope::Envelope {
+        let size = |env: &crate::envelope::Envelope| {
+            crate::broker::message_bytes(&env.to_body(), &env.attributes())
+        };
+        let make = |pad: usize| {
+            crate::envelope::Envelope::new(
+                "OutcomeProbe",
+                "default",
+                serde_json::json!({"fail": fail, "pad": "p".repeat(pad)}),
+            )
+        };
+        let base = size(&make(0));
+        let env = make(crate::MAX_MESSAGE_BYTES - room - base);
+        assert_eq!(size(&env), crate::MAX_MESSAGE_BYTES - room);
+        env
+    }
+
+    #[tokio::test]
+    async fn a_retry_near_the_size_limit_keeps_a_short_last_error() {
+        let (client, _broker) = memory_client();
+        client
+            .publish_envelopes(vec![near_the_limit("long", 1500)])
+            .await
+            .unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!((summary.failed, summary.retried), (1, 1));
+        let retries = scheduled_jobs(&client, "default");
+        assert_eq!(retries.len(), 1, "the retry was published");
+        let kept = retries[0].last_error.as_deref().unwrap_or("");
+        assert!(
+            kept.len() <= 256 && kept.starts_with("pubsub_jobs"),
+            "{kept}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_cannot_fit_dies_once_with_the_reason_and_a_morgue_copy_that_fits() {
+        let (client, broker) = memory_client();
+        let env = near_the_limit("flaky", 20);
+        client.publish_envelopes(vec![env.clone()]).await.unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!(
+            (summary.failed, summary.retried, summary.morgued),
+            (1, 0, 1)
+        );
+        assert!(scheduled_jobs(&client, "default").is_empty());
+        assert_eq!(broker.outstanding("default"), 0, "acked, not looping");
+        let dead = morgue(&client, &broker);
+        assert_eq!(dead.len(), 1);
+        let d = &dead[0];
+        assert!(d.error.contains("the retry does not fit"), "{}", d.error);
+        assert!(d.error.contains("was cut to its first"), "{}", d.error);
+        assert_eq!(d.job_id.as_deref(), Some(env.job_id.to_string().as_str()));
+        assert!(d.body.len() < env.to_body().len() && env.to_body().starts_with(&d.body));
     }
 }

@@ -484,7 +484,10 @@ fn without_create_rights_queues_are_set_up_ahead_and_a_missing_one_is_named() {
     // A worker does not start on it either, naming the subscription.
     let (code, _, err) = run(&["--queue", &q], &no_create);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("subscription") && err.contains("worker queues setup"), "{err}");
+    assert!(
+        err.contains("subscription") && err.contains("worker queues setup"),
+        "{err}"
+    );
     // The gcloud commands, for infrastructure as code.
     let (code, out, err) = run(&["queues", "setup", "--print-gcloud", &q], &[]);
     assert_eq!(code, 0, "{err}");
