@@ -105,6 +105,11 @@ fn is_transient(code: Code) -> bool {
     )
 }
 
+/// `d` scaled by a random factor in [0.5, 1.5).
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>())
+}
+
 fn broker_code(code: Code) -> BrokerCode {
     match code {
         Code::NotFound => BrokerCode::NotFound,
@@ -208,7 +213,9 @@ impl PubSubBroker {
                         return Err(broker_error(operation, resource, status));
                     }
                     tracing::debug!(operation, resource, error = %status.message(), "transient Pub/Sub error; retrying");
-                    tokio::time::sleep(backoff).await;
+                    // Full jitter around the backoff: many workers throttled at once
+                    // (RESOURCE_EXHAUSTED) do not come back in step.
+                    tokio::time::sleep(jittered(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
                 Ok(Err(status)) => return Err(broker_error(operation, resource, status)),

@@ -95,27 +95,46 @@ async fn flush(p: &AckBatcherParams, ops: &mut Vec<Op>) {
             Op::Stop => {}
         }
     }
+    // The acks and each deadline group go out at once, not one request after another (free
+    // on the emulator, a round trip each at real latency).
+    let mut requests: Vec<futures::future::BoxFuture<'_, ()>> =
+        Vec::with_capacity(1 + deadlines.len());
     if !acks.is_empty() {
         let n = acks.len();
         // The log lines of these jobs (`job.succeeded`, ...) go out before their acks.
         crate::logging::flush();
-        match broker.ack(subscription, acks).await {
-            Ok(()) => {
-                if let Some(acked) = &p.acked {
-                    acked.fetch_add(n as u64, Ordering::Relaxed);
+        requests.push(Box::pin(async move {
+            match broker.ack(subscription, acks).await {
+                Ok(()) => {
+                    if let Some(acked) = &p.acked {
+                        acked.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    // What a benchmark of the `worker` binary counts (RUST_LOG=...ack=debug).
+                    tracing::debug!(event = "acks.sent", subscription, count = n, "acked");
                 }
-                // What a benchmark of the `worker` binary counts (RUST_LOG=...ack=debug).
-                tracing::debug!(event = "acks.sent", subscription, count = n, "acked");
+                Err(e) => {
+                    tracing::warn!(subscription, count = n, error = %e, "ack failed; those messages will be redelivered")
+                }
             }
-            Err(e) => {
-                tracing::warn!(subscription, count = n, error = %e, "ack failed; those messages will be redelivered")
-            }
-        }
+        }));
     }
     for (seconds, ids) in deadlines {
-        let n = ids.len();
-        if let Err(e) = broker.modify_ack_deadline(subscription, ids, seconds).await {
-            tracing::warn!(subscription, count = n, seconds, error = %e, "modify_ack_deadline failed");
+        requests.push(Box::pin(async move {
+            let n = ids.len();
+            if let Err(e) = broker.modify_ack_deadline(subscription, ids, seconds).await {
+                tracing::warn!(subscription, count = n, seconds, error = %e, "modify_ack_deadline failed");
+            }
+        }));
+    }
+    match requests.len() {
+        0 => {}
+        1 => {
+            if let Some(only) = requests.pop() {
+                only.await;
+            }
+        }
+        _ => {
+            futures::future::join_all(requests).await;
         }
     }
 }

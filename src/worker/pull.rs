@@ -100,9 +100,23 @@ async fn recover(p: &ConsumeParams, backoff: &mut Duration) {
         _ = tokio::time::sleep(*backoff) => {}
     }
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
-    // The subscription may be gone (emulator restart, deleted by hand): create it again.
-    p.client.forget_resource(&p.subscription);
-    if let Err(e) = p.client.ensure_queue(&p.queue).await {
-        tracing::debug!(queue = %p.queue, error = %e, "could not recreate the queue yet");
+    // The subscription may be gone (emulator restart, deleted by hand). A unary pull tells
+    // (no admin call on an ordinary reconnect); only a missing one is created again, by a
+    // client that creates queues, and named in an error by one that does not.
+    match p.client.check_subscriptions(&p.queue).await {
+        Err(e @ crate::Error::QueueMissing { .. }) if p.client.config().create_queues => {
+            tracing::warn!(queue = %p.queue, error = %e, "a subscription of the queue is gone; creating it again");
+            p.client.forget_resource(&p.client.resource_name(&p.queue));
+            p.client
+                .forget_resource(&p.client.scheduled_resource_name(&p.queue));
+            if let Err(e) = p.client.ensure_queue(&p.queue).await {
+                tracing::debug!(queue = %p.queue, error = %e, "could not recreate the queue yet");
+            }
+        }
+        Err(e @ crate::Error::QueueMissing { .. }) => {
+            tracing::error!(queue = %p.queue, error = %e, "cannot pull");
+        }
+        Err(e) => tracing::debug!(queue = %p.queue, error = %e, "could not check the queue yet"),
+        Ok(()) => {}
     }
 }
