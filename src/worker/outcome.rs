@@ -205,18 +205,7 @@ pub(crate) async fn finish(
                     "the retry does not fit in a Pub/Sub message ({too_large}): {}: {error}",
                     error.type_name()
                 );
-                let record = MorgueRecord::new(
-                    d.data.clone(),
-                    error,
-                    &shared.queue,
-                    Some(&env),
-                    &d.attributes,
-                );
-                let error = record.error.clone();
-                if morgue(shared, d, record).await {
-                    self::record(shared, env.job_id, attempt, Transition::Morgued { error }).await;
-                }
-                return;
+                return morgue_job(shared, d, d.data.clone(), error, &env, attempt).await;
             }
             match published {
                 Ok(()) => {
@@ -258,18 +247,25 @@ pub(crate) async fn finish(
                 "retries spent ({failures} failures under rule {rule}): {}: {error}",
                 error.type_name()
             );
-            let record = MorgueRecord::new(
-                next.to_body(),
-                error,
-                &shared.queue,
-                Some(&next),
-                &d.attributes,
-            );
-            let error = record.error.clone();
-            if morgue(shared, d, record).await {
-                self::record(shared, env.job_id, attempt, Transition::Morgued { error }).await;
-            }
+            morgue_job(shared, d, next.to_body(), error, &next, attempt).await;
         }
+    }
+}
+
+/// Sends the job `job` (its message `body`) to the morgue with `error`, and records it there
+/// once the morgue has it.
+async fn morgue_job(
+    shared: &Shared,
+    d: &Delivery,
+    body: Vec<u8>,
+    error: String,
+    job: &Envelope,
+    attempt: u32,
+) {
+    let record = MorgueRecord::new(body, error, &shared.queue, Some(job), &d.attributes);
+    let error = record.error.clone();
+    if morgue(shared, d, record).await {
+        self::record(shared, job.job_id, attempt, Transition::Morgued { error }).await;
     }
 }
 
