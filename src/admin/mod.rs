@@ -4,6 +4,7 @@
 //! operator by itself.
 //!
 //! - [`clear`]: empty a queue (its backlog, leased and scheduled jobs).
+//! - [`verify`]: check a queue's subscriptions against what `worker queues setup` creates.
 //! - [`morgue`]: list, retry and purge dead jobs.
 //! - [`jobs`]: retry, cancel or delete a stored job, or every job a filter matches.
 
@@ -11,5 +12,5 @@ pub mod jobs;
 pub mod morgue;
 mod queue;
 
-pub use queue::clear;
 pub(crate) use queue::require_subscription;
+pub use queue::{clear, verify, Verdict};

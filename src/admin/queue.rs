@@ -38,3 +38,122 @@ pub(crate) async fn require_subscription(
         })
     }
 }
+
+/// What `verify` found of one subscription: nothing when `problems` is empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The queue (or the morgue) it belongs to.
+    pub queue: String,
+    /// The subscription (prefix included).
+    pub subscription: String,
+    /// Each difference from what `worker queues setup` creates, in words.
+    pub problems: Vec<String>,
+    /// Whether `gcloud pubsub subscriptions update` can fix every problem (retention, expiry).
+    pub fixable: bool,
+}
+
+/// Checks each queue's subscription, its `.scheduled` one and the morgue's against what `worker
+/// queues setup` creates: that they exist, read their own topic, keep unacked messages 7 days,
+/// and never expire (an idle subscription with the default 31-day expiry is deleted by Google,
+/// and what its topic then receives is dropped). Reads each subscription's settings, which needs
+/// `roles/pubsub.viewer`; creates and changes nothing.
+pub async fn verify(client: &crate::Client, queues: &[String]) -> Result<Vec<Verdict>> {
+    let mut targets = Vec::new();
+    for q in queues {
+        client.validate_queue(q)?;
+        targets.push((q.clone(), client.resource_name(q)));
+        targets.push((q.clone(), client.scheduled_resource_name(q)));
+    }
+    let morgue = client.morgue_queue().to_string();
+    targets.push((morgue.clone(), client.resource_name(&morgue)));
+    let mut out = Vec::with_capacity(targets.len());
+    for (queue, subscription) in targets {
+        let settings = client.broker().subscription_settings(&subscription).await?;
+        let (problems, fixable) = judge(&queue, &subscription, settings.as_ref());
+        out.push(Verdict {
+            queue,
+            subscription,
+            problems,
+            fixable,
+        });
+    }
+    Ok(out)
+}
+
+/// The differences of one subscription's settings from what setup creates, and whether an
+/// update can fix them all.
+fn judge(
+    queue: &str,
+    subscription: &str,
+    settings: Option<&crate::broker::SubscriptionSettings>,
+) -> (Vec<String>, bool) {
+    let week = crate::broker::RETENTION;
+    let Some(s) = settings else {
+        return (
+            vec![format!(
+                "missing: create it with `worker queues setup {queue}`"
+            )],
+            false,
+        );
+    };
+    let mut problems = Vec::new();
+    let mut fixable = true;
+    if s.topic == "_deleted-topic_" {
+        problems.push("detached: its topic was deleted, so nothing reaches it".to_string());
+        fixable = false;
+    } else if s.topic != subscription {
+        problems.push(format!(
+            "reads topic {:?}, not {subscription:?}: jobs published to the queue never reach it",
+            s.topic
+        ));
+        fixable = false;
+    }
+    if let Some(r) = s.retention.filter(|r| *r < week) {
+        problems.push(format!(
+            "keeps unacked messages {} s, not 7 days: a job waiting longer (a delay, a retry) is lost",
+            r.as_secs()
+        ));
+    }
+    if let Some(e) = s.expires_after {
+        problems.push(format!(
+            "expires after {} days without activity: Google then deletes it and what its topic \
+             receives is dropped; set it to never",
+            e.as_secs() / 86_400
+        ));
+    }
+    (problems, fixable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge;
+    use crate::broker::SubscriptionSettings;
+    use std::time::Duration;
+
+    #[test]
+    fn a_subscription_is_judged_against_what_setup_creates() {
+        let good = SubscriptionSettings {
+            topic: "q".into(),
+            retention: Some(crate::broker::RETENTION),
+            expires_after: None,
+            dead_letter: None,
+        };
+        assert_eq!(judge("q", "q", Some(&good)), (vec![], true));
+        let (problems, fixable) = judge("q", "q", None);
+        assert!(problems[0].contains("worker queues setup q") && !fixable);
+        let idle = SubscriptionSettings {
+            retention: Some(Duration::from_secs(600)),
+            expires_after: Some(Duration::from_secs(31 * 86_400)),
+            ..good.clone()
+        };
+        let (problems, fixable) = judge("q", "q", Some(&idle));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("600 s") && problems[1].contains("31 days") && fixable);
+        let elsewhere = SubscriptionSettings {
+            topic: "other".into(),
+            ..good
+        };
+        let (problems, fixable) = judge("q", "q", Some(&elsewhere));
+        assert!(problems[0].contains("reads topic \"other\"") && !fixable);
+    }
+}

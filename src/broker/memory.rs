@@ -160,6 +160,28 @@ impl Broker for MemoryBroker {
         Ok(self.lock().subs.contains_key(subscription))
     }
 
+    async fn subscription_settings(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<super::SubscriptionSettings>> {
+        let state = self.lock();
+        if !state.subs.contains_key(subscription) {
+            return Ok(None);
+        }
+        let topic = state
+            .topics
+            .iter()
+            .find(|(_, subs)| subs.iter().any(|s| s == subscription))
+            .map(|(t, _)| t.clone())
+            .unwrap_or_else(|| "_deleted-topic_".into());
+        Ok(Some(super::SubscriptionSettings {
+            topic,
+            retention: Some(super::RETENTION),
+            expires_after: None,
+            dead_letter: None,
+        }))
+    }
+
     async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
         // Refuse what Pub/Sub refuses, so that tests on this broker catch a request too big.
         let bytes: usize = messages.iter().map(OutboundMessage::wire_bytes).sum();

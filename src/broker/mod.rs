@@ -81,6 +81,20 @@ pub trait DeliveryStream: Send {
     async fn close(self: Box<Self>);
 }
 
+/// A subscription's settings, as `worker queues verify` checks them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionSettings {
+    /// The topic it reads (its short name; `_deleted-topic_` when the topic was deleted).
+    pub topic: String,
+    /// How long unacked messages are kept (`None`: the service's default, 7 days).
+    pub retention: Option<Duration>,
+    /// After how long without activity it is deleted (`None`: never).
+    pub expires_after: Option<Duration>,
+    /// Its dead-letter topic (short name) and maximum of delivery attempts, if any.
+    pub dead_letter: Option<(String, u32)>,
+}
+
 /// What pubsub-jobs needs from a message broker. Every method is safe to call concurrently from
 /// many tasks and many processes.
 #[async_trait]
@@ -99,6 +113,17 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether a subscription exists.
     async fn subscription_exists(&self, subscription: &str) -> Result<bool>;
+
+    /// A subscription's settings, `None` if it does not exist. The default: this broker cannot
+    /// tell (an error saying so).
+    async fn subscription_settings(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<SubscriptionSettings>> {
+        Err(crate::error::Error::Config(format!(
+            "this broker cannot read the settings of subscription {subscription:?}"
+        )))
+    }
 
     /// Publishes messages in one request; returns once the broker has accepted all of them
     /// (durable), with their message ids in order. Fails with `not_found` if the topic is missing.

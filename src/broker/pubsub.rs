@@ -293,6 +293,40 @@ impl Broker for PubSubBroker {
             .await
     }
 
+    async fn subscription_settings(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<super::SubscriptionSettings>> {
+        let s = self.client.subscription(subscription);
+        let (topic, cfg) = match self
+            .bounded("get subscription", subscription, || s.config(None))
+            .await
+        {
+            Ok(got) => got,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let short = |name: &str| name.rsplit('/').next().unwrap_or(name).to_string();
+        Ok(Some(super::SubscriptionSettings {
+            topic: short(&topic),
+            retention: cfg.message_retention_duration,
+            // No policy: the service's default, 31 days; a policy without a ttl: never.
+            expires_after: match cfg.expiration_policy {
+                None => Some(Duration::from_secs(31 * 24 * 3600)),
+                Some(p) => p
+                    .ttl
+                    .filter(|t| t.seconds > 0)
+                    .map(|t| Duration::from_secs(t.seconds as u64)),
+            },
+            dead_letter: cfg.dead_letter_policy.map(|d| {
+                (
+                    short(&d.dead_letter_topic),
+                    d.max_delivery_attempts.max(0) as u32,
+                )
+            }),
+        }))
+    }
+
     async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
         let msgs: Vec<PubsubMessage> = messages
             .into_iter()

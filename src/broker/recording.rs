@@ -66,6 +66,10 @@ impl Broker for RecordingBroker {
         self.record(Call::Admin("get subscription", s.to_string()));
         self.inner.subscription_exists(s).await
     }
+    async fn subscription_settings(&self, s: &str) -> Result<Option<super::SubscriptionSettings>> {
+        self.record(Call::Admin("get subscription", s.to_string()));
+        self.inner.subscription_settings(s).await
+    }
     async fn publish(&self, t: &str, m: Vec<OutboundMessage>) -> Result<Vec<String>> {
         self.record(Call::Publish(t.to_string(), m.len()));
         self.inner.publish(t, m).await

@@ -506,3 +506,45 @@ fn without_create_rights_queues_are_set_up_ahead_and_a_missing_one_is_named() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.trim().is_empty(), "prints the job id");
 }
+
+#[test]
+fn queues_verify_reports_what_differs_from_setup() {
+    let q = unique("vq");
+    let (code, _, err) = run(&["queues", "setup", &q], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["queues", "verify", &q], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for sub in [q.clone(), format!("{q}.scheduled")] {
+        assert!(out.contains(&format!("{sub}: ok")), "{out}");
+    }
+    // A queue never set up, and one whose subscription reads another queue's topic.
+    let missing = unique("vq-missing");
+    let wrong = unique("vq-wrong");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let broker = pubsub_jobs::broker::PubSubBroker::connect(
+            "cli-tests",
+            Some(emulator_host()),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        use pubsub_jobs::broker::Broker;
+        broker.create_topic(&wrong).await.unwrap();
+        broker
+            .create_subscription(&wrong, &q, Duration::from_secs(60))
+            .await
+            .unwrap();
+    });
+    let (code, out, err) = run(&["queues", "verify", &missing, &wrong], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("{missing}: missing: create it with `worker queues setup {missing}`")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{wrong}: reads topic {q:?}, not {wrong:?}")),
+        "{out}"
+    );
+    assert!(err.contains("differ from what `worker queues setup` creates"), "{err}");
+}

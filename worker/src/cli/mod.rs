@@ -299,6 +299,17 @@ pub enum QueuesCommand {
         #[arg(long)]
         print_gcloud: bool,
     },
+    /// Report every difference of each queue's subscriptions (and the morgue's) from what
+    /// `setup` creates: missing, on the wrong topic, retention under 7 days, an expiry. Exits 1
+    /// if there is any. Needs roles/pubsub.viewer.
+    Verify {
+        /// The queues.
+        #[arg(required = true)]
+        queues: Vec<String>,
+        /// Also print the gcloud commands that fix what an update can fix.
+        #[arg(long)]
+        print_gcloud: bool,
+    },
 }
 
 /// `worker cron ...`
@@ -499,6 +510,10 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             queues,
             print_gcloud,
         })) => queues::setup(g, &queues, print_gcloud).await,
+        Some(Command::Queues(QueuesCommand::Verify {
+            queues,
+            print_gcloud,
+        })) => queues::verify(g, &queues, print_gcloud).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
         Some(Command::Store(StoreCommand::Prune {

@@ -3,7 +3,8 @@
 //! `.scheduled` pair, 7-day retention, no expiry. Run it with create rights (an admin, CI,
 //! infrastructure as code) so that workers and enqueuers can run with `PUBSUB_CREATE_QUEUES=false`
 //! and only `roles/pubsub.publisher` + `roles/pubsub.subscriber`. `--print-gcloud` prints the
-//! equivalent `gcloud` commands instead of running anything.
+//! equivalent `gcloud` commands instead of running anything. `worker queues verify Q...` reports
+//! every difference from those settings.
 
 use super::common::{client_config, connect_pubsub};
 use super::GlobalArgs;
@@ -50,5 +51,38 @@ pub(crate) async fn setup(
     }
     client.setup_morgue().await?;
     println!("the morgue: topic and subscription {morgue:?} ready");
+    Ok(())
+}
+
+pub(crate) async fn verify(
+    g: &GlobalArgs,
+    queues: &[String],
+    print_gcloud: bool,
+) -> anyhow::Result<()> {
+    let client = connect_pubsub(g).await?;
+    let verdicts = pubsub_jobs::admin::verify(&client, queues).await?;
+    let mut bad = 0;
+    for v in &verdicts {
+        if v.problems.is_empty() {
+            println!("{}: ok", v.subscription);
+            continue;
+        }
+        bad += 1;
+        for p in &v.problems {
+            println!("{}: {p}", v.subscription);
+        }
+        if print_gcloud && v.fixable {
+            println!(
+                "  gcloud pubsub subscriptions update {} --message-retention-duration=7d --expiration-period=never",
+                v.subscription
+            );
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} of {} subscriptions differ from what `worker queues setup` creates",
+            verdicts.len()
+        );
+    }
     Ok(())
 }
