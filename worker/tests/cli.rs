@@ -539,12 +539,17 @@ fn queues_verify_reports_what_differs_from_setup() {
     let (code, out, err) = run(&["queues", "verify", &missing, &wrong], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains(&format!("{missing}: missing: create it with `worker queues setup {missing}`")),
+        out.contains(&format!(
+            "{missing}: missing: create it with `worker queues setup {missing}`"
+        )),
         "{out}"
     );
     assert!(
         out.contains(&format!("{wrong}: reads topic {q:?}, not {wrong:?}")),
         "{out}"
     );
-    assert!(err.contains("differ from what `worker queues setup` creates"), "{err}");
+    assert!(
+        err.contains("differ from what `worker queues setup` creates"),
+        "{err}"
+    );
 }
