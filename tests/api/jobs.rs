@@ -460,26 +460,44 @@ pub(crate) async fn postgres_store_polls_to_succeeded_and_cancels() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-pub(crate) async fn lists_of_jobs_with_1_mib_arguments_stay_small_and_healthz_stays_fast() {
-    let s = Setup::sqlite(false, &[]).await;
+/// Records `n` pending ApiProbe jobs on the setup's queue straight in its store (nothing
+/// published, no worker), `per_call` to a submit; returns them.
+async fn record_jobs(
+    s: &Setup,
+    n: usize,
+    per_call: usize,
+    arguments: impl Fn(usize) -> Value,
+) -> Vec<pubsub_jobs::store::NewJob> {
     let store = s.client.store().expect("a store").clone();
-    let blob = "x".repeat(1 << 20);
-    let jobs: Vec<pubsub_jobs::store::NewJob> = (0..200)
-        .map(|n| pubsub_jobs::store::NewJob {
+    let jobs: Vec<pubsub_jobs::store::NewJob> = (0..n)
+        .map(|i| pubsub_jobs::store::NewJob {
             id: uuid::Uuid::now_v7(),
             job_class: "ApiProbe".into(),
             queue: s.queue.clone(),
-            arguments: json!({"key": format!("big-{n}"), "blob": blob}),
+            arguments: arguments(i),
             enqueued_at: chrono::Utc::now(),
             scheduled_at: None,
             dedup: None,
             message: None,
         })
         .collect();
-    for chunk in jobs.chunks(20) {
+    for chunk in jobs.chunks(per_call) {
         store.submit_many(chunk.to_vec()).await.unwrap();
     }
+    jobs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+pub(crate) async fn lists_of_jobs_with_1_mib_arguments_stay_small_and_healthz_stays_fast() {
+    let s = Setup::sqlite(false, &[]).await;
+    let blob = "x".repeat(1 << 20);
+    let jobs = record_jobs(
+        &s,
+        200,
+        20,
+        |n| json!({"key": format!("big-{n}"), "blob": blob}),
+    )
+    .await;
     let (http, base) = (s.http.clone(), s.url(""));
     let get = move |path: String| {
         let (http, url) = (http.clone(), format!("{base}{path}"));
@@ -642,20 +660,7 @@ pub(crate) async fn a_submit_must_be_one_json_object_and_list_filters_are_checke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 pub(crate) async fn a_bulk_action_finishes_when_its_client_goes_away() {
     let s = Setup::sqlite(false, &[]).await;
-    let store = s.client.store().expect("a store").clone();
-    let jobs: Vec<pubsub_jobs::store::NewJob> = (0..1500)
-        .map(|n| pubsub_jobs::store::NewJob {
-            id: uuid::Uuid::now_v7(),
-            job_class: "ApiProbe".into(),
-            queue: s.queue.clone(),
-            arguments: json!({"key": format!("bulk-{n}")}),
-            enqueued_at: chrono::Utc::now(),
-            scheduled_at: None,
-            dedup: None,
-            message: None,
-        })
-        .collect();
-    store.submit_many(jobs).await.unwrap();
+    record_jobs(&s, 1500, 1500, |n| json!({"key": format!("bulk-{n}")})).await;
     // The client gives up long before 1,500 cancels are done.
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(50))
