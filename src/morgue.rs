@@ -102,7 +102,8 @@ impl MorgueRecord {
     /// would come back again and again.
     pub(crate) fn fit(mut self) -> Self {
         let limit = crate::client::MAX_MESSAGE_BYTES;
-        let size = self.to_message().wire_bytes();
+        // Measured without copying the body (it may be near 10 MB).
+        let size = crate::broker::message_bytes(&self.body, &self.attributes());
         if size > limit {
             let total = self.body.len();
             // Room for the longer error below too.
@@ -118,6 +119,14 @@ impl MorgueRecord {
 
     /// The message to publish to the morgue topic.
     pub fn to_message(&self) -> OutboundMessage {
+        OutboundMessage {
+            data: self.body.clone(),
+            attributes: self.attributes(),
+        }
+    }
+
+    /// The attributes of [`to_message`](Self::to_message).
+    fn attributes(&self) -> HashMap<String, String> {
         let mut a = HashMap::new();
         a.insert(
             ATTR_ERROR.to_string(),
@@ -137,10 +146,7 @@ impl MorgueRecord {
         if let Some(n) = self.executions {
             a.insert(ATTR_EXECUTIONS.to_string(), n.to_string());
         }
-        OutboundMessage {
-            data: self.body.clone(),
-            attributes: a,
-        }
+        a
     }
 
     /// Reads a message pulled from the morgue subscription.
