@@ -17,11 +17,13 @@ use crate::error::Result;
 pub mod conformance;
 mod memory;
 mod pubsub;
+mod pubsub_pull;
 #[cfg(test)]
 pub(crate) mod recording;
 
 pub use memory::MemoryBroker;
 pub use pubsub::{PubSubBroker, EMULATOR_PROJECT, RETENTION};
+pub use pubsub_pull::MAX_RESPONSE_BYTES;
 
 /// A message to publish.
 #[derive(Clone, Debug, Default)]

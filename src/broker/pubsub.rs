@@ -6,17 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use gcloud_gax::conn::Environment;
 use gcloud_gax::grpc::{Code, Status};
-use gcloud_googleapis::pubsub::v1::{
-    ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage, PullRequest,
-};
+use gcloud_googleapis::pubsub::v1::{ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage};
 use gcloud_pubsub::client::{Client as GClient, ClientConfig};
 use gcloud_pubsub::publisher::Publisher;
-use gcloud_pubsub::subscriber::SubscriberConfig;
-use gcloud_pubsub::subscription::{MessageStream, SeekTo, SubscribeConfig, SubscriptionConfig};
+use gcloud_pubsub::subscription::{SeekTo, SubscriptionConfig};
 
+use super::pubsub_pull::{PullChannels, StreamingPull};
 use super::{Broker, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
 use crate::error::{BrokerCode, Error, Result};
 
@@ -33,6 +30,8 @@ pub struct PubSubBroker {
     publishers: Arc<Mutex<HashMap<String, Publisher>>>,
     timeout: Duration,
     project_id: String,
+    /// Pulls go over channels of their own, with a larger decode limit.
+    pulls: Arc<PullChannels>,
 }
 
 /// What Application Default Credentials could not do, with what to use instead.
@@ -92,7 +91,7 @@ impl std::fmt::Debug for PubSubBroker {
     }
 }
 
-fn is_transient(code: Code) -> bool {
+pub(super) fn is_transient(code: Code) -> bool {
     matches!(
         code,
         Code::Unavailable
@@ -106,7 +105,7 @@ fn is_transient(code: Code) -> bool {
 }
 
 /// `d` scaled by a random factor in [0.5, 1.5).
-fn jittered(d: Duration) -> Duration {
+pub(super) fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>())
 }
 
@@ -167,17 +166,29 @@ impl PubSubBroker {
             )?
         };
         config.project_id = Some(project_id.clone());
-        let client = GClient::new(config).await.map_err(|e| Error::Connect {
+        let connect_error = |message: String| Error::Connect {
             target: emulator_host
                 .map(|h| format!("the emulator {h}"))
                 .unwrap_or_else(|| "pubsub.googleapis.com".to_string()),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let pulls = PullChannels::connect(
+            config.pool_size,
+            &config.endpoint,
+            &config.environment,
+            &config.connection_option,
+        )
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+        let client = GClient::new(config)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
         Ok(Self {
             client,
             publishers: Arc::default(),
             timeout,
             project_id,
+            pulls: Arc::new(pulls),
         })
     }
 
@@ -348,51 +359,22 @@ impl Broker for PubSubBroker {
         subscription: &str,
         options: StreamOptions,
     ) -> Result<Box<dyn DeliveryStream>> {
-        let sub = self.client.subscription(subscription);
-        let cfg = SubscribeConfig::default()
-            .with_channel_capacity(1)
-            .with_subscriber_config(SubscriberConfig {
-                stream_ack_deadline_seconds: options.ack_deadline.as_secs().clamp(10, 600) as i32,
-                max_outstanding_messages: options.max_outstanding,
-                ..Default::default()
-            });
-        let stream = self
-            .bounded("subscribe", subscription, || {
-                sub.subscribe(Some(cfg.clone()))
-            })
-            .await?;
-        Ok(Box::new(PubSubStream { inner: stream }))
+        let name = self.client.subscription(subscription);
+        Ok(Box::new(StreamingPull::new(
+            self.pulls.clone(),
+            name.fully_qualified_name().to_string(),
+            options,
+        )))
     }
 
     async fn pull(&self, subscription: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         let sub = self.client.subscription(subscription);
-        let client = sub.get_client();
-        #[allow(deprecated)]
-        let req = PullRequest {
-            subscription: sub.fully_qualified_name().to_string(),
-            // Never leave a pull pending: an abandoned one would lease messages to nobody.
-            return_immediately: true,
-            max_messages: max.clamp(1, 1000) as i32,
-        };
+        let name = sub.fully_qualified_name();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let resp = self
-                .bounded("pull", subscription, || client.pull(req.clone(), None))
+            let msgs = self
+                .bounded("pull", subscription, || self.pulls.pull(name, max))
                 .await?;
-            let msgs: Vec<Delivery> = resp
-                .into_inner()
-                .received_messages
-                .into_iter()
-                .filter_map(|m| {
-                    let msg = m.message?;
-                    Some(Delivery {
-                        ack_id: m.ack_id,
-                        message_id: msg.message_id,
-                        data: msg.data,
-                        attributes: msg.attributes,
-                    })
-                })
-                .collect();
             if !msgs.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(msgs);
             }
@@ -437,27 +419,6 @@ impl Broker for PubSubBroker {
             sub.seek(SeekTo::Timestamp(SystemTime::now()), None)
         })
         .await
-    }
-}
-
-struct PubSubStream {
-    inner: MessageStream,
-}
-
-#[async_trait]
-impl DeliveryStream for PubSubStream {
-    async fn next(&mut self) -> Option<Delivery> {
-        let m = self.inner.next().await?;
-        Some(Delivery {
-            ack_id: m.ack_id,
-            message_id: m.message.message_id,
-            data: m.message.data,
-            attributes: m.message.attributes,
-        })
-    }
-
-    async fn close(self: Box<Self>) {
-        self.inner.dispose().await;
     }
 }
 
