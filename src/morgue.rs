@@ -125,6 +125,15 @@ impl MorgueRecord {
         }
     }
 
+    /// [`to_message`](Self::to_message) without copying the body.
+    pub fn into_message(self) -> OutboundMessage {
+        let attributes = self.attributes();
+        OutboundMessage {
+            data: self.body,
+            attributes,
+        }
+    }
+
     /// The attributes of [`to_message`](Self::to_message).
     fn attributes(&self) -> HashMap<String, String> {
         let mut a = HashMap::new();

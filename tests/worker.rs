@@ -566,3 +566,150 @@ async fn bad_enqueues_fail_early_with_clear_errors() {
         .await
         .unwrap());
 }
+
+/// A job that carries `pad` and records its runs; it fails every time when `fail` is set
+/// (Probe's policy: 3 executions, 1 s apart).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Blob {
+    key: String,
+    pad: String,
+    fail: bool,
+}
+
+impl Job for Blob {
+    const NAME: &'static str = "Blob";
+
+    fn retry_policy() -> pubsub_jobs::RetryPolicy {
+        Probe::retry_policy()
+    }
+
+    async fn perform(&self, ctx: &pubsub_jobs::JobContext) -> Result<(), pubsub_jobs::JobError> {
+        Probe::new(&self.key, Mode::Ok).perform(ctx).await?;
+        if self.fail {
+            return Err(ProbeError.into());
+        }
+        Ok(())
+    }
+}
+pubsub_jobs::register_job!(Blob);
+
+fn blob(key: String, bytes: usize, fail: bool) -> Blob {
+    Blob {
+        key,
+        pad: "x".repeat(bytes),
+        fail,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_jobs_run_when_one_pull_holds_many_of_them() {
+    let (client, q) = setup().await;
+    let prefix = unique("big");
+    let n = 500;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let jobs: Vec<Blob> = chunk
+            .iter()
+            .map(|i| blob(format!("{prefix}-{i}"), 900_000, false))
+            .collect();
+        client.perform_all_later_on(&q, jobs).await.unwrap();
+    }
+    // One response holds more than the 10 MiB gcloud-pubsub decodes (it failed there).
+    let broker = raw_broker().await;
+    let sub = client.resource_name(&q);
+    let got = broker.pull(&sub, 40, LONG).await.unwrap();
+    let bytes: usize = got.iter().map(|d| d.data.len()).sum();
+    assert!(
+        got.len() > 1 && bytes > 10 * 1024 * 1024,
+        "one pull gave {} messages, {bytes} bytes",
+        got.len()
+    );
+    broker
+        .modify_ack_deadline(&sub, got.into_iter().map(|d| d.ack_id).collect(), 0)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    assert!(
+        wait_until(Duration::from_secs(120), || keys_run(&prefix) == n).await,
+        "ran {} of {n}",
+        keys_run(&prefix)
+    );
+    let summary = w.stop().await;
+    assert!(summary.succeeded >= n as u64, "{summary:?}");
+    assert_eq!(summary.morgued, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_near_the_size_limit_that_always_fails_reaches_the_morgue() {
+    let (client, q) = setup().await;
+    let key = unique("huge");
+    let id = blob(key.clone(), 9_900_000, true)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 1, LONG).await;
+    assert_eq!(dead.len(), 1, "nothing reached the morgue");
+    let r = &dead[0];
+    assert_eq!(r.job_id.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(r.job_class.as_deref(), Some("Blob"));
+    assert_eq!(r.executions, Some(3));
+    assert!(r.error.contains("probe failed on purpose"), "{}", r.error);
+    assert_eq!(run_count(&key), 3);
+    let summary = w.stop().await;
+    assert_eq!((summary.retried, summary.morgued), (2, 1), "{summary:?}");
+    assert!(morgue_records(&client, 1, Duration::from_secs(3))
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_morgue_lists_large_dead_jobs() {
+    let (client, _q) = setup().await;
+    client.ensure_morgue().await.unwrap();
+    let broker = raw_broker().await;
+    let big = |i: usize| OutboundMessage {
+        data: vec![b'a' + i as u8; 6_000_000],
+        attributes: HashMap::from([("source_queue".to_string(), "elsewhere".to_string())]),
+    };
+    let morgue = client.resource_name(client.morgue_queue());
+    for i in 0..2 {
+        broker.publish(&morgue, vec![big(i)]).await.unwrap();
+    }
+    let listed = pubsub_jobs::admin::morgue::list(&client, 500)
+        .await
+        .unwrap();
+    assert_eq!(listed.entries.len(), 2);
+    assert_eq!(listed.bodies_dropped, 0);
+    assert!(listed
+        .entries
+        .iter()
+        .all(|e| e.record.body.len() == 6_000_000));
+    // A listing holds at most a page of bodies, and lists everything.
+    for i in 2..14 {
+        broker.publish(&morgue, vec![big(i)]).await.unwrap();
+    }
+    let listed = pubsub_jobs::admin::morgue::list(&client, 500)
+        .await
+        .unwrap();
+    assert_eq!(listed.entries.len(), 14);
+    assert!(listed
+        .entries
+        .iter()
+        .all(|e| e.record.source_queue == "elsewhere"));
+    let held: usize = listed.entries.iter().map(|e| e.record.body.len()).sum();
+    let kept = listed
+        .entries
+        .iter()
+        .filter(|e| !e.record.body.is_empty())
+        .count();
+    assert_eq!(kept + listed.bodies_dropped, 14);
+    assert!(
+        listed.bodies_dropped > 0 && held < pubsub_jobs::admin::morgue::PAGE_BYTES + 6_000_000,
+        "held {held} bytes, {} bodies dropped",
+        listed.bodies_dropped
+    );
+    // Listing leaves them all there.
+    assert_eq!(morgue_records(&client, 14, LONG).await.len(), 14);
+}

@@ -26,13 +26,34 @@ fn morgue_subscription(client: &Client) -> String {
     client.resource_name(client.morgue_queue())
 }
 
+/// How many bytes of dead messages the morgue tools hold at once (dead jobs can be 10 MB each):
+/// a retry round stops pulling there; a listing goes on, keeping no more bodies.
+pub const PAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What [`pull_up_to`] does once the messages it holds reach [`PAGE_BYTES`].
+#[derive(Clone, Copy, PartialEq)]
+enum Full {
+    /// Stop pulling: the caller handles this page, then pulls the next.
+    Stop,
+    /// Go on pulling, dropping the body of every further message.
+    DropBodies,
+}
+
 /// Pulls up to `limit` messages (unary pulls, so nothing is buffered out of sight), until
-/// `limit` or [`IDLE`] without a new one. Duplicates are released at once.
-async fn pull_up_to(client: &Client, subscription: &str, limit: usize) -> Result<Vec<Delivery>> {
+/// `limit` or [`IDLE`] without a new one, holding at most about [`PAGE_BYTES`] (see [`Full`]).
+/// Duplicates are released at once. Returns the messages and how many lost their body.
+async fn pull_up_to(
+    client: &Client,
+    subscription: &str,
+    limit: usize,
+    full: Full,
+) -> Result<(Vec<Delivery>, usize)> {
     let broker = client.broker();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    while out.len() < limit {
+    let mut bytes = 0;
+    let mut dropped = 0;
+    while out.len() < limit && (full == Full::DropBodies || bytes < PAGE_BYTES) {
         let batch = broker
             .pull(subscription, (limit - out.len()).min(500), IDLE)
             .await?;
@@ -40,28 +61,46 @@ async fn pull_up_to(client: &Client, subscription: &str, limit: usize) -> Result
             break;
         }
         let mut dups = Vec::new();
-        for d in batch {
-            if seen.insert(d.message_id.clone()) {
-                out.push(d);
-            } else {
+        for mut d in batch {
+            if !seen.insert(d.message_id.clone()) {
                 dups.push(d.ack_id);
+                continue;
             }
+            if bytes >= PAGE_BYTES {
+                d.data = Vec::new();
+                dropped += 1;
+            }
+            bytes += crate::broker::message_bytes(&d.data, &d.attributes);
+            out.push(d);
         }
         if !dups.is_empty() {
             broker.modify_ack_deadline(subscription, dups, 0).await?;
         }
     }
-    Ok(out)
+    Ok((out, dropped))
+}
+
+/// What [`list`] found.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Listing {
+    /// The dead jobs listed.
+    pub entries: Vec<Entry>,
+    /// How many entries come without their body (an empty `record.body`): the listing keeps
+    /// bodies only up to [`PAGE_BYTES`].
+    pub bodies_dropped: usize,
 }
 
 /// Lists up to `limit` dead jobs and leaves them all in the morgue: what it pulls it releases
-/// (ack deadline 0). A morgue that does not exist yet is empty.
-pub async fn list(client: &Client, limit: usize) -> Result<Vec<Entry>> {
+/// (ack deadline 0). Bodies are kept up to [`PAGE_BYTES`]; entries after that have every field
+/// but the body. A morgue that does not exist yet is empty.
+pub async fn list(client: &Client, limit: usize) -> Result<Listing> {
     let subscription = morgue_subscription(client);
     if !client.broker().subscription_exists(&subscription).await? {
-        return Ok(Vec::new());
+        return Ok(Listing::default());
     }
-    let pulled = pull_up_to(client, &subscription, limit).await?;
+    let (pulled, bodies_dropped) =
+        pull_up_to(client, &subscription, limit, Full::DropBodies).await?;
     let entries = pulled
         .iter()
         .map(|d| Entry {
@@ -76,7 +115,10 @@ pub async fn list(client: &Client, limit: usize) -> Result<Vec<Entry>> {
             .modify_ack_deadline(&subscription, release, 0)
             .await?;
     }
-    Ok(entries)
+    Ok(Listing {
+        entries,
+        bodies_dropped,
+    })
 }
 
 /// Empties the morgue (Seek to now).
@@ -117,7 +159,7 @@ pub async fn retry(client: &Client, select: Select) -> Result<RetryReport> {
     let mut release = Vec::new();
     let mut done = false;
     while !done {
-        let pulled = pull_up_to(client, &subscription, 500).await?;
+        let (pulled, _) = pull_up_to(client, &subscription, 500, Full::Stop).await?;
         if pulled.is_empty() {
             break;
         }

@@ -22,13 +22,10 @@ use gcloud_googleapis::pubsub::v1::{
 
 use super::{Delivery, DeliveryStream, StreamOptions};
 
-/// The largest response a pull decodes on the real service: what Google's clients allow
-/// (the service keeps its responses within it).
+/// The largest response a pull decodes: what Google's clients allow. The service and the
+/// emulator fill a response up to about 10 MB and then add at most one more message, so a
+/// response stays under 20 MB.
 pub const MAX_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
-
-/// The emulator does not bound its responses by bytes (a streaming pull sends up to 100
-/// messages at once, whatever their size), so a pull from it may decode this much.
-const EMULATOR_MAX_RESPONSE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// How often an open stream sends an empty request, so that idle streams stay up.
 const KEEPALIVE: Duration = Duration::from_secs(30);
@@ -51,13 +48,9 @@ impl PullChannels {
         let audience = format!("https://{domain}/");
         let conns =
             ConnectionManager::new(pool_size, domain, &audience, environment, options).await?;
-        let max_response = match environment {
-            Environment::Emulator(_) => EMULATOR_MAX_RESPONSE_BYTES,
-            Environment::GoogleCloud(_) => MAX_RESPONSE_BYTES,
-        };
         Ok(Self {
             conns,
-            max_response,
+            max_response: MAX_RESPONSE_BYTES,
         })
     }
 

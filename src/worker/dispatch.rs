@@ -47,8 +47,8 @@ impl Slot {
 /// here, and a message not yet settled is sent to the morgue with the panic as the reason.
 /// Without this, the lease keeper would extend its lease for as long as the worker runs, and
 /// on Pub/Sub it would count against flow control for good.
-pub(crate) async fn process(shared: Arc<Shared>, d: Delivery, slot: Slot) {
-    let dispatched = AssertUnwindSafe(dispatch(&shared, &d, slot))
+pub(crate) async fn process(shared: Arc<Shared>, mut d: Delivery, slot: Slot) {
+    let dispatched = AssertUnwindSafe(dispatch(&shared, &mut d, slot))
         .catch_unwind()
         .await;
     if let Err(payload) = dispatched {
@@ -63,7 +63,7 @@ pub(crate) async fn process(shared: Arc<Shared>, d: Delivery, slot: Slot) {
 /// A panic in dispatch: the message goes to the morgue with the reason if nothing settled it
 /// (the lease keeper still holds it). If even that panics, it is released to come back in
 /// ten minutes rather than held.
-async fn after_panic(shared: &Shared, d: Delivery, reason: String) {
+async fn after_panic(shared: &Shared, mut d: Delivery, reason: String) {
     if !shared.lease.holds(&d.ack_id) {
         tracing::error!(
             message_id = %d.message_id,
@@ -73,14 +73,15 @@ async fn after_panic(shared: &Shared, d: Delivery, reason: String) {
         return;
     }
     // The envelope again (decoding does not panic; if it did, the record is made from the body),
-    // so that a store records the job as morgued.
+    // so that a store records the job as morgued. A body already moved into a morgue record is
+    // empty here: the record then comes from the message's attributes.
     let env = std::panic::catch_unwind(|| Envelope::decode(&d.data, &d.attributes))
         .ok()
         .and_then(Result::ok);
     let span = job_span(shared, env.as_ref());
     async {
         tracing::error!(message_id = %d.message_id, error = %reason, "dispatch panicked");
-        let morgued = AssertUnwindSafe(outcome::morgue_unrunnable(shared, &d, env.as_ref(), reason))
+        let morgued = AssertUnwindSafe(outcome::morgue_unrunnable(shared, &mut d, env.as_ref(), reason))
             .catch_unwind()
             .await;
         if morgued.is_err() && shared.lease.holds(&d.ack_id) {
@@ -117,7 +118,7 @@ fn job_span(shared: &Shared, env: Option<&Envelope>) -> tracing::Span {
     }
 }
 
-async fn dispatch(shared: &Arc<Shared>, d: &Delivery, slot: Slot) {
+async fn dispatch(shared: &Arc<Shared>, d: &mut Delivery, slot: Slot) {
     match Envelope::decode(&d.data, &d.attributes) {
         Ok(env) => {
             let span = job_span(shared, Some(&env));
@@ -134,13 +135,13 @@ async fn dispatch(shared: &Arc<Shared>, d: &Delivery, slot: Slot) {
     }
 }
 
-async fn run(shared: &Arc<Shared>, d: &Delivery, env: Envelope, slot: Slot) {
+async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: Envelope, slot: Slot) {
     if let Some(at) = env.scheduled_at {
         if at > Utc::now() {
             // Not due (published straight to the queue, or a clock ahead of ours): park it.
             let topic = shared.client.scheduled_resource_name(&shared.queue);
             let msg = OutboundMessage {
-                data: d.data.clone(),
+                data: std::mem::take(&mut d.data),
                 attributes: env.attributes(),
             };
             return outcome::forward(shared, d, &topic, msg).await;

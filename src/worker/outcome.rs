@@ -75,17 +75,18 @@ pub(crate) async fn forward(shared: &Shared, d: &Delivery, topic: &str, msg: Out
 /// Publishes to the morgue and acks; false if the publish failed (the message comes back).
 async fn morgue(shared: &Shared, d: &Delivery, record: MorgueRecord) -> bool {
     let record = record.fit();
+    let error = record.error.clone();
     let morgue = shared.client.resource_name(shared.client.morgue_queue());
     match shared
         .client
-        .publish_to(&morgue, vec![record.to_message()])
+        .publish_to(&morgue, vec![record.into_message()])
         .await
     {
         Ok(_) => {
             shared.stats.morgued.fetch_add(1, Relaxed);
             tracing::warn!(
                 event = "job.morgued",
-                error = %record.error,
+                error = %error,
                 "job sent to the morgue"
             );
             ack(shared, d);
@@ -98,15 +99,17 @@ async fn morgue(shared: &Shared, d: &Delivery, record: MorgueRecord) -> bool {
     }
 }
 
-/// Sends a message that cannot run to the morgue, with the reason.
+/// Sends a message that cannot run to the morgue, with the reason. The body moves into the
+/// morgue record (it may be 10 MB; nothing reads it afterwards).
 pub(crate) async fn morgue_unrunnable(
     shared: &Shared,
-    d: &Delivery,
+    d: &mut Delivery,
     env: Option<&Envelope>,
     reason: String,
 ) {
     shared.stats.processed.fetch_add(1, Relaxed);
-    let record = MorgueRecord::new(d.data.clone(), reason, &shared.queue, env, &d.attributes);
+    let body = std::mem::take(&mut d.data);
+    let record = MorgueRecord::new(body, reason, &shared.queue, env, &d.attributes);
     if env.is_none() {
         // A message that did not decode: its span knows only what the morgue record says of
         // the job, with its executions as the attempt.

@@ -12,10 +12,11 @@ pub(crate) async fn run(g: &GlobalArgs, cmd: MorgueCommand) -> anyhow::Result<()
     let client = connect_pubsub(g).await?;
     match cmd {
         MorgueCommand::List { limit, json } => {
-            let entries = tools::list(&client, limit).await?;
+            let listing = tools::list(&client, limit).await?;
+            let entries = &listing.entries;
             let mut out = std::io::stdout().lock();
             if json {
-                for e in &entries {
+                for e in entries {
                     let r = &e.record;
                     let line = serde_json::json!({
                         "job_id": r.job_id,
@@ -34,7 +35,7 @@ pub(crate) async fn run(g: &GlobalArgs, cmd: MorgueCommand) -> anyhow::Result<()
                     "{:<36}  {:<16}  {:<16}  {:>8}  {:<25}  error",
                     "job_id", "class", "source queue", "attempts", "failed_at"
                 )?;
-                for e in &entries {
+                for e in entries {
                     let r = &e.record;
                     writeln!(
                         out,
