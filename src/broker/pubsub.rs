@@ -124,12 +124,43 @@ fn broker_code(code: Code) -> BrokerCode {
 }
 
 fn broker_error(operation: &'static str, resource: &str, status: Status) -> Error {
+    let code = broker_code(status.code());
+    let mut message = status.message().to_string();
+    if code == BrokerCode::PermissionDenied {
+        if let Some(needs) = permission_needed(operation) {
+            message = format!("{message}; {needs}");
+        }
+    }
     Error::Broker {
         operation,
         resource: resource.to_string(),
-        code: broker_code(status.code()),
-        message: status.message().to_string(),
+        code,
+        message,
     }
+}
+
+/// The permission a call needs and the narrowest predefined role that grants it (Pub/Sub's
+/// access-control page), for a PERMISSION_DENIED that says what to grant.
+pub(crate) fn permission_needed(operation: &str) -> Option<&'static str> {
+    Some(match operation {
+        "publish" => "publishing needs pubsub.topics.publish on the topic (roles/pubsub.publisher)",
+        "pull" | "streaming pull" | "ack" | "modify ack deadline" | "seek" => {
+            "consuming needs pubsub.subscriptions.consume on the subscription (roles/pubsub.subscriber)"
+        }
+        "get subscription" => {
+            "reading a subscription's settings needs pubsub.subscriptions.get (roles/pubsub.viewer)"
+        }
+        "create topic" => {
+            "creating a topic needs pubsub.topics.create (roles/pubsub.editor): create the queues \
+             ahead with `worker queues setup Q` and run with PUBSUB_CREATE_QUEUES=false"
+        }
+        "create subscription" => {
+            "creating a subscription needs pubsub.subscriptions.create on the project \
+             (roles/pubsub.editor) and pubsub.topics.attachSubscription on the topic: create the \
+             queues ahead with `worker queues setup Q` and run with PUBSUB_CREATE_QUEUES=false"
+        }
+        _ => return None,
+    })
 }
 
 impl PubSubBroker {
@@ -441,6 +472,33 @@ mod tests {
             err.contains("PUBSUB_PROJECT_ID") && err.contains("GOOGLE_CLOUD_PROJECT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn permission_denied_names_the_permission_and_the_role() {
+        let denied = || Status::new(Code::PermissionDenied, "User not authorized");
+        let err = broker_error("create topic", "q", denied()).to_string();
+        assert!(
+            err.contains("pubsub.topics.create")
+                && err.contains("roles/pubsub.editor")
+                && err.contains("worker queues setup")
+                && err.contains("PUBSUB_CREATE_QUEUES=false"),
+            "{err}"
+        );
+        let err = broker_error("publish", "q", denied()).to_string();
+        assert!(
+            err.contains("pubsub.topics.publish") && err.contains("roles/pubsub.publisher"),
+            "{err}"
+        );
+        for op in ["pull", "ack", "modify ack deadline", "seek"] {
+            let err = broker_error(op, "q", denied()).to_string();
+            assert!(err.contains("roles/pubsub.subscriber"), "{op}: {err}");
+        }
+        let err = broker_error("get subscription", "q", denied()).to_string();
+        assert!(err.contains("roles/pubsub.viewer"), "{err}");
+        // Other codes are left as they are.
+        let err = broker_error("publish", "q", Status::new(Code::NotFound, "no topic")).to_string();
+        assert!(!err.contains("roles/"), "{err}");
     }
 
     #[test]

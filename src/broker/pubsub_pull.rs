@@ -111,6 +111,14 @@ fn deliveries(received: Vec<ReceivedMessage>) -> impl Iterator<Item = Delivery> 
     })
 }
 
+/// What a refused stream needs, when the refusal is a missing permission.
+fn needs(status: &Status) -> &'static str {
+    match status.code() {
+        Code::PermissionDenied => super::pubsub::permission_needed("streaming pull").unwrap_or(""),
+        _ => "",
+    }
+}
+
 fn is_transient(code: Code) -> bool {
     super::pubsub::is_transient(code)
 }
@@ -204,7 +212,7 @@ impl DeliveryStream for StreamingPull {
                         self.pause().await;
                     }
                     Err(status) => {
-                        tracing::warn!(subscription = %self.subscription, code = ?status.code(), error = %status.message(), "streaming pull refused");
+                        tracing::warn!(subscription = %self.subscription, code = ?status.code(), error = %status.message(), needs = needs(&status), "streaming pull refused");
                         self.ended = true;
                     }
                 }
@@ -223,7 +231,7 @@ impl DeliveryStream for StreamingPull {
                     self.pause().await;
                 }
                 Err(status) => {
-                    tracing::warn!(subscription = %self.subscription, code = ?status.code(), error = %status.message(), "streaming pull ended");
+                    tracing::warn!(subscription = %self.subscription, code = ?status.code(), error = %status.message(), needs = needs(&status), "streaming pull ended");
                     self.stream = None;
                     self.ended = true;
                 }

@@ -116,6 +116,9 @@ async fn recover(p: &ConsumeParams, backoff: &mut Duration) {
         Err(e @ crate::Error::QueueMissing { .. }) => {
             tracing::error!(queue = %p.queue, error = %e, "cannot pull");
         }
+        Err(e) if e.broker_code() == Some(crate::error::BrokerCode::PermissionDenied) => {
+            tracing::error!(queue = %p.queue, error = %e, "cannot pull");
+        }
         Err(e) => tracing::debug!(queue = %p.queue, error = %e, "could not check the queue yet"),
         Ok(()) => {}
     }
