@@ -18,6 +18,10 @@ pub const ATTR_SOURCE_QUEUE: &str = "source_queue";
 pub const ATTR_FAILED_AT: &str = "failed_at";
 /// Attribute: executions performed.
 pub const ATTR_EXECUTIONS: &str = "executions";
+/// Attribute Pub/Sub adds to a message its dead-letter policy moved: the deliveries it had.
+pub const ATTR_DEAD_LETTER_DELIVERIES: &str = "CloudPubSubDeadLetterSourceDeliveryCount";
+/// Attribute Pub/Sub adds to a message its dead-letter policy moved: the subscription.
+pub const ATTR_DEAD_LETTER_SUBSCRIPTION: &str = "CloudPubSubDeadLetterSourceSubscription";
 
 /// Pub/Sub's limit on an attribute value.
 const MAX_ATTRIBUTE_BYTES: usize = 1024;
@@ -158,9 +162,16 @@ impl MorgueRecord {
         a
     }
 
-    /// Reads a message pulled from the morgue subscription.
+    /// Reads a message pulled from the morgue subscription: one a worker sent, or one a queue
+    /// subscription's dead-letter policy moved there (no worker ever settled it), read as a
+    /// record like any other.
     pub fn from_delivery(d: &Delivery) -> Self {
         let get = |k: &str| d.attributes.get(k).cloned();
+        if get(ATTR_ERROR).is_none() {
+            if let Some(n) = get(ATTR_DEAD_LETTER_DELIVERIES) {
+                return Self::dead_lettered(d, &n);
+            }
+        }
         Self {
             body: d.data.clone(),
             error: get(ATTR_ERROR).unwrap_or_default(),
@@ -173,6 +184,35 @@ impl MorgueRecord {
             job_id: get(ATTR_JOB_ID),
             executions: get(ATTR_EXECUTIONS).and_then(|n| n.parse().ok()),
         }
+    }
+}
+
+impl MorgueRecord {
+    /// The record of a message Pub/Sub's dead-letter policy moved after `deliveries`: the job
+    /// (id, class, executions, queue) from its envelope when it has one.
+    fn dead_lettered(d: &Delivery, deliveries: &str) -> Self {
+        let env = Envelope::decode(&d.data, &d.attributes).ok();
+        let subscription = d
+            .attributes
+            .get(ATTR_DEAD_LETTER_SUBSCRIPTION)
+            .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
+            .unwrap_or_default();
+        let error = format!(
+            "delivered {deliveries} times without an outcome: Pub/Sub's dead-letter policy on \
+             subscription {subscription:?} moved it here (each run ended without an ack, a retry or \
+             a release: the job crashes or exhausts its worker, or its lease kept lapsing)"
+        );
+        let mut r = Self::new(
+            d.data.clone(),
+            error,
+            &subscription,
+            env.as_ref(),
+            &d.attributes,
+        );
+        if let Some(env) = &env {
+            r.source_queue = env.queue_name.clone();
+        }
+        r
     }
 }
 
@@ -207,5 +247,62 @@ mod tests {
             back.failed_at.timestamp_millis(),
             r.failed_at.timestamp_millis()
         );
+    }
+
+    #[test]
+    fn a_dead_lettered_message_reads_as_a_record() {
+        let attributes = |extra: &[(&str, &str)]| {
+            let mut a: HashMap<String, String> = extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            a.insert(ATTR_DEAD_LETTER_DELIVERIES.into(), "20".into());
+            a.insert(
+                ATTR_DEAD_LETTER_SUBSCRIPTION.into(),
+                "projects/p/subscriptions/app_emails".into(),
+            );
+            a
+        };
+        // Not a job envelope: the subscription names the source.
+        let d = Delivery {
+            ack_id: "a".into(),
+            message_id: "1".into(),
+            data: b"\xff".to_vec(),
+            attributes: attributes(&[("job_class", "Crashy")]),
+        };
+        let r = MorgueRecord::from_delivery(&d);
+        assert!(
+            r.error.starts_with("delivered 20 times without an outcome"),
+            "{}",
+            r.error
+        );
+        assert!(r.error.contains("\"app_emails\""), "{}", r.error);
+        assert_eq!(r.source_queue, "app_emails");
+        assert_eq!(r.job_class.as_deref(), Some("Crashy"));
+        // A job envelope: its queue, id and executions.
+        let env = Envelope::new("Crashy", "emails", serde_json::json!({}));
+        let mut a = attributes(&[]);
+        a.extend(env.attributes());
+        let d = Delivery {
+            ack_id: "a".into(),
+            message_id: "2".into(),
+            data: env.to_body(),
+            attributes: a,
+        };
+        let r = MorgueRecord::from_delivery(&d);
+        assert_eq!(r.source_queue, "emails");
+        assert_eq!(r.job_id, Some(env.job_id.to_string()));
+        assert_eq!(r.executions, Some(0));
+        // A record a worker sent keeps its own reason.
+        let mut m = r.clone().into_message();
+        m.attributes
+            .insert(ATTR_DEAD_LETTER_DELIVERIES.into(), "5".into());
+        let d = Delivery {
+            ack_id: "a".into(),
+            message_id: "3".into(),
+            data: m.data,
+            attributes: m.attributes,
+        };
+        assert_eq!(MorgueRecord::from_delivery(&d).error, r.error);
     }
 }

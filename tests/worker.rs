@@ -713,3 +713,62 @@ async fn the_morgue_lists_large_dead_jobs() {
     // Listing leaves them all there.
     assert_eq!(morgue_records(&client, 14, LONG).await.len(), 14);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_never_settled_is_dead_lettered_into_the_morgue_as_a_record() {
+    init_logging();
+    let morgue = unique("morgue");
+    let config = pubsub_jobs::ClientConfig {
+        project_id: "test-project".into(),
+        morgue_queue: morgue.clone(),
+        emulator_host: Some(emulator_host().to_string()),
+        max_delivery_attempts: 5,
+        ..pubsub_jobs::ClientConfig::default()
+    };
+    let client = pubsub_jobs::Client::connect(config).await.unwrap();
+    let q = unique("q");
+    let key = unique("never-settled");
+    let id = Probe::new(&key, Mode::Ok)
+        .set()
+        .queue(&q)
+        .perform_later(&client)
+        .await
+        .unwrap();
+    // Five deliveries that end without an outcome (a worker that dies mid-job, five times).
+    let broker = raw_broker().await;
+    let sub = client.resource_name(&q);
+    let mut deliveries = 0;
+    let deadline = Instant::now() + LONG;
+    while deliveries < 5 && Instant::now() < deadline {
+        let got = broker.pull(&sub, 10, Duration::from_secs(2)).await.unwrap();
+        deliveries += got.len();
+        let ids = got.into_iter().map(|d| d.ack_id).collect::<Vec<_>>();
+        if !ids.is_empty() {
+            broker.modify_ack_deadline(&sub, ids, 0).await.unwrap();
+        }
+    }
+    assert_eq!(deliveries, 5);
+    let settings = broker.subscription_settings(&sub).await.unwrap().unwrap();
+    assert_eq!(
+        settings.dead_letter,
+        Some((client.resource_name(&morgue), 5))
+    );
+    // The sixth delivery does not happen: the message moves to the morgue instead.
+    assert!(broker
+        .pull(&sub, 10, Duration::from_secs(3))
+        .await
+        .unwrap()
+        .is_empty());
+    let dead = morgue_records(&client, 1, LONG).await;
+    assert_eq!(dead.len(), 1, "nothing was dead-lettered");
+    let r = &dead[0];
+    assert!(
+        r.error.starts_with("delivered 5 times without an outcome"),
+        "{}",
+        r.error
+    );
+    assert_eq!(r.job_id.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(r.job_class.as_deref(), Some("Probe"));
+    assert_eq!(r.source_queue, q);
+    assert_eq!(r.executions, Some(0));
+}

@@ -41,6 +41,7 @@ pub(crate) async fn require_subscription(
 
 /// What `verify` found of one subscription: nothing when `problems` is empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Verdict {
     /// The queue (or the morgue) it belongs to.
     pub queue: String,
@@ -48,8 +49,11 @@ pub struct Verdict {
     pub subscription: String,
     /// Each difference from what `worker queues setup` creates, in words.
     pub problems: Vec<String>,
-    /// Whether `gcloud pubsub subscriptions update` can fix every problem (retention, expiry).
+    /// Whether `gcloud pubsub subscriptions update` can fix every problem (retention, expiry,
+    /// the dead-letter policy).
     pub fixable: bool,
+    /// The flags of `gcloud pubsub subscriptions update` that fix the fixable problems.
+    pub update_flags: Vec<String>,
 }
 
 /// Checks each queue's subscription, its `.scheduled` one and the morgue's against what `worker
@@ -69,34 +73,48 @@ pub async fn verify(client: &crate::Client, queues: &[String]) -> Result<Vec<Ver
     let mut out = Vec::with_capacity(targets.len());
     for (queue, subscription) in targets {
         let settings = client.broker().subscription_settings(&subscription).await?;
-        let (problems, fixable) = judge(&queue, &subscription, settings.as_ref());
+        let expected = client.dead_letter_for(&subscription);
+        let j = judge(&queue, &subscription, settings.as_ref(), expected.as_ref());
         out.push(Verdict {
             queue,
             subscription,
-            problems,
-            fixable,
+            problems: j.problems,
+            fixable: j.fixable,
+            update_flags: j.update_flags,
         });
     }
     Ok(out)
 }
 
-/// The differences of one subscription's settings from what setup creates, and whether an
-/// update can fix them all.
+/// What [`judge`] found.
+#[derive(Debug, PartialEq)]
+struct Judgement {
+    problems: Vec<String>,
+    fixable: bool,
+    update_flags: Vec<String>,
+}
+
+/// The differences of one subscription's settings from what setup creates (with
+/// `dead_letter`, the policy it should have), whether an update can fix them all, and the
+/// update's flags.
 fn judge(
     queue: &str,
     subscription: &str,
     settings: Option<&crate::broker::SubscriptionSettings>,
-) -> (Vec<String>, bool) {
+    dead_letter: Option<&crate::broker::DeadLetter>,
+) -> Judgement {
     let week = crate::broker::RETENTION;
     let Some(s) = settings else {
-        return (
-            vec![format!(
+        return Judgement {
+            problems: vec![format!(
                 "missing: create it with `worker queues setup {queue}`"
             )],
-            false,
-        );
+            fixable: false,
+            update_flags: Vec::new(),
+        };
     };
     let mut problems = Vec::new();
+    let mut flags = Vec::new();
     let mut fixable = true;
     if s.topic == "_deleted-topic_" {
         problems.push("detached: its topic was deleted, so nothing reaches it".to_string());
@@ -113,6 +131,7 @@ fn judge(
             "keeps unacked messages {} s, not 7 days: a job waiting longer (a delay, a retry) is lost",
             r.as_secs()
         ));
+        flags.push("--message-retention-duration=7d".to_string());
     }
     if let Some(e) = s.expires_after {
         problems.push(format!(
@@ -120,14 +139,53 @@ fn judge(
              receives is dropped; set it to never",
             e.as_secs() / 86_400
         ));
+        flags.push("--expiration-period=never".to_string());
     }
-    (problems, fixable)
+    let set_policy = |want: &crate::broker::DeadLetter| {
+        format!(
+            "--dead-letter-topic={} --max-delivery-attempts={}",
+            want.topic, want.max_delivery_attempts
+        )
+    };
+    match (dead_letter, &s.dead_letter) {
+        (Some(want), None) => {
+            problems.push(format!(
+                "no dead-letter policy: a job that kills its worker every time it runs is \
+                 delivered forever; setup sends it to {:?} after {} deliveries",
+                want.topic, want.max_delivery_attempts
+            ));
+            flags.push(set_policy(want));
+        }
+        (Some(want), Some((topic, n)))
+            if *topic != want.topic || *n != want.max_delivery_attempts =>
+        {
+            problems.push(format!(
+                "dead-letters to {topic:?} after {n} deliveries, not to {:?} after {}",
+                want.topic, want.max_delivery_attempts
+            ));
+            flags.push(set_policy(want));
+        }
+        (None, Some((topic, n))) if subscription.ends_with(crate::queue::SCHEDULED_SUFFIX) => {
+            problems.push(format!(
+                "dead-letters to {topic:?} after {n} deliveries: every time a waiting job is \
+                 parked and comes back counts as one, so a job delayed long enough is moved \
+                 before it is due"
+            ));
+            flags.push("--clear-dead-letter-policy".to_string());
+        }
+        _ => {}
+    }
+    Judgement {
+        problems,
+        fixable,
+        update_flags: flags,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::judge;
-    use crate::broker::SubscriptionSettings;
+    use crate::broker::{DeadLetter, SubscriptionSettings};
     use std::time::Duration;
 
     #[test]
@@ -138,22 +196,75 @@ mod tests {
             expires_after: None,
             dead_letter: None,
         };
-        assert_eq!(judge("q", "q", Some(&good)), (vec![], true));
-        let (problems, fixable) = judge("q", "q", None);
-        assert!(problems[0].contains("worker queues setup q") && !fixable);
+        let j = judge("q", "q", Some(&good), None);
+        assert!(j.problems.is_empty() && j.fixable && j.update_flags.is_empty());
+        let j = judge("q", "q", None, None);
+        assert!(j.problems[0].contains("worker queues setup q") && !j.fixable);
         let idle = SubscriptionSettings {
             retention: Some(Duration::from_secs(600)),
             expires_after: Some(Duration::from_secs(31 * 86_400)),
             ..good.clone()
         };
-        let (problems, fixable) = judge("q", "q", Some(&idle));
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("600 s") && problems[1].contains("31 days") && fixable);
+        let j = judge("q", "q", Some(&idle), None);
+        assert_eq!(j.problems.len(), 2, "{:?}", j.problems);
+        assert!(j.problems[0].contains("600 s") && j.problems[1].contains("31 days") && j.fixable);
+        assert_eq!(
+            j.update_flags,
+            [
+                "--message-retention-duration=7d",
+                "--expiration-period=never"
+            ]
+        );
         let elsewhere = SubscriptionSettings {
             topic: "other".into(),
-            ..good
+            ..good.clone()
         };
-        let (problems, fixable) = judge("q", "q", Some(&elsewhere));
-        assert!(problems[0].contains("reads topic \"other\"") && !fixable);
+        let j = judge("q", "q", Some(&elsewhere), None);
+        assert!(j.problems[0].contains("reads topic \"other\"") && !j.fixable);
+    }
+
+    #[test]
+    fn the_dead_letter_policy_is_judged_too() {
+        let want = DeadLetter {
+            topic: "morgue".into(),
+            max_delivery_attempts: 20,
+        };
+        let with = |dl: Option<(&str, u32)>, topic: &str| SubscriptionSettings {
+            topic: topic.into(),
+            retention: Some(crate::broker::RETENTION),
+            expires_after: None,
+            dead_letter: dl.map(|(t, n)| (t.to_string(), n)),
+        };
+        // A queue's own subscription needs the policy.
+        let j = judge("q", "q", Some(&with(None, "q")), Some(&want));
+        assert!(
+            j.problems[0].contains("no dead-letter policy") && j.fixable,
+            "{j:?}"
+        );
+        assert_eq!(
+            j.update_flags,
+            ["--dead-letter-topic=morgue --max-delivery-attempts=20"]
+        );
+        let j = judge(
+            "q",
+            "q",
+            Some(&with(Some(("morgue", 20)), "q")),
+            Some(&want),
+        );
+        assert!(j.problems.is_empty(), "{j:?}");
+        let j = judge("q", "q", Some(&with(Some(("other", 5)), "q")), Some(&want));
+        assert!(
+            j.problems[0].contains("not to \"morgue\" after 20"),
+            "{j:?}"
+        );
+        // A scheduled subscription must not have one.
+        let j = judge(
+            "q",
+            "q.scheduled",
+            Some(&with(Some(("morgue", 20)), "q.scheduled")),
+            None,
+        );
+        assert!(j.problems[0].contains("parked") && j.fixable, "{j:?}");
+        assert_eq!(j.update_flags, ["--clear-dead-letter-policy"]);
     }
 }

@@ -137,6 +137,15 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
+    /// Accepted and never fires: this broker keeps no delivery counts.
+    async fn set_dead_letter(&self, subscription: &str, _: &super::DeadLetter) -> Result<()> {
+        if self.lock().subs.contains_key(subscription) {
+            Ok(())
+        } else {
+            Err(Self::not_found("update subscription", subscription))
+        }
+    }
+
     async fn create_subscription(
         &self,
         subscription: &str,

@@ -83,6 +83,16 @@ pub trait DeliveryStream: Send {
     async fn close(self: Box<Self>);
 }
 
+/// A subscription's dead-letter policy: a message delivered `max_delivery_attempts` times
+/// without an ack is moved by Pub/Sub to `topic`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The topic (its short name, prefix included).
+    pub topic: String,
+    /// Deliveries before a message is moved: 5 to 100 on Pub/Sub.
+    pub max_delivery_attempts: u32,
+}
+
 /// A subscription's settings, as `worker queues verify` checks them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -112,6 +122,30 @@ pub trait Broker: Send + Sync + 'static {
         topic: &str,
         ack_deadline: Duration,
     ) -> Result<()>;
+
+    /// [`create_subscription`](Self::create_subscription) with a dead-letter policy. One that
+    /// already exists is success, and is left as it is. The default ignores the policy: a
+    /// broker without delivery counts (the in-memory one) never dead-letters.
+    async fn create_dead_lettered_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline: Duration,
+        dead_letter: &DeadLetter,
+    ) -> Result<()> {
+        let _ = dead_letter;
+        self.create_subscription(subscription, topic, ack_deadline)
+            .await
+    }
+
+    /// Sets the dead-letter policy of an existing subscription. The default: this broker
+    /// cannot (an error saying so).
+    async fn set_dead_letter(&self, subscription: &str, dead_letter: &DeadLetter) -> Result<()> {
+        let _ = dead_letter;
+        Err(crate::error::Error::Config(format!(
+            "this broker cannot set a dead-letter policy on subscription {subscription:?}"
+        )))
+    }
 
     /// Whether a subscription exists.
     async fn subscription_exists(&self, subscription: &str) -> Result<bool>;

@@ -8,13 +8,17 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use gcloud_gax::conn::Environment;
 use gcloud_gax::grpc::{Code, Status};
-use gcloud_googleapis::pubsub::v1::{ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage};
+use gcloud_googleapis::pubsub::v1::{
+    DeadLetterPolicy, ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage, Subscription,
+    UpdateSubscriptionRequest,
+};
 use gcloud_pubsub::client::{Client as GClient, ClientConfig};
 use gcloud_pubsub::publisher::Publisher;
 use gcloud_pubsub::subscription::{SeekTo, SubscriptionConfig};
+use prost_types::FieldMask;
 
 use super::pubsub_pull::{PullChannels, StreamingPull};
-use super::{Broker, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
+use super::{Broker, DeadLetter, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
 use crate::error::{BrokerCode, Error, Result};
 
 /// How long unacked messages are kept: Pub/Sub's maximum, 7 days.
@@ -147,6 +151,9 @@ pub(crate) fn permission_needed(operation: &str) -> Option<&'static str> {
         "pull" | "streaming pull" | "ack" | "modify ack deadline" | "seek" => {
             "consuming needs pubsub.subscriptions.consume on the subscription (roles/pubsub.subscriber)"
         }
+        "update subscription" => {
+            "changing a subscription needs pubsub.subscriptions.update (roles/pubsub.editor)"
+        }
         "get subscription" => {
             "reading a subscription's settings needs pubsub.subscriptions.get (roles/pubsub.viewer)"
         }
@@ -265,37 +272,20 @@ impl PubSubBroker {
         }
     }
 
-    fn publisher(&self, topic: &str) -> Publisher {
-        let mut map = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(topic.to_string())
-            .or_insert_with(|| self.client.topic(topic).new_publisher(None))
-            .clone()
-    }
-}
-
-#[async_trait]
-impl Broker for PubSubBroker {
-    async fn create_topic(&self, topic: &str) -> Result<()> {
-        let t = self.client.topic(topic);
-        match self
-            .bounded("create topic", topic, || t.create(None, None))
-            .await
-        {
-            Err(e) if e.broker_code() == Some(BrokerCode::AlreadyExists) => Ok(()),
-            other => other,
-        }
-    }
-
-    async fn create_subscription(
+    /// Creates a subscription (7-day retention, no expiry, the dead-letter policy if given);
+    /// one that exists is success unless it is detached.
+    async fn create_sub(
         &self,
         subscription: &str,
         topic: &str,
         ack_deadline: Duration,
+        dead_letter: Option<&DeadLetter>,
     ) -> Result<()> {
         let cfg = SubscriptionConfig {
             ack_deadline_seconds: ack_deadline.as_secs().clamp(10, 600) as i32,
             message_retention_duration: Some(RETENTION),
             expiration_policy: Some(ExpirationPolicy { ttl: None }),
+            dead_letter_policy: dead_letter.map(|d| self.dead_letter_policy(d)),
             ..Default::default()
         };
         let client = &self.client;
@@ -327,6 +317,77 @@ impl Broker for PubSubBroker {
             }
             Err(e) => Err(e),
         }
+    }
+
+    fn dead_letter_policy(&self, d: &DeadLetter) -> DeadLetterPolicy {
+        DeadLetterPolicy {
+            dead_letter_topic: format!("projects/{}/topics/{}", self.project_id, d.topic),
+            max_delivery_attempts: d.max_delivery_attempts.clamp(5, 100) as i32,
+        }
+    }
+
+    fn publisher(&self, topic: &str) -> Publisher {
+        let mut map = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(topic.to_string())
+            .or_insert_with(|| self.client.topic(topic).new_publisher(None))
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Broker for PubSubBroker {
+    async fn create_topic(&self, topic: &str) -> Result<()> {
+        let t = self.client.topic(topic);
+        match self
+            .bounded("create topic", topic, || t.create(None, None))
+            .await
+        {
+            Err(e) if e.broker_code() == Some(BrokerCode::AlreadyExists) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline: Duration,
+    ) -> Result<()> {
+        self.create_sub(subscription, topic, ack_deadline, None)
+            .await
+    }
+
+    async fn create_dead_lettered_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline: Duration,
+        dead_letter: &DeadLetter,
+    ) -> Result<()> {
+        self.create_sub(subscription, topic, ack_deadline, Some(dead_letter))
+            .await
+    }
+
+    async fn set_dead_letter(&self, subscription: &str, dead_letter: &DeadLetter) -> Result<()> {
+        let sub = self.client.subscription(subscription);
+        // gcloud-pubsub's `update` leaves this field out of the update mask: the request is
+        // ours.
+        let req = UpdateSubscriptionRequest {
+            subscription: Some(Subscription {
+                name: sub.fully_qualified_name().to_string(),
+                dead_letter_policy: Some(self.dead_letter_policy(dead_letter)),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["dead_letter_policy".to_string()],
+            }),
+        };
+        let client = sub.get_client();
+        self.bounded("update subscription", subscription, || {
+            client.update_subscription(req.clone(), None)
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn subscription_exists(&self, subscription: &str) -> Result<bool> {

@@ -35,6 +35,14 @@ pub struct ClientConfig {
     /// missing topic or subscription is [`Error::QueueMissing`], naming the command that
     /// creates it (`worker queues setup`).
     pub create_queues: bool,
+    /// Deliveries of one message without an outcome before Pub/Sub moves it to the morgue
+    /// (`PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS`, default 20; 5 to 100, or 0 for no dead-letter
+    /// policy): the backstop for a job that kills its worker every time it runs (an abort, an
+    /// out-of-memory kill), which nothing else can morgue. Set on each queue's subscription when
+    /// it is created; normal runs, retries (a retry is a new message), releases at shutdown and
+    /// redeliveries stay far below it. The `.scheduled` subscriptions get none: every time a
+    /// waiting job is parked and comes back counts as a delivery.
+    pub max_delivery_attempts: u32,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +56,7 @@ impl Default for ClientConfig {
             emulator_host: None,
             max_job_bytes: crate::client::MAX_MESSAGE_BYTES,
             create_queues: true,
+            max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
         }
     }
 }
@@ -59,6 +68,16 @@ impl ClientConfig {
         parse_max_job_bytes(
             "--max-job-bytes (PUBSUB_JOBS_MAX_JOB_BYTES)",
             &bytes.to_string(),
+        )
+    }
+
+    /// `n` if it is a maximum of delivery attempts Pub/Sub allows (5 to 100) or 0 (no
+    /// dead-letter policy), else an error naming the setting (`--max-delivery-attempts`,
+    /// `PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS`).
+    pub fn check_max_delivery_attempts(n: u32) -> Result<u32> {
+        parse_max_delivery_attempts(
+            "--max-delivery-attempts (PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS)",
+            &n.to_string(),
         )
     }
 
@@ -94,6 +113,10 @@ impl ClientConfig {
                 }
             };
         }
+        if let Some(v) = var("PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS") {
+            c.max_delivery_attempts =
+                parse_max_delivery_attempts("PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS", &v)?;
+        }
         if let Some(v) = var("PUBSUB_JOBS_MAX_JOB_BYTES") {
             c.max_job_bytes = parse_max_job_bytes("PUBSUB_JOBS_MAX_JOB_BYTES", &v)?;
         }
@@ -111,6 +134,25 @@ impl ClientConfig {
         }
         Ok(c)
     }
+}
+
+/// The default of [`ClientConfig::max_delivery_attempts`].
+pub(crate) const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 20;
+
+/// A maximum of delivery attempts from a setting named `name`: 0 (no dead-letter policy) or
+/// Pub/Sub's 5 to 100.
+pub(crate) fn parse_max_delivery_attempts(name: &str, value: &str) -> Result<u32> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n == 0 || (5..=100).contains(n))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{name}={value:?} is not 0 (no dead-letter policy) or a number of deliveries \
+                 from 5 to 100 (Pub/Sub's range)"
+            ))
+        })
 }
 
 /// A job size cap from a setting named `name`: a whole number of bytes from 1 to Pub/Sub's

@@ -23,7 +23,7 @@ mod requeue;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::broker::{Broker, PubSubBroker};
+use crate::broker::{Broker, DeadLetter, PubSubBroker};
 use crate::error::Result;
 use crate::queue::SCHEDULED_SUFFIX;
 use crate::store::JobStore;
@@ -175,18 +175,53 @@ impl Client {
     }
 
     /// Creates a topic and its subscription of the same name (idempotent, cached per process),
-    /// whether or not this client creates queues on its own.
+    /// whether or not this client creates queues on its own. A queue's own subscription gets
+    /// the dead-letter policy (see [`ClientConfig::max_delivery_attempts`]); the morgue it
+    /// points to is created first, with its subscription (a dead-letter topic without one
+    /// drops what it receives).
     async fn create_resource(&self, name: &str) -> Result<()> {
         if self.lock_ensured().contains(name) {
             return Ok(());
         }
+        let dead_letter = self.dead_letter_for(name);
+        if let Some(d) = &dead_letter {
+            self.create_pair(&d.topic, None).await?;
+        }
+        self.create_pair(name, dead_letter.as_ref()).await
+    }
+
+    async fn create_pair(&self, name: &str, dead_letter: Option<&DeadLetter>) -> Result<()> {
+        if self.lock_ensured().contains(name) {
+            return Ok(());
+        }
         let broker = &self.inner.broker;
+        let ack_deadline = self.inner.config.ack_deadline;
         broker.create_topic(name).await?;
-        broker
-            .create_subscription(name, name, self.inner.config.ack_deadline)
-            .await?;
+        match dead_letter {
+            Some(d) => {
+                broker
+                    .create_dead_lettered_subscription(name, name, ack_deadline, d)
+                    .await?
+            }
+            None => broker.create_subscription(name, name, ack_deadline).await?,
+        }
         self.lock_ensured().insert(name.to_string());
         Ok(())
+    }
+
+    /// The dead-letter policy the subscription `name` should have: a queue's own subscription
+    /// sends to the morgue; the `.scheduled` ones and the morgue's get none.
+    pub(crate) fn dead_letter_for(&self, name: &str) -> Option<DeadLetter> {
+        let config = &self.inner.config;
+        let morgue = self.resource_name(&config.morgue_queue);
+        let queue = name.strip_prefix(config.topic_prefix.as_str())?;
+        let wanted = config.max_delivery_attempts > 0
+            && name != morgue
+            && !queue.ends_with(SCHEDULED_SUFFIX);
+        wanted.then_some(DeadLetter {
+            topic: morgue,
+            max_delivery_attempts: config.max_delivery_attempts,
+        })
     }
 
     fn lock_ensured(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -222,12 +257,18 @@ impl Client {
             .await
     }
 
-    /// Creates everything `queue` needs (its topic and subscription, and the `.scheduled`
-    /// pair; 7-day retention, no expiry), even when this client does not create queues on its
+    /// Creates everything `queue` needs (its topic and subscription with the dead-letter policy,
+    /// and the `.scheduled` pair; 7-day retention, no expiry; the morgue), and sets the policy on
+    /// a subscription that exists without it, even when this client does not create queues on its
     /// own: what `worker queues setup` runs with create rights, ahead of least-privilege workers.
     pub async fn setup_queue(&self, queue: &str) -> Result<()> {
         self.validate_queue(queue)?;
-        self.create_resource(&self.resource_name(queue)).await?;
+        let main = self.resource_name(queue);
+        self.create_resource(&main).await?;
+        // One created before the policy existed (or by hand) gets it now.
+        if let Some(d) = self.dead_letter_for(&main) {
+            self.inner.broker.set_dead_letter(&main, &d).await?;
+        }
         self.create_resource(&self.scheduled_resource_name(queue))
             .await
     }

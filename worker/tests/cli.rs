@@ -495,9 +495,18 @@ fn without_create_rights_queues_are_set_up_ahead_and_a_missing_one_is_named() {
         format!("gcloud pubsub topics create {q} --project=cli-tests"),
         format!("gcloud pubsub subscriptions create {q}.scheduled --topic={q}.scheduled"),
         "--message-retention-duration=7d --expiration-period=never".to_string(),
+        "--dead-letter-topic=morgue --max-delivery-attempts=20".to_string(),
+        "gcloud pubsub topics add-iam-policy-binding morgue".to_string(),
+        format!("gcloud pubsub subscriptions add-iam-policy-binding {q} "),
     ] {
         assert!(out.contains(&want), "{want} in {out}");
     }
+    // The dead-letter policy is on the queue's own subscription only.
+    let scheduled_line = out
+        .lines()
+        .find(|l| l.contains(&format!("subscriptions create {q}.scheduled")))
+        .unwrap();
+    assert!(!scheduled_line.contains("dead-letter"), "{scheduled_line}");
     // Set up with create rights; then the least-privilege enqueue works.
     let (code, out, err) = run(&["queues", "setup", &q], &[]);
     assert_eq!(code, 0, "{err}");
@@ -552,4 +561,40 @@ fn queues_verify_reports_what_differs_from_setup() {
         err.contains("differ from what `worker queues setup` creates"),
         "{err}"
     );
+    // A queue created before the dead-letter policy existed: verify names it and the update,
+    // setup adds it.
+    let old = unique("vq-old");
+    rt.block_on(async {
+        let broker = pubsub_jobs::broker::PubSubBroker::connect(
+            "cli-tests",
+            Some(emulator_host()),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        use pubsub_jobs::broker::Broker;
+        for name in [old.clone(), format!("{old}.scheduled")] {
+            broker.create_topic(&name).await.unwrap();
+            broker
+                .create_subscription(&name, &name, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+    });
+    let (code, out, err) = run(&["queues", "verify", "--print-gcloud", &old], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("{old}: no dead-letter policy")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "gcloud pubsub subscriptions update {old} --dead-letter-topic=morgue --max-delivery-attempts=20"
+        )),
+        "{out}"
+    );
+    let (code, _, err) = run(&["queues", "setup", &old], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["queues", "verify", &old], &[]);
+    assert_eq!(code, 0, "{out}{err}");
 }

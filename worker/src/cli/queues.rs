@@ -1,6 +1,7 @@
 //! `worker queues setup Q...`: creates (idempotently) what each queue needs, and the morgue,
 //! with the settings the worker expects: a topic and a subscription of the same name, the
-//! `.scheduled` pair, 7-day retention, no expiry. Run it with create rights (an admin, CI,
+//! `.scheduled` pair, 7-day retention, no expiry, and on each queue's own subscription a
+//! dead-letter policy to the morgue. Run it with create rights (an admin, CI,
 //! infrastructure as code) so that workers and enqueuers can run with `PUBSUB_CREATE_QUEUES=false`
 //! and only `roles/pubsub.publisher` + `roles/pubsub.subscriber`. `--print-gcloud` prints the
 //! equivalent `gcloud` commands instead of running anything. `worker queues verify Q...` reports
@@ -25,6 +26,12 @@ pub(crate) async fn setup(
         ]
     };
     let morgue = format!("{}{}", config.topic_prefix, config.morgue_queue);
+    let dead_letter = (config.max_delivery_attempts > 0).then(|| {
+        format!(
+            " --dead-letter-topic={morgue} --max-delivery-attempts={}",
+            config.max_delivery_attempts
+        )
+    });
     if print_gcloud {
         let project = if config.project_id.is_empty() {
             String::new()
@@ -32,14 +39,35 @@ pub(crate) async fn setup(
             format!(" --project={}", config.project_id)
         };
         let ack = config.ack_deadline.as_secs().clamp(10, 600);
-        let mut resources: Vec<String> = queues.iter().flat_map(|q| names(q)).collect();
-        resources.push(morgue);
-        for r in resources {
+        let create = |r: &str, extra: &str| {
             println!("gcloud pubsub topics create {r}{project}");
             println!(
                 "gcloud pubsub subscriptions create {r} --topic={r} --ack-deadline={ack} \
-                 --message-retention-duration=7d --expiration-period=never{project}"
+                 --message-retention-duration=7d --expiration-period=never{extra}{project}"
             );
+        };
+        // The morgue first: the queues' dead-letter policies point to it.
+        create(&morgue, "");
+        for q in queues {
+            let [main, scheduled] = names(q);
+            create(&main, dead_letter.as_deref().unwrap_or(""));
+            create(&scheduled, "");
+        }
+        if dead_letter.is_some() {
+            println!("{}", service_agent_note());
+            let agent =
+                "serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com";
+            println!(
+                "gcloud pubsub topics add-iam-policy-binding {morgue} --member={agent} \
+                 --role=roles/pubsub.publisher{project}"
+            );
+            for q in queues {
+                let [main, _] = names(q);
+                println!(
+                    "gcloud pubsub subscriptions add-iam-policy-binding {main} --member={agent} \
+                     --role=roles/pubsub.subscriber{project}"
+                );
+            }
         }
         return Ok(());
     }
@@ -51,7 +79,25 @@ pub(crate) async fn setup(
     }
     client.setup_morgue().await?;
     println!("the morgue: topic and subscription {morgue:?} ready");
+    if dead_letter.is_some() {
+        println!(
+            "dead-letter policies: after {} deliveries without an outcome a job moves to {morgue:?}",
+            config.max_delivery_attempts
+        );
+        if config.emulator_host.is_none() {
+            println!("{}", service_agent_note());
+            println!("(`worker queues setup --print-gcloud` prints the grants.)");
+        }
+    }
     Ok(())
+}
+
+/// What the dead-letter policy needs on Google Cloud besides the subscriptions.
+fn service_agent_note() -> &'static str {
+    "# Pub/Sub's service agent moves dead-lettered messages: grant it roles/pubsub.publisher on \
+     the morgue topic and roles/pubsub.subscriber on each queue's subscription (PROJECT_NUMBER: \
+     gcloud projects describe PROJECT --format='value(projectNumber)'). Without them the \
+     policy does nothing."
 }
 
 pub(crate) async fn verify(
@@ -71,10 +117,11 @@ pub(crate) async fn verify(
         for p in &v.problems {
             println!("{}: {p}", v.subscription);
         }
-        if print_gcloud && v.fixable {
+        if print_gcloud && v.fixable && !v.update_flags.is_empty() {
             println!(
-                "  gcloud pubsub subscriptions update {} --message-retention-duration=7d --expiration-period=never",
-                v.subscription
+                "  gcloud pubsub subscriptions update {} {}",
+                v.subscription,
+                v.update_flags.join(" ")
             );
         }
     }
