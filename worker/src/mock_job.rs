@@ -1,6 +1,9 @@
 //! `MockJob`: the job the `worker` binary registers for demos, load and tests (not registered
 //! through `register_job!`, so an application's own worker built on [`crate::cli`] lacks it). It sleeps, and fails
-//! on request: always (`raise_error`) or on its first `fail_attempts` executions.
+//! on request: always (`raise_error`) or on its first `fail_attempts` executions. With `crash`
+//! it aborts the whole worker process after its sleep, every time it runs (a job that kills its
+//! worker, for chaos tests of a deployment's dead-letter backstop), but only in a worker whose
+//! environment has `MOCK_JOB_ALLOW_CRASH=1`; elsewhere it fails saying so.
 //!
 //! It retries on [`MockJobError`] for 3 executions in all, waiting 5 minutes between them, or
 //! `MOCK_JOB_RETRY_WAIT` seconds when that variable is set.
@@ -21,6 +24,9 @@ pub struct MockJob {
     /// Fail the first N executions, then succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_attempts: Option<u32>,
+    /// Abort the worker process after the sleep (only where `MOCK_JOB_ALLOW_CRASH=1`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crash: bool,
 }
 
 /// The error MockJob raises.
@@ -59,6 +65,16 @@ impl Job for MockJob {
             // A zero sleep would still arm a timer and wake the runtime: a no-op job does not.
             tokio::time::sleep(Duration::from_secs_f64(self.sleep_duration)).await;
         }
+        if self.crash {
+            if std::env::var("MOCK_JOB_ALLOW_CRASH").as_deref() == Ok("1") {
+                // An error line is written at once, before the abort.
+                tracing::error!("MockJob crash requested: aborting the worker");
+                std::process::abort();
+            }
+            return Err(JobError::msg(
+                "MockJob crash: true aborts the worker only where MOCK_JOB_ALLOW_CRASH=1 is set",
+            ));
+        }
         let fail_now = self.raise_error || self.fail_attempts.is_some_and(|n| ctx.attempt <= n);
         if fail_now {
             return Err(MockJobError {
@@ -83,6 +99,7 @@ impl MockJob {
             sleep_duration: (sleep * 1000.0).round() / 1000.0,
             raise_error: rng.gen_bool(fail_ratio.clamp(0.0, 1.0)),
             fail_attempts: None,
+            crash: false,
         }
     }
 }

@@ -67,6 +67,106 @@ fn a_worker_killed_mid_job_loses_nothing_the_job_completes_on_another() {
     );
 }
 
+/// A job that aborts its worker every time it runs, under a supervisor that restarts the worker:
+/// the queue's dead-letter policy moves it to the morgue after its deliveries, and the jobs
+/// enqueued meanwhile all run.
+#[test]
+fn a_job_that_kills_its_worker_every_run_ends_in_the_morgue_and_the_others_run() {
+    let q = unique("crashloop");
+    let morgue = unique("morgue");
+    let env = [
+        ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+        ("PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS", "5"),
+        ("MOCK_JOB_ALLOW_CRASH", "1"),
+    ];
+    let (code, _, err) = run(&["queues", "setup", &q], &env);
+    assert_eq!(code, 0, "{err}");
+    // It sleeps a second first, so that the jobs beside it finish and are acked before the abort.
+    let poison = enqueue(
+        &q,
+        r#"{"sleep_duration":1,"raise_error":false,"crash":true}"#,
+        &[],
+    );
+    let mut good = Vec::new();
+    let mut succeeded = std::collections::HashSet::new();
+    let mut crashes = 0;
+    let started = Instant::now();
+    let dead = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(400),
+            "the crashing job was not dead-lettered after {crashes} crashes"
+        );
+        let mut w = Running::start(&q, &env, &["--ack-deadline", "10"]);
+        w.wait_for("worker started", Duration::from_secs(60), |v| {
+            v["message"] == "worker started"
+        });
+        good.push(enqueue(
+            &q,
+            r#"{"sleep_duration":0,"raise_error":false}"#,
+            &[],
+        ));
+        // Until it crashes, or 25 s without a crash (the poison is waiting out a lease, or gone).
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while Instant::now() < deadline && w.child.try_wait().unwrap().is_none() {
+            w.read_for(Duration::from_millis(200));
+        }
+        w.read_for(Duration::from_millis(200));
+        if let Some(status) = w.child.try_wait().unwrap() {
+            assert!(
+                status.code().is_none(),
+                "the worker died of the abort: {status:?}"
+            );
+            crashes += 1;
+        }
+        succeeded.extend(w.job_ids("job.succeeded"));
+        drop(w);
+        let (code, out, err) = run(&["morgue", "list", "--json"], &env);
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if let Some(r) = rows.iter().find(|r| r["job_id"] == poison.as_str()) {
+            assert_eq!(rows.len(), 1, "only the crashing job is dead: {rows:?}");
+            break r.clone();
+        }
+    };
+    let reason = dead["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("delivered 5 times without an outcome"),
+        "{reason}"
+    );
+    assert_eq!(dead["source_queue"], q.as_str());
+    assert_eq!(dead["job_class"], "MockJob");
+    assert!((1..=5).contains(&crashes), "{crashes} crashes");
+    // Every other job ran, the last ones on a worker that no longer crashes.
+    let mut w = Running::start(&q, &env, &[]);
+    let last = enqueue(&q, r#"{"sleep_duration":0,"raise_error":false}"#, &[]);
+    good.push(last.clone());
+    let missing = |seen: &std::collections::HashSet<String>| {
+        good.iter().filter(|id| !seen.contains(*id)).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while missing(&succeeded) > 0 && Instant::now() < deadline {
+        w.read_for(Duration::from_millis(500));
+        succeeded.extend(w.job_ids("job.succeeded"));
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "the worker crashed again"
+        );
+    }
+    assert_eq!(
+        missing(&succeeded),
+        0,
+        "jobs beside the crashing one that never ran"
+    );
+    eprintln!(
+        "dead-lettered after {crashes} crashes in {:.0} s; {} other jobs ran",
+        started.elapsed().as_secs_f64(),
+        good.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_ends_in_the_morgue_with_a_reason_and_the_worker_stays_up() {
     let q = unique("hostile");
