@@ -272,6 +272,7 @@ impl Worker {
 
         tracing::info!(
             queue = %config.queue,
+            project = shared.client.config().project_id.as_str(),
             concurrency = config.concurrency,
             streams = config.streams,
             prefetch = config.prefetch,
