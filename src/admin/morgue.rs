@@ -146,6 +146,9 @@ pub struct RetryReport {
     /// Dead messages that matched but cannot be retried (not a job envelope), with the reason;
     /// they stay in the morgue.
     pub skipped: Vec<(String, String)>,
+    /// Jobs whose republish failed (the queue missing, no permission to publish), with the
+    /// error; they stay in the morgue.
+    pub failed: Vec<(String, String)>,
 }
 
 /// Republishes dead jobs to their source queue with their executions reset, then removes
@@ -196,7 +199,7 @@ pub async fn retry(client: &Client, select: Select) -> Result<RetryReport> {
                         Err(e) => {
                             release.push(d.ack_id);
                             report
-                                .skipped
+                                .failed
                                 .push((label, format!("republish failed: {e}")));
                         }
                     }

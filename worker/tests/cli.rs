@@ -598,3 +598,217 @@ fn queues_verify_reports_what_differs_from_setup() {
     let (code, out, err) = run(&["queues", "verify", &old], &[]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Runs `args` through an IAM proxy granting `roles`, without creating queues.
+fn run_as(
+    roles: &[common::iam_proxy::Role],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let proxy = common::iam_proxy::IamProxy::start(emulator_host(), roles);
+    let mut all = vec![
+        ("PUBSUB_EMULATOR_HOST", proxy.addr.as_str()),
+        ("PUBSUB_CREATE_QUEUES", "false"),
+    ];
+    all.extend_from_slice(env);
+    run(args, &all)
+}
+
+#[test]
+fn least_privilege_roles_run_jobs_end_to_end_and_a_missing_queue_is_named() {
+    use common::iam_proxy::{IamProxy, Role};
+    let q = unique("iam");
+    let morgue = unique("morgue");
+    let env = [
+        ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+        ("MOCK_JOB_RETRY_WAIT", "1"),
+    ];
+    // An admin sets the queue up (with create rights, straight on the emulator).
+    let (code, _, err) = run(&["queues", "setup", &q], &env);
+    assert_eq!(code, 0, "{err}");
+    // Workers and enqueuers with publisher + subscriber only.
+    let proxy = IamProxy::start(emulator_host(), &[Role::Publisher, Role::Subscriber]);
+    let least = [
+        ("PUBSUB_EMULATOR_HOST", proxy.addr.as_str()),
+        ("PUBSUB_CREATE_QUEUES", "false"),
+        ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+        ("MOCK_JOB_RETRY_WAIT", "1"),
+    ];
+    let mut w = Running::start(&q, &least, &[]);
+    w.wait_for("worker started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+    let enqueue_as = |args: &str| {
+        let (code, out, err) = run(&["enqueue", "MockJob", args, "--queue", &q], &least);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let ok = enqueue_as(r#"{"sleep_duration":0,"raise_error":false}"#);
+    let flaky = enqueue_as(r#"{"sleep_duration":0,"raise_error":false,"fail_attempts":1}"#);
+    let dead = enqueue_as(r#"{"sleep_duration":0,"raise_error":true}"#);
+    let long = Duration::from_secs(60);
+    w.wait_for("ok runs", long, event("job.succeeded", &ok));
+    w.wait_for("flaky retried", long, event("job.retry_scheduled", &flaky));
+    w.wait_for("flaky runs", long, event("job.succeeded", &flaky));
+    w.wait_for("dead is morgued", long, event("job.morgued", &dead));
+    drop(w);
+    assert_eq!(proxy.denied(), Vec::<String>::new(), "nothing needed more");
+    // With one role fewer: without subscriber the worker does not start, naming the role;
+    // without publisher it runs, and a failure's retry is refused naming the role (the message
+    // comes back, nothing is lost).
+    let only = |role: Role| IamProxy::start(emulator_host(), &[role]);
+    let publisher_only = only(Role::Publisher);
+    let (code, _, err) = run(
+        &["--queue", &q],
+        &[
+            ("PUBSUB_EMULATOR_HOST", publisher_only.addr.as_str()),
+            ("PUBSUB_CREATE_QUEUES", "false"),
+            ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("roles/pubsub.subscriber"), "{err}");
+    let subscriber_only = only(Role::Subscriber);
+    // A queue no worker has read yet (the emulator may hand new messages to a stopped
+    // worker's streams until their leases lapse).
+    let q2 = unique("iam2");
+    let (code, _, err) = run(&["queues", "setup", &q2], &env);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        &[
+            "enqueue",
+            "MockJob",
+            r#"{"sleep_duration":0,"raise_error":false,"fail_attempts":1}"#,
+            "--queue",
+            &q2,
+        ],
+        &least,
+    );
+    assert_eq!(code, 0, "{err}");
+    let flaky = out.trim().to_string();
+    let mut w = Running::start(
+        &q2,
+        &[
+            ("PUBSUB_EMULATOR_HOST", subscriber_only.addr.as_str()),
+            ("PUBSUB_CREATE_QUEUES", "false"),
+            ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+            ("MOCK_JOB_RETRY_WAIT", "1"),
+        ],
+        // Short leases: what it held comes back soon to the next worker.
+        &["--ack-deadline", "10"],
+    );
+    w.wait_for("the retry refused, naming the role", long, |v| {
+        v["level"] == "ERROR" && v.to_string().contains("roles/pubsub.publisher")
+    });
+    drop(w);
+    // Back on a worker with both roles, that job still runs.
+    let mut w = Running::start(&q2, &least, &[]);
+    w.wait_for(
+        "flaky runs after all",
+        Duration::from_secs(150),
+        event("job.succeeded", &flaky),
+    );
+    drop(w);
+    // Without the queue set up, the enqueuer's and the worker's errors name it.
+    let missing = unique("iam-missing");
+    let job = r#"{"sleep_duration":0,"raise_error":false}"#;
+    let (code, _, err) = run(&["enqueue", "MockJob", job, "--queue", &missing], &least);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("worker queues setup {missing}")),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--queue", &missing], &least);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("worker queues setup {missing}")),
+        "{err}"
+    );
+    // Creating queues on the way (the default) needs the editor role, and says so.
+    let default = [("PUBSUB_EMULATOR_HOST", proxy.addr.as_str())];
+    let (code, _, err) = run(&["enqueue", "MockJob", job, "--queue", &missing], &default);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("pubsub.topics.create")
+            && err.contains("roles/pubsub.editor")
+            && err.contains("PUBSUB_CREATE_QUEUES=false"),
+        "{err}"
+    );
+}
+
+/// The README's IAM table, proven: each command works with the roles it lists, and with one
+/// fewer fails naming the role it lacks.
+#[test]
+fn every_command_works_with_its_roles_and_names_the_one_it_lacks() {
+    use common::iam_proxy::Role::{self, *};
+    let q = unique("iamt");
+    let morgue = unique("morgue");
+    let env = [("PUBSUB_MORGUE_QUEUE", morgue.as_str())];
+    let (code, _, err) = run(&["queues", "setup", &q], &env);
+    assert_eq!(code, 0, "{err}");
+    let job = r#"{"sleep_duration":0,"raise_error":false}"#;
+    let table: Vec<(Vec<&str>, Vec<Role>)> = vec![
+        (
+            vec!["enqueue", "MockJob", job, "--queue", &q],
+            vec![Publisher],
+        ),
+        (vec!["--queue", &q, "health"], vec![Viewer]),
+        (vec!["queues", "verify", &q], vec![Viewer]),
+        (vec!["morgue", "list"], vec![Viewer, Subscriber]),
+        (
+            vec!["--queue", &q, "clear", "--yes"],
+            vec![Viewer, Subscriber],
+        ),
+        (vec!["morgue", "purge", "--yes"], vec![Viewer, Subscriber]),
+        (vec!["queues", "setup", &q], vec![Editor]),
+    ];
+    for (args, roles) in &table {
+        let (code, out, err) = run_as(roles, args, &env);
+        assert_eq!(code, 0, "{args:?} with {roles:?}: {out}{err}");
+        for lacking in roles {
+            let fewer: Vec<Role> = roles.iter().copied().filter(|r| r != lacking).collect();
+            let (code, out, err) = run_as(&fewer, args, &env);
+            assert_ne!(code, 0, "{args:?} without {lacking:?}: {out}{err}");
+            assert!(
+                err.contains(lacking.name()),
+                "{args:?} without {lacking:?} names the role: {err}"
+            );
+        }
+    }
+    // Retrying a dead job republishes it: publisher too.
+    let dead = {
+        let (code, out, err) = run(
+            &[
+                "enqueue",
+                "MockJob",
+                r#"{"sleep_duration":0,"raise_error":true}"#,
+                "--queue",
+                &q,
+            ],
+            &env,
+        );
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let mut w = Running::start(
+        &q,
+        &[
+            ("PUBSUB_MORGUE_QUEUE", morgue.as_str()),
+            ("MOCK_JOB_RETRY_WAIT", "0"),
+        ],
+        &[],
+    );
+    w.wait_for(
+        "dead is morgued",
+        Duration::from_secs(60),
+        event("job.morgued", &dead),
+    );
+    drop(w);
+    let retry = ["morgue", "retry", "--all"];
+    let (code, out, err) = run_as(&[Viewer, Subscriber], &retry, &env);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("roles/pubsub.publisher"), "{out}{err}");
+    let (code, out, err) = run_as(&[Viewer, Subscriber, Publisher], &retry, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("retried {dead}")), "{out}");
+}

@@ -72,11 +72,21 @@ pub(crate) async fn run(g: &GlobalArgs, cmd: MorgueCommand) -> anyhow::Result<()
             for (id, why) in &report.skipped {
                 println!("skipped {id}: {why}");
             }
+            for (id, why) in &report.failed {
+                println!("failed {id}: {why}");
+            }
             println!(
-                "{} job(s) republished with executions reset, {} skipped (left in the morgue).",
+                "{} job(s) republished with executions reset, {} skipped, {} failed (left in the morgue).",
                 report.retried.len(),
-                report.skipped.len()
+                report.skipped.len(),
+                report.failed.len()
             );
+            if let Some((id, why)) = report.failed.first() {
+                bail!(
+                    "{} job(s) could not be republished and stay in the morgue; the first, {id}: {why}",
+                    report.failed.len()
+                );
+            }
             if let tools::Select::JobId(id) = wanted {
                 if report.retried.is_empty() {
                     bail!("job {id} is not in the morgue");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 // One harness for `tests/` and `worker/tests/`: the shared parts live in `tests/support/`.
 #[path = "../../../tests/support/fault_proxy.rs"]
 pub(crate) mod fault_proxy;
+pub(crate) mod iam_proxy;
 #[path = "../../../tests/support/shared.rs"]
 mod shared;
 #[path = "../../../tests/support/tools.rs"]
