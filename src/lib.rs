@@ -89,7 +89,7 @@ pub use error::{BrokerCode, Error, JobError, JobPanic, JobTimeout, MessageError,
 pub use job::{ConfiguredJob, Job, JobContext};
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};
-pub use worker::{Worker, WorkerConfig, WorkerStats, WorkerSummary};
+pub use worker::{HealthReport, Worker, WorkerConfig, WorkerStats, WorkerSummary, HEALTH_EVERY};
 
 pub mod admin;
 #[cfg(feature = "api")]

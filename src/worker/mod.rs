@@ -18,6 +18,7 @@
 
 pub(crate) mod ack;
 pub(crate) mod dispatch;
+mod health;
 pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod perform;
@@ -39,6 +40,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use ack::{AckBatcher, AckBatcherParams};
+pub use health::{HealthReport, HEALTH_EVERY};
 use lease::{LeaseKeeper, LeaseKeeperParams};
 use pull::{consume, ConsumeParams};
 use schedule::{Scheduler, SchedulerParams};
@@ -66,6 +68,10 @@ pub struct WorkerConfig {
     pub relay: crate::relay::RelayConfig,
     /// Store housekeeping (aggregates, retention) this worker runs when its client has a store.
     pub maintenance: crate::store::maintenance::MaintainerConfig,
+    /// A file the worker rewrites every [`HEALTH_EVERY`] with a [`HealthReport`] while it runs,
+    /// and removes when it stops: a liveness probe reads it (`worker health --file`) instead of
+    /// calling Pub/Sub. `None` (the default): no file.
+    pub health_file: Option<std::path::PathBuf>,
 }
 
 impl WorkerConfig {
@@ -81,6 +87,7 @@ impl WorkerConfig {
             stats_interval: Duration::from_secs(30),
             relay: crate::relay::RelayConfig::default(),
             maintenance: Default::default(),
+            health_file: None,
         }
     }
 
@@ -352,6 +359,11 @@ impl Worker {
             })
         };
 
+        let health_task = config
+            .health_file
+            .clone()
+            .map(|path| health::spawn(path, shared.clone()));
+
         // Dispatch: take a slot, then a message, then run it. The slot is freed when `perform`
         // returns; the outcome is recorded and acked behind it (dispatch::Slot).
         let slots = Arc::new(Semaphore::new(config.concurrency));
@@ -407,6 +419,13 @@ impl Worker {
             running.shutdown().await;
         }
         stats_task.abort();
+        if let Some(task) = health_task {
+            task.abort();
+            if let Some(path) = &config.health_file {
+                // Stopping: a probe should fail now, not once the file is old.
+                let _ = std::fs::remove_file(path);
+            }
+        }
         let _ = scheduler_stop.await;
         if let Some(recorder) = &shared.recorder {
             recorder.shutdown().await;

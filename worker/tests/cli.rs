@@ -812,3 +812,51 @@ fn every_command_works_with_its_roles_and_names_the_one_it_lacks() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("retried {dead}")), "{out}");
 }
+
+#[test]
+fn health_from_the_worker_file_needs_no_pub_sub_and_fails_when_the_worker_is_stuck_or_gone() {
+    let q = unique("hf");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("health.json");
+    let file_arg = file.to_str().unwrap();
+    let mut w = Running::start(&q, &[], &["--health-file", file_arg]);
+    w.wait_for("worker started", Duration::from_secs(60), |v| {
+        v["message"] == "worker started"
+    });
+    // The probe makes no Pub/Sub call: an unreachable emulator does not matter.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let probe = |max_age: &str| {
+        run(
+            &["health", "--file", file_arg, "--max-age", max_age],
+            &[("PUBSUB_EMULATOR_HOST", nowhere.as_str())],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut code, mut out, mut err) = probe("30");
+    while code != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        (code, out, err) = probe("30");
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("queue {q:?}")), "{out}");
+    // A frozen worker stops reporting: the probe fails once the report is older than allowed.
+    w.signal("-STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut code, _, mut err) = probe("6");
+    while code == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        (code, _, err) = probe("6");
+    }
+    w.signal("-CONT");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("last reported") && err.contains("stuck or gone"),
+        "{err}"
+    );
+    // A stopped worker removes its file: the probe fails at once.
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit(Duration::from_secs(30)), 0);
+    let (code, _, err) = probe("30");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no health file"), "{err}");
+}

@@ -189,6 +189,10 @@ pub struct RunArgs {
     /// (needs --store).
     #[arg(long, env = "PUBSUB_JOBS_CRON")]
     pub cron: Option<std::path::PathBuf>,
+    /// A file the worker rewrites every 5 s with its health while it runs (and removes when it
+    /// stops), for `worker health --file` as a liveness probe that makes no Pub/Sub call.
+    #[arg(long, env = "WORKER_HEALTH_FILE")]
+    pub health_file: Option<std::path::PathBuf>,
 }
 
 /// The commands.
@@ -239,8 +243,17 @@ pub enum Command {
     /// Inspect and act on dead jobs.
     #[command(subcommand)]
     Morgue(MorgueCommand),
-    /// Check that Pub/Sub is reachable and the queue exists (for container healthchecks).
-    Health,
+    /// Check that Pub/Sub is reachable and the queue exists (one subscription lookup, which
+    /// needs roles/pubsub.viewer); with --file, that the worker writing that health file is
+    /// alive and pulling (no Pub/Sub call: the liveness probe).
+    Health {
+        /// The worker's --health-file.
+        #[arg(long, env = "WORKER_HEALTH_FILE")]
+        file: Option<std::path::PathBuf>,
+        /// With --file: the oldest report that counts, in seconds.
+        #[arg(long, default_value_t = 30)]
+        max_age: u64,
+    },
     /// Queues on Pub/Sub: create what they need ahead of least-privilege workers.
     #[command(subcommand)]
     Queues(QueuesCommand),
@@ -515,7 +528,7 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             limits.check()?;
             api::run(g, registry, &bind, access, limits).await
         }
-        Some(Command::Health) => health::run(g).await,
+        Some(Command::Health { file, max_age }) => health::run(g, file, max_age).await,
         Some(Command::Queues(QueuesCommand::Setup {
             queues,
             print_gcloud,

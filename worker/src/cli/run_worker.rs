@@ -19,6 +19,7 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
         seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
     config.relay = relay_config(g)?;
     config.maintenance = super::common::maintainer_config(g)?;
+    config.health_file = args.health_file.clone();
     // Fail early on a duplicate class, a bad queue name or a bad cron file, before connecting.
     let registry = registry.check()?;
     super::common::client_config(g)?.validate_queue(&g.queue)?;
