@@ -147,6 +147,15 @@ pub trait Broker: Send + Sync + 'static {
         )))
     }
 
+    /// Deletes the subscription and the topic named `name` (a queue's pair); ones already gone
+    /// are success. The default: this broker cannot (an error saying so). Only `worker queues
+    /// smoke` uses it, on the queue it created for itself.
+    async fn delete_pair(&self, name: &str) -> Result<()> {
+        Err(crate::error::Error::Config(format!(
+            "this broker cannot delete {name:?}"
+        )))
+    }
+
     /// Whether a subscription exists.
     async fn subscription_exists(&self, subscription: &str) -> Result<bool>;
 

@@ -151,6 +151,9 @@ pub(crate) fn permission_needed(operation: &str) -> Option<&'static str> {
         "pull" | "streaming pull" | "ack" | "modify ack deadline" | "seek" => {
             "consuming needs pubsub.subscriptions.consume on the subscription (roles/pubsub.subscriber)"
         }
+        "delete subscription" | "delete topic" => {
+            "deleting needs pubsub.subscriptions.delete / pubsub.topics.delete (roles/pubsub.editor)"
+        }
         "update subscription" => {
             "changing a subscription needs pubsub.subscriptions.update (roles/pubsub.editor)"
         }
@@ -388,6 +391,23 @@ impl Broker for PubSubBroker {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn delete_pair(&self, name: &str) -> Result<()> {
+        let gone = |r: Result<()>| match r {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        };
+        let sub = self.client.subscription(name);
+        gone(
+            self.bounded("delete subscription", name, || sub.delete(None))
+                .await,
+        )?;
+        let topic = self.client.topic(name);
+        gone(
+            self.bounded("delete topic", name, || topic.delete(None))
+                .await,
+        )
     }
 
     async fn subscription_exists(&self, subscription: &str) -> Result<bool> {

@@ -860,3 +860,34 @@ fn health_from_the_worker_file_needs_no_pub_sub_and_fails_when_the_worker_is_stu
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no health file"), "{err}");
 }
+
+/// The smoke test users run against their own project, run here against the emulator: every
+/// check passes and it deletes what it created.
+#[test]
+fn queues_smoke_passes_on_the_emulator_and_cleans_up() {
+    let (code, out, err) = run(&["queues", "smoke"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for check in [
+        "PASS  project and credentials: project \"cli-tests\" on the emulator",
+        "PASS  queues setup and verify",
+        "PASS  a missing queue without create rights",
+        "PASS  a job without create rights",
+        "PASS  large jobs",
+        "PASS  a job near the size limit",
+        "PASS  the dead-letter backstop: released 5 times, then in the morgue: delivered 5 times",
+        "all checks passed",
+    ] {
+        assert!(out.contains(check), "{check} in {out}");
+    }
+    assert!(!out.contains("FAIL"), "{out}");
+    // Its queue is gone.
+    let queue = out
+        .split_whitespace()
+        .find(|w| w.starts_with("pubsub-jobs-smoke-"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    let (code, _, err) = run(&["--queue", &queue, "health"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}

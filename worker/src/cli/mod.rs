@@ -26,6 +26,7 @@ mod logging;
 mod morgue;
 mod queues;
 mod run_worker;
+mod smoke;
 pub mod spawn;
 mod store;
 
@@ -333,6 +334,15 @@ pub enum QueuesCommand {
         #[arg(long)]
         print_gcloud: bool,
     },
+    /// Check on the project this points at (your own, or the emulator) what running on real
+    /// Pub/Sub needs: the project and credentials found, a queue set up ahead and used without
+    /// create rights, large jobs, the dead-letter backstop. Works on a queue of its own,
+    /// deletes it after, exits 1 if a check failed. Needs roles/pubsub.editor.
+    Smoke {
+        /// Keep the smoke queue and its morgue instead of deleting them.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// `worker cron ...`
@@ -537,6 +547,7 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             queues,
             print_gcloud,
         })) => queues::verify(g, &queues, print_gcloud).await,
+        Some(Command::Queues(QueuesCommand::Smoke { keep })) => smoke::run(g, keep).await,
         Some(Command::Relay) => store::relay(g).await,
         Some(Command::Store(StoreCommand::Status { json })) => store::status(g, json).await,
         Some(Command::Store(StoreCommand::Prune {
