@@ -19,6 +19,23 @@ async fn setup() -> (pubsub_jobs::Client, String) {
     (client().await, unique("q"))
 }
 
+/// The one morgue record of job `id` (class `class`, from `queue`), dead after its 3 executions.
+async fn the_dead_job(
+    client: &pubsub_jobs::Client,
+    id: uuid::Uuid,
+    class: &str,
+    queue: &str,
+) -> pubsub_jobs::morgue::MorgueRecord {
+    let mut dead = morgue_records(client, 1, LONG).await;
+    assert_eq!(dead.len(), 1, "nothing reached the morgue");
+    let r = dead.remove(0);
+    assert_eq!(r.job_id.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(r.job_class.as_deref(), Some(class));
+    assert_eq!(r.source_queue, queue);
+    assert_eq!(r.executions, Some(3));
+    r
+}
+
 /// Nothing is left on the queue: a pull finds no message within `within`.
 async fn assert_queue_empty(client: &pubsub_jobs::Client, queue: &str, within: Duration) {
     let sub = client.resource_name(queue);
@@ -101,13 +118,7 @@ async fn three_failures_go_to_the_morgue_with_the_error() {
         .await
         .unwrap();
     let w = start_worker(&client, worker_config(&q));
-    let dead = morgue_records(&client, 1, LONG).await;
-    assert_eq!(dead.len(), 1, "nothing reached the morgue");
-    let r = &dead[0];
-    assert_eq!(r.job_id.as_deref(), Some(id.to_string().as_str()));
-    assert_eq!(r.job_class.as_deref(), Some("Probe"));
-    assert_eq!(r.source_queue, q);
-    assert_eq!(r.executions, Some(3));
+    let r = &the_dead_job(&client, id, "Probe", &q).await;
     assert!(r.error.contains("probe failed on purpose"), "{}", r.error);
     let env = Envelope::decode(&r.body, &HashMap::new()).unwrap();
     assert_eq!(env.executions, 3);
@@ -649,12 +660,7 @@ async fn a_job_near_the_size_limit_that_always_fails_reaches_the_morgue() {
         .await
         .unwrap();
     let w = start_worker(&client, worker_config(&q));
-    let dead = morgue_records(&client, 1, LONG).await;
-    assert_eq!(dead.len(), 1, "nothing reached the morgue");
-    let r = &dead[0];
-    assert_eq!(r.job_id.as_deref(), Some(id.to_string().as_str()));
-    assert_eq!(r.job_class.as_deref(), Some("Blob"));
-    assert_eq!(r.executions, Some(3));
+    let r = &the_dead_job(&client, id, "Blob", &q).await;
     assert!(r.error.contains("probe failed on purpose"), "{}", r.error);
     assert_eq!(run_count(&key), 3);
     let summary = w.stop().await;

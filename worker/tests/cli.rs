@@ -348,20 +348,7 @@ fn morgue_list_keeps_jobs_retry_runs_them_again_purge_empties() {
         ("MOCK_JOB_RETRY_WAIT", "0.2"),
     ];
     let dead: Vec<String> = (0..2)
-        .map(|_| {
-            let (code, out, err) = run(
-                &[
-                    "enqueue",
-                    "MockJob",
-                    r#"{"sleep_duration":0,"raise_error":true}"#,
-                    "--queue",
-                    &q,
-                ],
-                &env,
-            );
-            assert_eq!(code, 0, "{err}");
-            out.trim().to_string()
-        })
+        .map(|_| enqueue_with(&q, r#"{"sleep_duration":0,"raise_error":true}"#, &[], &env))
         .collect();
     // One worker for the whole test, as in production: the emulator keeps dispatching to a
     // departed subscriber's streams for a while (see the README), so restarting would only wait.
@@ -638,11 +625,7 @@ fn least_privilege_roles_run_jobs_end_to_end_and_a_missing_queue_is_named() {
     w.wait_for("worker started", Duration::from_secs(60), |v| {
         v["message"] == "worker started"
     });
-    let enqueue_as = |args: &str| {
-        let (code, out, err) = run(&["enqueue", "MockJob", args, "--queue", &q], &least);
-        assert_eq!(code, 0, "{err}");
-        out.trim().to_string()
-    };
+    let enqueue_as = |args: &str| enqueue_with(&q, args, &[], &least);
     let ok = enqueue_as(r#"{"sleep_duration":0,"raise_error":false}"#);
     let flaky = enqueue_as(r#"{"sleep_duration":0,"raise_error":false,"fail_attempts":1}"#);
     let dead = enqueue_as(r#"{"sleep_duration":0,"raise_error":true}"#);
@@ -674,18 +657,12 @@ fn least_privilege_roles_run_jobs_end_to_end_and_a_missing_queue_is_named() {
     let q2 = unique("iam2");
     let (code, _, err) = run(&["queues", "setup", &q2], &env);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = run(
-        &[
-            "enqueue",
-            "MockJob",
-            r#"{"sleep_duration":0,"raise_error":false,"fail_attempts":1}"#,
-            "--queue",
-            &q2,
-        ],
+    let flaky = enqueue_with(
+        &q2,
+        r#"{"sleep_duration":0,"raise_error":false,"fail_attempts":1}"#,
+        &[],
         &least,
     );
-    assert_eq!(code, 0, "{err}");
-    let flaky = out.trim().to_string();
     let mut w = Running::start(
         &q2,
         &[
@@ -776,20 +753,7 @@ fn every_command_works_with_its_roles_and_names_the_one_it_lacks() {
         }
     }
     // Retrying a dead job republishes it: publisher too.
-    let dead = {
-        let (code, out, err) = run(
-            &[
-                "enqueue",
-                "MockJob",
-                r#"{"sleep_duration":0,"raise_error":true}"#,
-                "--queue",
-                &q,
-            ],
-            &env,
-        );
-        assert_eq!(code, 0, "{err}");
-        out.trim().to_string()
-    };
+    let dead = enqueue_with(&q, r#"{"sleep_duration":0,"raise_error":true}"#, &[], &env);
     let mut w = Running::start(
         &q,
         &[

@@ -57,7 +57,21 @@ pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
 }
 
 pub(crate) fn enqueue(queue: &str, args: &str, extra: &[&str]) -> String {
-    let out = worker()
+    enqueue_with(queue, args, extra, &[])
+}
+
+/// [`enqueue`] with environment variables (another emulator host, a morgue, ...).
+pub(crate) fn enqueue_with(
+    queue: &str,
+    args: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut cmd = worker();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
         .args(["enqueue", "MockJob", args, "--queue", queue])
         .args(extra)
         .output()
