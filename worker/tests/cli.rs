@@ -516,6 +516,7 @@ fn queues_verify_reports_what_differs_from_setup() {
     // A queue never set up, and one whose subscription reads another queue's topic.
     let missing = unique("vq-missing");
     let wrong = unique("vq-wrong");
+    let old = unique("vq-old");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let broker = pubsub_jobs::broker::PubSubBroker::connect(
@@ -531,6 +532,14 @@ fn queues_verify_reports_what_differs_from_setup() {
             .create_subscription(&wrong, &q, Duration::from_secs(60))
             .await
             .unwrap();
+        // A queue created before the dead-letter policy existed.
+        for name in [old.clone(), format!("{old}.scheduled")] {
+            broker.create_topic(&name).await.unwrap();
+            broker
+                .create_subscription(&name, &name, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
     });
     let (code, out, err) = run(&["queues", "verify", &missing, &wrong], &[]);
     assert_eq!(code, 1, "{out}{err}");
@@ -548,26 +557,8 @@ fn queues_verify_reports_what_differs_from_setup() {
         err.contains("differ from what `worker queues setup` creates"),
         "{err}"
     );
-    // A queue created before the dead-letter policy existed: verify names it and the update,
+    // The queue created before the dead-letter policy existed: verify names it and the update,
     // setup adds it.
-    let old = unique("vq-old");
-    rt.block_on(async {
-        let broker = pubsub_jobs::broker::PubSubBroker::connect(
-            "cli-tests",
-            Some(emulator_host()),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-        use pubsub_jobs::broker::Broker;
-        for name in [old.clone(), format!("{old}.scheduled")] {
-            broker.create_topic(&name).await.unwrap();
-            broker
-                .create_subscription(&name, &name, Duration::from_secs(60))
-                .await
-                .unwrap();
-        }
-    });
     let (code, out, err) = run(&["queues", "verify", "--print-gcloud", &old], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
