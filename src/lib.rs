@@ -86,7 +86,7 @@ pub mod guide {
 // for next; everything else is internal.
 pub use client::{Client, ClientConfig, Submission, MAX_MESSAGE_BYTES};
 pub use error::{BrokerCode, Error, JobError, JobPanic, JobTimeout, MessageError, Result};
-pub use job::{ConfiguredJob, Job, JobContext};
+pub use job::{ConfiguredJob, Job, JobContext, MAX_RESULT_BYTES};
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};
 pub use worker::{HealthReport, Worker, WorkerConfig, WorkerStats, WorkerSummary, HEALTH_EVERY};

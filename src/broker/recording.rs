@@ -19,7 +19,8 @@ pub(crate) enum Call {
     Ack(Vec<String>),
     /// A modify_ack_deadline of these ids to this many seconds.
     Deadline(Vec<String>, i32),
-    /// An admin call (create topic, create subscription, get subscription) on this resource.
+    /// An admin call (create topic, create subscription, get or update subscription) on this
+    /// resource.
     Admin(&'static str, String),
 }
 
@@ -61,6 +62,10 @@ impl Broker for RecordingBroker {
     async fn create_subscription(&self, s: &str, t: &str, d: Duration) -> Result<()> {
         self.record(Call::Admin("create subscription", s.to_string()));
         self.inner.create_subscription(s, t, d).await
+    }
+    async fn set_dead_letter(&self, s: &str, d: &super::DeadLetter) -> Result<()> {
+        self.record(Call::Admin("update subscription", s.to_string()));
+        self.inner.set_dead_letter(s, d).await
     }
     async fn subscription_exists(&self, s: &str) -> Result<bool> {
         self.record(Call::Admin("get subscription", s.to_string()));

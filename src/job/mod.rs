@@ -122,6 +122,27 @@ pub struct JobContext {
     pub(crate) outputs: Arc<Mutex<Outputs>>,
 }
 
+/// The largest result [`JobContext::set_result`] takes, as JSON: 1 MiB.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+/// The bytes of `v` written as JSON, without writing them anywhere.
+fn json_size(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// What an execution leaves behind besides its outcome.
 #[derive(Debug, Default)]
 pub(crate) struct Outputs {
@@ -137,9 +158,18 @@ impl JobContext {
 
     /// Records the job's result (Asynq's `ResultWriter`): with a job store it is stored and the
     /// HTTP API returns it with the job's status. The last value set wins; a result set by a
-    /// failed execution is kept as progress until a later one succeeds.
+    /// failed execution is kept as progress until a later one succeeds. A result over
+    /// [`MAX_RESULT_BYTES`] as JSON is refused (store a reference to large outputs instead), so
+    /// what the store holds and the API returns for a job stays bounded.
     pub fn set_result<T: Serialize + ?Sized>(&self, result: &T) -> Result<(), JobError> {
         let v = serde_json::to_value(result).map_err(JobError::new)?;
+        let size = json_size(&v);
+        if size > MAX_RESULT_BYTES {
+            return Err(JobError::msg(format!(
+                "the job's result is {size} bytes as JSON, over the limit of {MAX_RESULT_BYTES}: \
+                 store large outputs elsewhere and return a reference"
+            )));
+        }
         self.lock().result = Some(v);
         Ok(())
     }
@@ -161,5 +191,43 @@ impl JobContext {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Outputs> {
         self.outputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_result_over_the_limit_is_refused_naming_it_and_the_last_good_one_stays() {
+        let (client, _) = crate::testing::memory_client();
+        let ctx = JobContext {
+            job_id: Uuid::now_v7(),
+            job_class: "J".into(),
+            queue: "q".into(),
+            attempt: 1,
+            enqueued_at: Utc::now(),
+            last_error: None,
+            client,
+            checkpoint_in: None,
+            outputs: Default::default(),
+        };
+        ctx.set_result(&serde_json::json!({"rows": 3})).unwrap();
+        let huge = "x".repeat(MAX_RESULT_BYTES);
+        let err = ctx.set_result(&huge).unwrap_err().to_string();
+        assert!(err.contains(&MAX_RESULT_BYTES.to_string()), "{err}");
+        assert_eq!(ctx.lock().result, Some(serde_json::json!({"rows": 3})));
+        // Exactly at the limit (the quotes count) is taken.
+        let fits = "x".repeat(MAX_RESULT_BYTES - 2);
+        ctx.set_result(&fits).unwrap();
+        assert_eq!(json_size(&serde_json::json!(fits)), MAX_RESULT_BYTES);
+        assert_eq!(
+            ctx.lock()
+                .result
+                .as_ref()
+                .and_then(|v| v.as_str())
+                .map(str::len),
+            Some(MAX_RESULT_BYTES - 2)
+        );
     }
 }

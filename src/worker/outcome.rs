@@ -38,11 +38,23 @@ fn outcome_failed(shared: &Shared, d: &Delivery, what: &str, error: &crate::Erro
 
 /// Records a transition in the job store, if there is one. The store is the record, not the
 /// queue: a failed write is logged and the job goes on.
-async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, t: Transition) {
+async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, mut t: Transition) {
     if let Some(recorder) = &shared.recorder {
+        // An error is stored (and shown) as the retry's last_error is: at most 4,096 bytes.
+        if let Transition::Failed { error, .. }
+        | Transition::Discarded { error }
+        | Transition::Morgued { error } = &mut t
+        {
+            if error.len() > STORED_ERROR_BYTES {
+                *error = crate::morgue::truncate(error, STORED_ERROR_BYTES);
+            }
+        }
         recorder.finish(id, attempt, t).await;
     }
 }
+
+/// The longest error a transition stores, as a retry's `last_error`.
+const STORED_ERROR_BYTES: usize = 4096;
 
 /// A job cancelled before it started: acked without running (its cancel event is recorded).
 pub(crate) fn cancelled(shared: &Shared, d: &Delivery) {
@@ -312,6 +324,7 @@ mod tests {
                 "flaky" => Err(Flaky.into()),
                 "gone" => Err(Gone.into()),
                 "long" => Err(JobError::msg("e".repeat(3000))),
+                "longer" => Err(JobError::msg("é".repeat(5000))),
                 _ => Ok(()),
             }
         }
@@ -490,5 +503,37 @@ mod tests {
         assert!(d.error.contains("was cut to its first"), "{}", d.error);
         assert_eq!(d.job_id.as_deref(), Some(env.job_id.to_string().as_str()));
         assert!(d.body.len() < env.to_body().len() && env.to_body().starts_with(&d.body));
+    }
+
+    /// A job store keeps a failure's error as a retry's last_error is kept: at most 4,096
+    /// bytes, cut on a character boundary.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_long_error_is_stored_cut() {
+        let (client, _broker) = memory_client();
+        let store: std::sync::Arc<dyn crate::store::JobStore> = std::sync::Arc::new(
+            crate::store::SqlStore::connect("sqlite::memory:")
+                .await
+                .unwrap(),
+        );
+        let client = client.with_store(store.clone());
+        let id = Outcome {
+            fail: "longer".into(),
+        }
+        .set()
+        .queue("jobs")
+        .perform_later(&client)
+        .await
+        .unwrap();
+        client.flush().await;
+        perform_enqueued_jobs(&client, "jobs").await.unwrap();
+        let rec = store.get(id).await.unwrap().unwrap();
+        let error = rec.last_error.expect("an error recorded");
+        assert!(
+            error.len() <= 4096 && error.len() > 4000,
+            "{} bytes",
+            error.len()
+        );
+        assert!(error.ends_with("..."), "cut visibly");
     }
 }
