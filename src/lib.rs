@@ -84,7 +84,9 @@ pub mod guide {
 // Where a user starts: the job API, the client, the worker, the registry and the errors, all
 // at the crate root (each public type has one path). The modules below are what a user reaches
 // for next; everything else is internal.
-pub use client::{Client, ClientConfig, Submission, MAX_MESSAGE_BYTES};
+pub use client::{
+    Client, ClientConfig, Submission, DEFAULT_MAX_DELIVERY_ATTEMPTS, MAX_MESSAGE_BYTES,
+};
 pub use error::{BrokerCode, Error, JobError, JobPanic, JobTimeout, MessageError, Result};
 pub use job::{ConfiguredJob, Job, JobContext, MAX_RESULT_BYTES};
 pub use registry::{ArgumentsError, JobRegistration, Registry};

@@ -728,7 +728,7 @@ async fn a_message_never_settled_is_dead_lettered_into_the_morgue_as_a_record() 
         project_id: "test-project".into(),
         morgue_queue: morgue.clone(),
         emulator_host: Some(emulator_host().to_string()),
-        max_delivery_attempts: 5,
+        max_delivery_attempts: Some(5),
         ..pubsub_jobs::ClientConfig::default()
     };
     let client = pubsub_jobs::Client::connect(config).await.unwrap();

@@ -136,6 +136,10 @@ pub(super) struct StreamingPull {
     buffered: VecDeque<Delivery>,
     backoff: Duration,
     ended: bool,
+    /// This stream's own id, the same across its reconnects, so that the service hands the old
+    /// stream's state to the new one. Never shared between streams: two streams with one id
+    /// take each other's messages away (on the emulator, each time counting a delivery).
+    client_id: String,
 }
 
 impl StreamingPull {
@@ -152,6 +156,7 @@ impl StreamingPull {
             buffered: VecDeque::new(),
             backoff: Duration::from_millis(50),
             ended: false,
+            client_id: format!("pubsub-jobs-{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -160,7 +165,7 @@ impl StreamingPull {
             subscription: self.subscription.clone(),
             stream_ack_deadline_seconds: self.options.ack_deadline.as_secs().clamp(10, 600) as i32,
             max_outstanding_messages: self.options.max_outstanding,
-            client_id: client_id().to_string(),
+            client_id: self.client_id.clone(),
             ..Default::default()
         };
         let keepalive = futures::stream::unfold((), |()| async {
@@ -185,13 +190,6 @@ impl StreamingPull {
         tokio::time::sleep(super::pubsub::jittered(self.backoff)).await;
         self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
     }
-}
-
-/// One id per process: the service keeps a client's streams on the same backends across
-/// reconnects when they carry the same id.
-fn client_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("pubsub-jobs-{:016x}", rand::random::<u64>()))
 }
 
 #[async_trait]

@@ -36,13 +36,16 @@ pub struct ClientConfig {
     /// creates it (`worker queues setup`).
     pub create_queues: bool,
     /// Deliveries of one message without an outcome before Pub/Sub moves it to the morgue
-    /// (`PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS`, default 20; 5 to 100, or 0 for no dead-letter
-    /// policy): the backstop for a job that kills its worker every time it runs (an abort, an
-    /// out-of-memory kill), which nothing else can morgue. Set on each queue's subscription when
-    /// it is created; normal runs, retries (a retry is a new message), releases at shutdown and
+    /// (`PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS`: 5 to 100, or 0 for no dead-letter policy): the
+    /// backstop for a job that kills its worker every time it runs (an abort, an out-of-memory
+    /// kill), which nothing else can morgue. Set on each queue's subscription when it is
+    /// created; normal runs, retries (a retry is a new message), releases at shutdown and
     /// redeliveries stay far below it. The `.scheduled` subscriptions get none: every time a
-    /// waiting job is parked and comes back counts as a delivery.
-    pub max_delivery_attempts: u32,
+    /// waiting job is parked and comes back counts as a delivery. `None` (the default): 20 on
+    /// Google Cloud, none on the emulator, which ignores flow control, so that a worker there
+    /// hands back what it cannot hold and each hand-back counts as a delivery (set it to test
+    /// the policy on the emulator).
+    pub max_delivery_attempts: Option<u32>,
 }
 
 impl Default for ClientConfig {
@@ -56,7 +59,7 @@ impl Default for ClientConfig {
             emulator_host: None,
             max_job_bytes: crate::client::MAX_MESSAGE_BYTES,
             create_queues: true,
-            max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
+            max_delivery_attempts: None,
         }
     }
 }
@@ -79,6 +82,17 @@ impl ClientConfig {
             "--max-delivery-attempts (PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS)",
             &n.to_string(),
         )
+    }
+
+    /// The maximum of delivery attempts in effect: the one set, else
+    /// [`DEFAULT_MAX_DELIVERY_ATTEMPTS`] on Google Cloud and 0 (no policy) on the emulator.
+    pub fn delivery_attempts(&self) -> u32 {
+        self.max_delivery_attempts
+            .unwrap_or(if self.emulator_host.is_some() {
+                0
+            } else {
+                DEFAULT_MAX_DELIVERY_ATTEMPTS
+            })
     }
 
     /// Checks a queue name against Pub/Sub's resource name rules with this configuration's
@@ -114,8 +128,10 @@ impl ClientConfig {
             };
         }
         if let Some(v) = var("PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS") {
-            c.max_delivery_attempts =
-                parse_max_delivery_attempts("PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS", &v)?;
+            c.max_delivery_attempts = Some(parse_max_delivery_attempts(
+                "PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS",
+                &v,
+            )?);
         }
         if let Some(v) = var("PUBSUB_JOBS_MAX_JOB_BYTES") {
             c.max_job_bytes = parse_max_job_bytes("PUBSUB_JOBS_MAX_JOB_BYTES", &v)?;
@@ -137,7 +153,7 @@ impl ClientConfig {
 }
 
 /// The default of [`ClientConfig::max_delivery_attempts`].
-pub(crate) const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 20;
+pub const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 20;
 
 /// A maximum of delivery attempts from a setting named `name`: 0 (no dead-letter policy) or
 /// Pub/Sub's 5 to 100.

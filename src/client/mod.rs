@@ -28,7 +28,7 @@ use crate::error::Result;
 use crate::queue::SCHEDULED_SUFFIX;
 use crate::store::JobStore;
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, DEFAULT_MAX_DELIVERY_ATTEMPTS};
 pub use enqueue::Submission;
 pub use prepare::MAX_MESSAGE_BYTES;
 
@@ -178,14 +178,24 @@ impl Client {
     /// whether or not this client creates queues on its own. A queue's own subscription gets
     /// the dead-letter policy (see [`ClientConfig::max_delivery_attempts`]); the morgue it
     /// points to is created first, with its subscription (a dead-letter topic without one
-    /// drops what it receives).
+    /// drops what it receives), and if that fails the queue is created without the policy.
     async fn create_resource(&self, name: &str) -> Result<()> {
         if self.lock_ensured().contains(name) {
             return Ok(());
         }
-        let dead_letter = self.dead_letter_for(name);
+        let mut dead_letter = self.dead_letter_for(name);
         if let Some(d) = &dead_letter {
-            self.create_pair(&d.topic, None).await?;
+            // A broken morgue must not stop enqueues: the queue goes on without the backstop
+            // (a subscription that exists keeps whatever policy it has).
+            if let Err(e) = self.create_pair(&d.topic, None).await {
+                tracing::warn!(
+                    subscription = name,
+                    morgue = %d.topic,
+                    error = %e,
+                    "cannot ensure the morgue; a new subscription gets no dead-letter policy (`worker queues setup` adds it)"
+                );
+                dead_letter = None;
+            }
         }
         self.create_pair(name, dead_letter.as_ref()).await
     }
@@ -215,12 +225,11 @@ impl Client {
         let config = &self.inner.config;
         let morgue = self.resource_name(&config.morgue_queue);
         let queue = name.strip_prefix(config.topic_prefix.as_str())?;
-        let wanted = config.max_delivery_attempts > 0
-            && name != morgue
-            && !queue.ends_with(SCHEDULED_SUFFIX);
+        let attempts = config.delivery_attempts();
+        let wanted = attempts > 0 && name != morgue && !queue.ends_with(SCHEDULED_SUFFIX);
         wanted.then_some(DeadLetter {
             topic: morgue,
-            max_delivery_attempts: config.max_delivery_attempts,
+            max_delivery_attempts: attempts,
         })
     }
 

@@ -67,9 +67,15 @@ fn a_worker_killed_mid_job_loses_nothing_the_job_completes_on_another() {
     );
 }
 
-/// A job that aborts its worker every time it runs, under a supervisor that restarts the worker:
+/// A job that kills its worker every run, under a supervisor that restarts the worker:
 /// the queue's dead-letter policy moves it to the morgue after its deliveries, and the jobs
-/// enqueued meanwhile all run.
+/// delivered beside it run.
+///
+/// The jobs beside it are enqueued before the first worker starts, so that they run on a
+/// live one: the emulator keeps handing messages to a killed worker's streams (each hand-off
+/// counts as a delivery and costs a lease), so a job enqueued between crashes can be
+/// dead-lettered there too, which the real service, whose streams close with their client,
+/// does not do.
 #[test]
 fn a_job_that_kills_its_worker_every_run_ends_in_the_morgue_and_the_others_run() {
     let q = unique("crashloop");
@@ -87,7 +93,9 @@ fn a_job_that_kills_its_worker_every_run_ends_in_the_morgue_and_the_others_run()
         r#"{"sleep_duration":1,"raise_error":false,"crash":true}"#,
         &[],
     );
-    let mut good = Vec::new();
+    let good: Vec<String> = (0..10)
+        .map(|_| enqueue(&q, r#"{"sleep_duration":0,"raise_error":false}"#, &[]))
+        .collect();
     let mut succeeded = std::collections::HashSet::new();
     let mut crashes = 0;
     let started = Instant::now();
@@ -96,15 +104,8 @@ fn a_job_that_kills_its_worker_every_run_ends_in_the_morgue_and_the_others_run()
             started.elapsed() < Duration::from_secs(400),
             "the crashing job was not dead-lettered after {crashes} crashes"
         );
-        let mut w = Running::start(&q, &env, &["--ack-deadline", "10"]);
-        w.wait_for("worker started", Duration::from_secs(60), |v| {
-            v["message"] == "worker started"
-        });
-        good.push(enqueue(
-            &q,
-            r#"{"sleep_duration":0,"raise_error":false}"#,
-            &[],
-        ));
+        let flags = ["--ack-deadline", "10", "--concurrency", "20"];
+        let mut w = Running::start(&q, &env, &flags);
         // Until it crashes, or 25 s without a crash (the poison is waiting out a lease, or gone).
         let deadline = Instant::now() + Duration::from_secs(25);
         while Instant::now() < deadline && w.child.try_wait().unwrap().is_none() {
@@ -139,29 +140,13 @@ fn a_job_that_kills_its_worker_every_run_ends_in_the_morgue_and_the_others_run()
     assert_eq!(dead["source_queue"], q.as_str());
     assert_eq!(dead["job_class"], "MockJob");
     assert!((1..=5).contains(&crashes), "{crashes} crashes");
-    // Every other job ran, the last ones on a worker that no longer crashes.
-    let mut w = Running::start(&q, &env, &[]);
-    let last = enqueue(&q, r#"{"sleep_duration":0,"raise_error":false}"#, &[]);
-    good.push(last.clone());
-    let missing = |seen: &std::collections::HashSet<String>| {
-        good.iter().filter(|id| !seen.contains(*id)).count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(150);
-    while missing(&succeeded) > 0 && Instant::now() < deadline {
-        w.read_for(Duration::from_millis(500));
-        succeeded.extend(w.job_ids("job.succeeded"));
-        assert!(
-            w.child.try_wait().unwrap().is_none(),
-            "the worker crashed again"
-        );
-    }
-    assert_eq!(
-        missing(&succeeded),
-        0,
-        "jobs beside the crashing one that never ran"
+    let missing: Vec<&String> = good.iter().filter(|id| !succeeded.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "jobs beside the crashing one that never ran: {missing:?}"
     );
     eprintln!(
-        "dead-lettered after {crashes} crashes in {:.0} s; {} other jobs ran",
+        "dead-lettered after {crashes} crashes in {:.0} s; the {} jobs beside it ran",
         started.elapsed().as_secs_f64(),
         good.len()
     );
@@ -294,6 +279,14 @@ async fn hostile_input_ends_in_the_morgue_with_a_reason_and_the_worker_stays_up(
             .filter(|r| r["error"].as_str().unwrap().contains(s))
             .count()
     };
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &rows {
+        let reason = r["error"].as_str().unwrap();
+        *reasons
+            .entry(reason.chars().take(60).collect())
+            .or_default() += 1;
+    }
+    eprintln!("morgue reasons (first 60 characters): {reasons:#?}");
     assert_eq!(has("unknown job class \"NoSuchJob\""), 100);
     assert_eq!(has("format version 99 is newer"), 100);
     assert_eq!(has("attribute job_class is \"SomethingElse\""), 100);

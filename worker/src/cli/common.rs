@@ -30,9 +30,10 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
             .filter(|h| !h.is_empty()),
         max_job_bytes: pubsub_jobs::ClientConfig::check_max_job_bytes(g.max_job_bytes)?,
         create_queues: g.create_queues,
-        max_delivery_attempts: pubsub_jobs::ClientConfig::check_max_delivery_attempts(
-            g.max_delivery_attempts,
-        )?,
+        max_delivery_attempts: g
+            .max_delivery_attempts
+            .map(pubsub_jobs::ClientConfig::check_max_delivery_attempts)
+            .transpose()?,
         ..ClientConfig::default()
     })
 }

@@ -115,15 +115,12 @@ pub struct GlobalArgs {
     )]
     pub create_queues: bool,
     /// Deliveries of one message without an outcome (a worker killed by the job every time)
-    /// before Pub/Sub moves it to the morgue: 5 to 100, or 0 for none. Set on each queue's
-    /// subscription when it is created (`worker queues setup` also sets it on existing ones).
-    #[arg(
-        long,
-        env = "PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS",
-        default_value_t = 20,
-        global = true
-    )]
-    pub max_delivery_attempts: u32,
+    /// before Pub/Sub moves it to the morgue: 5 to 100, or 0 for none; default 20 on Google
+    /// Cloud, none on the emulator (it ignores flow control, and every message a worker hands
+    /// back counts). Set on each queue's subscription when it is created (`worker queues setup`
+    /// also sets it on existing ones).
+    #[arg(long, env = "PUBSUB_JOBS_MAX_DELIVERY_ATTEMPTS", global = true)]
+    pub max_delivery_attempts: Option<u32>,
     /// A job store that records every job's events and status: sqlite://PATH or
     /// postgres://USER@HOST/DB. Without one, jobs run as before (pure Pub/Sub). `worker api`
     /// defaults to sqlite://jobs.db.

@@ -26,12 +26,18 @@ pub(crate) async fn setup(
         ]
     };
     let morgue = format!("{}{}", config.topic_prefix, config.morgue_queue);
-    let dead_letter = (config.max_delivery_attempts > 0).then(|| {
-        format!(
-            " --dead-letter-topic={morgue} --max-delivery-attempts={}",
-            config.max_delivery_attempts
-        )
-    });
+    // The gcloud commands are for Google Cloud: its default, whatever this machine points at.
+    let attempts = if print_gcloud {
+        pubsub_jobs::ClientConfig {
+            emulator_host: None,
+            ..config.clone()
+        }
+        .delivery_attempts()
+    } else {
+        config.delivery_attempts()
+    };
+    let dead_letter = (attempts > 0)
+        .then(|| format!(" --dead-letter-topic={morgue} --max-delivery-attempts={attempts}"));
     if print_gcloud {
         let project = if config.project_id.is_empty() {
             String::new()
@@ -81,8 +87,7 @@ pub(crate) async fn setup(
     println!("the morgue: topic and subscription {morgue:?} ready");
     if dead_letter.is_some() {
         println!(
-            "dead-letter policies: after {} deliveries without an outcome a job moves to {morgue:?}",
-            config.max_delivery_attempts
+            "dead-letter policies: after {attempts} deliveries without an outcome a job moves to {morgue:?}"
         );
         if config.emulator_host.is_none() {
             println!("{}", service_agent_note());
