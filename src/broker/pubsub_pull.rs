@@ -136,9 +136,8 @@ pub(super) struct StreamingPull {
     buffered: VecDeque<Delivery>,
     backoff: Duration,
     ended: bool,
-    /// This stream's own id, the same across its reconnects, so that the service hands the old
-    /// stream's state to the new one. Never shared between streams: two streams with one id
-    /// take each other's messages away (on the emulator, each time counting a delivery).
+    /// This stream's own id, the same across its reconnects, so that the service can hand the
+    /// old stream's state to the new one; the API asks that no two client instances share one.
     client_id: String,
 }
 
