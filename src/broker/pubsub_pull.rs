@@ -20,6 +20,7 @@ use gcloud_googleapis::pubsub::v1::{
     StreamingPullResponse,
 };
 
+use super::pubsub::is_transient;
 use super::{Delivery, DeliveryStream, StreamOptions};
 
 /// The largest response a pull decodes: what Google's clients allow. The service and the
@@ -117,10 +118,6 @@ fn needs(status: &Status) -> &'static str {
         Code::PermissionDenied => super::pubsub::permission_needed("streaming pull").unwrap_or(""),
         _ => "",
     }
-}
-
-fn is_transient(code: Code) -> bool {
-    super::pubsub::is_transient(code)
 }
 
 /// One streaming pull. It opens on the first [`DeliveryStream::next`] (a server may send no
