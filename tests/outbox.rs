@@ -265,7 +265,7 @@ async fn a_job_published_twice_runs_once_the_duplicate_is_skipped() {
         .await
         .publish(
             &client.resource_name(&queue),
-            vec![pubsub_jobs::broker::OutboundMessage {
+            &[pubsub_jobs::broker::OutboundMessage {
                 data: env.to_body(),
                 attributes: env.attributes(),
             }],

@@ -140,7 +140,7 @@ async fn jobs_serialized_by_rails_run_delay_continue_and_die_as_rails_would() {
         broker
             .publish(
                 &client.resource_name(&queue),
-                vec![OutboundMessage {
+                &[OutboundMessage {
                     data: j.body.as_bytes().to_vec(),
                     attributes: j.attributes.clone(),
                 }],

@@ -176,7 +176,7 @@ async fn messages_that_cannot_run_go_to_the_morgue_and_the_worker_keeps_running(
         bad_args.to_body(),
         serde_json::to_vec(&newer).unwrap(),
     ];
-    let msgs = bodies
+    let msgs: Vec<OutboundMessage> = bodies
         .iter()
         .map(|b| OutboundMessage {
             data: b.clone(),
@@ -184,7 +184,7 @@ async fn messages_that_cannot_run_go_to_the_morgue_and_the_worker_keeps_running(
         })
         .collect();
     broker
-        .publish(&client.resource_name(&q), msgs)
+        .publish(&client.resource_name(&q), &msgs)
         .await
         .unwrap();
     let w = start_worker(&client, worker_config(&q));
@@ -402,7 +402,7 @@ async fn no_message_wedges_the_worker_hostile_counters_and_panics_in_dispatch_en
         serde_json::to_vec(&rails).unwrap(),
         panics.to_body(),
     ];
-    let msgs = bodies
+    let msgs: Vec<OutboundMessage> = bodies
         .iter()
         .map(|b| OutboundMessage {
             data: b.clone(),
@@ -411,7 +411,7 @@ async fn no_message_wedges_the_worker_hostile_counters_and_panics_in_dispatch_en
         .collect();
     raw_broker()
         .await
-        .publish(&client.resource_name(&q), msgs)
+        .publish(&client.resource_name(&q), &msgs)
         .await
         .unwrap();
     let w = start_worker(&client, worker_config(&q));
@@ -681,7 +681,7 @@ async fn the_morgue_lists_large_dead_jobs() {
     };
     let morgue = client.resource_name(client.morgue_queue());
     for i in 0..2 {
-        broker.publish(&morgue, vec![big(i)]).await.unwrap();
+        broker.publish(&morgue, &[big(i)]).await.unwrap();
     }
     let listed = pubsub_jobs::admin::morgue::list(&client, 500)
         .await
@@ -694,7 +694,7 @@ async fn the_morgue_lists_large_dead_jobs() {
         .all(|e| e.record.body.len() == 6_000_000));
     // A listing holds at most a page of bodies, and lists everything.
     for i in 2..14 {
-        broker.publish(&morgue, vec![big(i)]).await.unwrap();
+        broker.publish(&morgue, &[big(i)]).await.unwrap();
     }
     let listed = pubsub_jobs::admin::morgue::list(&client, 500)
         .await

@@ -66,6 +66,9 @@ struct Args {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Measure only publish / enqueue (the first workload), and print it.
+    #[arg(long)]
+    only_publish: bool,
     /// Internal: run the parked-load workload against this emulator and print its JSON figures.
     #[arg(long, hide = true)]
     child_parked: Option<String>,
@@ -488,17 +491,25 @@ async fn main() -> anyhow::Result<()> {
 
     // 1, 2. Publish / enqueue in `rounds` alternating rounds (median of each side), then consume
     // the first round's messages raw and process the first round's jobs.
+    // Each side's process CPU (this process: the client, its gRPC channels, the runtime) per
+    // message is kept beside its rate.
     let (mut raw_publishes, mut enqueues, mut same) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_cpu, mut enqueue_cpu, mut same_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (raw_topic, queue) = (format!("raw-{suffix}"), format!("jobs-{suffix}"));
+    let per_msg = |cpu0: f64| (bench_support::cpu::own_seconds() - cpu0) * 1e6 / args.n as f64;
     for round in 0..args.rounds.max(1) {
         let t = format!("{raw_topic}-{round}");
         raw.create(&t).await?;
+        let cpu0 = bench_support::cpu::own_seconds();
         raw_publishes.push(raw.publish(&t, args.n, false).await?);
+        raw_cpu.push(per_msg(cpu0));
         let q = format!("{queue}-{round}");
         client.ensure_queue(&q).await?;
-        let start = Instant::now();
-        client.perform_all_later_on(&q, noops(args.n, 0)).await?;
+        let jobs = noops(args.n, 0);
+        let (start, cpu0) = (Instant::now(), bench_support::cpu::own_seconds());
+        client.perform_all_later_on(&q, jobs).await?;
         enqueues.push(args.n as f64 / start.elapsed().as_secs_f64());
+        enqueue_cpu.push(per_msg(cpu0));
         // The raw client again, publishing exactly the bytes and attributes pubsub-jobs sends
         // (built before the clock starts): what the emulator costs for these messages.
         let prepared: Vec<PubsubMessage> = noops(args.n, 0)
@@ -518,7 +529,48 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         let t = format!("{raw_topic}-same-{round}");
         raw.create(&t).await?;
+        let cpu0 = bench_support::cpu::own_seconds();
         same.push(raw.publish_prepared(&t, prepared).await?);
+        same_cpu.push(per_msg(cpu0));
+    }
+    let (raw_cpu, enqueue_cpu, same_cpu) = (median(raw_cpu), median(enqueue_cpu), median(same_cpu));
+    if args.only_publish {
+        let (raw_publish, enqueue, raw_same) =
+            (median(raw_publishes), median(enqueues), median(same));
+        println!(
+            "pubsub-jobs publish benchmark: N = {}, {} rounds, emulator {host}",
+            args.n, args.rounds
+        );
+        println!(
+            "{:<34} {:>12} {:>10} {:>12} {:>10}",
+            "", "msgs/s", "ratio", "CPU us/msg", "ratio"
+        );
+        for (name, rate, cpu) in [
+            ("raw publish, 200 bytes", raw_publish, raw_cpu),
+            ("raw, pubsub-jobs' messages", raw_same, same_cpu),
+        ] {
+            println!("{name:<34} {rate:>12.0} {:>10} {cpu:>12.2} {:>10}", "", "");
+        }
+        println!(
+            "{:<34} {:>12.0} {:>10.2} {:>12.2} {:>10.2}",
+            "perform_all_later",
+            enqueue,
+            enqueue / raw_same,
+            enqueue_cpu,
+            enqueue_cpu / same_cpu
+        );
+        if args.json {
+            let line = serde_json::json!({
+                "raw_publish_per_s": raw_publish,
+                "raw_publish_same_messages_per_s": raw_same,
+                "enqueue_per_s": enqueue,
+                "raw_publish_cpu_us": raw_cpu,
+                "raw_publish_same_messages_cpu_us": same_cpu,
+                "enqueue_cpu_us": enqueue_cpu,
+            });
+            println!("{line}");
+        }
+        return Ok(());
     }
     let raw_same = median(same);
     let (raw_publish, enqueue) = (median(raw_publishes), median(enqueues));
@@ -636,6 +688,13 @@ async fn main() -> anyhow::Result<()> {
         enqueue / raw_same
     );
     println!(
+        "{:<34} {:>14.2} {:>14.2} {:>8.2}",
+        "  CPU us per message (same msgs)",
+        same_cpu,
+        enqueue_cpu,
+        enqueue_cpu / same_cpu
+    );
+    println!(
         "{:<34} {:>14.0} {:>14.0} {:>8.2}",
         "consume+ack / process (msgs/s)",
         raw_consume,
@@ -700,6 +759,9 @@ async fn main() -> anyhow::Result<()> {
             "raw_publish_same_messages_per_s": raw_same,
             "raw_consume_per_s": raw_consume,
             "enqueue_per_s": enqueue,
+            "raw_publish_cpu_us": raw_cpu,
+            "raw_publish_same_messages_cpu_us": same_cpu,
+            "enqueue_cpu_us": enqueue_cpu,
             "process_per_s": process_rate,
             "raw_latency_p50_ms": rp50,
             "raw_latency_p99_ms": rp99,

@@ -64,7 +64,7 @@ pub async fn create_is_idempotent_and_exists_tells(b: &dyn Broker, name: &str) {
 /// Publishing to a missing topic, or pulling from a missing subscription, fails with NotFound.
 pub async fn missing_resources_are_not_found(b: &dyn Broker, name: &str) {
     let err = b
-        .publish(name, vec![msg("x", &[])])
+        .publish(name, &[msg("x", &[])])
         .await
         .expect_err("publish to a missing topic");
     assert!(err.is_not_found(), "{err}");
@@ -87,7 +87,7 @@ pub async fn published_messages_arrive_with_body_and_attributes(b: &dyn Broker, 
             )
         })
         .collect();
-    let ids = b.publish(name, sent).await.expect("publish");
+    let ids = b.publish(name, &sent).await.expect("publish");
     assert_eq!(ids.len(), 20);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 20, "ids distinct");
     let got = pull_n(b, name, 20, Duration::from_secs(20)).await;
@@ -115,9 +115,7 @@ pub async fn published_messages_arrive_with_body_and_attributes(b: &dyn Broker, 
 /// An acked message is not delivered again.
 pub async fn acked_messages_are_not_redelivered(b: &dyn Broker, name: &str) {
     queue(b, name).await;
-    b.publish(name, vec![msg("once", &[])])
-        .await
-        .expect("publish");
+    b.publish(name, &[msg("once", &[])]).await.expect("publish");
     let got = pull_n(b, name, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     b.ack(name, vec![got[0].ack_id.clone()]).await.expect("ack");
@@ -133,7 +131,7 @@ pub async fn acked_messages_are_not_redelivered(b: &dyn Broker, name: &str) {
 /// expires after about N seconds and the message comes back.
 pub async fn released_and_expired_leases_redeliver(b: &dyn Broker, name: &str) {
     queue(b, name).await;
-    b.publish(name, vec![msg("lease", &[])])
+    b.publish(name, &[msg("lease", &[])])
         .await
         .expect("publish");
     let first = pull_n(b, name, 1, Duration::from_secs(10)).await;
@@ -170,7 +168,7 @@ pub async fn released_and_expired_leases_redeliver(b: &dyn Broker, name: &str) {
 /// Seek to now drops the backlog and leased messages; what is published after is delivered.
 pub async fn seek_to_now_drops_everything_before(b: &dyn Broker, name: &str) {
     queue(b, name).await;
-    b.publish(name, vec![msg("old-1", &[]), msg("old-2", &[])])
+    b.publish(name, &[msg("old-1", &[]), msg("old-2", &[])])
         .await
         .expect("publish");
     let leased = pull_n(b, name, 1, Duration::from_secs(10)).await;
@@ -181,9 +179,7 @@ pub async fn seek_to_now_drops_everything_before(b: &dyn Broker, name: &str) {
     b.modify_ack_deadline(name, vec![leased[0].ack_id.clone()], 0)
         .await
         .ok();
-    b.publish(name, vec![msg("new", &[])])
-        .await
-        .expect("publish");
+    b.publish(name, &[msg("new", &[])]).await.expect("publish");
     let got = pull_n(b, name, 3, Duration::from_secs(3)).await;
     let bodies: Vec<String> = got
         .iter()
@@ -210,7 +206,7 @@ pub async fn a_stream_delivers_each_message(b: &dyn Broker, name: &str) {
         .await
         .expect("subscribe");
     let sent: Vec<OutboundMessage> = (0..10).map(|i| msg(&format!("s-{i}"), &[])).collect();
-    b.publish(name, sent).await.expect("publish");
+    b.publish(name, &sent).await.expect("publish");
     let mut seen = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while seen.len() < 10 {

@@ -191,7 +191,7 @@ impl Broker for MemoryBroker {
         }))
     }
 
-    async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
+    async fn publish(&self, topic: &str, messages: &[OutboundMessage]) -> Result<Vec<String>> {
         // Refuse what Pub/Sub refuses, so that tests on this broker catch a request too big.
         let bytes: usize = messages.iter().map(OutboundMessage::wire_bytes).sum();
         if messages.len() > PUBLISH_MAX_MESSAGES || bytes > PUBLISH_MAX_BYTES {
@@ -216,8 +216,8 @@ impl Broker for MemoryBroker {
             st.next_id += 1;
             let stored = Stored {
                 id: st.next_id.to_string(),
-                data: m.data,
-                attributes: m.attributes,
+                data: m.data.clone(),
+                attributes: m.attributes.clone(),
             };
             ids.push(stored.id.clone());
             for s in &subs {
@@ -379,11 +379,11 @@ mod tests {
             .await
             .unwrap();
         assert!(b
-            .publish("nope", vec![msg("x")])
+            .publish("nope", &[msg("x")])
             .await
             .unwrap_err()
             .is_not_found());
-        b.publish("t", vec![msg("a"), msg("b")]).await.unwrap();
+        b.publish("t", &[msg("a"), msg("b")]).await.unwrap();
         let mut s = b.subscribe("s", opts(1)).await.unwrap();
         let a = s.next().await.unwrap();
         assert_eq!(a.data, b"a");
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(redelivered.data, b"a");
         b.ack("s", vec![redelivered.ack_id]).await.unwrap();
         assert_eq!(b.outstanding("s"), 0);
-        b.publish("t", vec![msg("c")]).await.unwrap();
+        b.publish("t", &[msg("c")]).await.unwrap();
         b.seek_to_now("s").await.unwrap();
         assert_eq!(b.outstanding("s"), 0);
     }

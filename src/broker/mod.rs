@@ -17,6 +17,7 @@ use crate::error::Result;
 pub mod conformance;
 mod memory;
 mod pubsub;
+mod pubsub_publish;
 mod pubsub_pull;
 #[cfg(test)]
 pub(crate) mod recording;
@@ -172,7 +173,8 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Publishes messages in one request; returns once the broker has accepted all of them
     /// (durable), with their message ids in order. Fails with `not_found` if the topic is missing.
-    async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>>;
+    /// The messages are borrowed: a caller keeps them for a retry without copying them.
+    async fn publish(&self, topic: &str, messages: &[OutboundMessage]) -> Result<Vec<String>>;
 
     /// Opens one streaming pull on a subscription.
     async fn subscribe(

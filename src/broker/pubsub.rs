@@ -1,22 +1,21 @@
 //! [`Broker`] on Google Cloud Pub/Sub (or its emulator) through `gcloud-pubsub` over gRPC.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use gcloud_gax::conn::Environment;
 use gcloud_gax::grpc::{Code, Status};
 use gcloud_googleapis::pubsub::v1::{
-    DeadLetterPolicy, ExpirationPolicy, ModifyAckDeadlineRequest, PubsubMessage, Subscription,
+    DeadLetterPolicy, ExpirationPolicy, ModifyAckDeadlineRequest, Subscription,
     UpdateSubscriptionRequest,
 };
 use gcloud_pubsub::client::{Client as GClient, ClientConfig};
-use gcloud_pubsub::publisher::Publisher;
 use gcloud_pubsub::subscription::{SeekTo, SubscriptionConfig};
 use prost_types::FieldMask;
 
+use super::pubsub_publish::{encode_request, PublishChannels};
 use super::pubsub_pull::{PullChannels, StreamingPull};
 use super::{Broker, DeadLetter, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
 use crate::error::{BrokerCode, Error, Result};
@@ -31,11 +30,12 @@ pub const EMULATOR_PROJECT: &str = "job-queue";
 #[derive(Clone)]
 pub struct PubSubBroker {
     client: GClient,
-    publishers: Arc<Mutex<HashMap<String, Publisher>>>,
     timeout: Duration,
     project_id: String,
     /// Pulls go over channels of their own, with a larger decode limit.
     pulls: Arc<PullChannels>,
+    /// So do publishes, each request encoded once.
+    publishes: Arc<PublishChannels>,
 }
 
 /// What Application Default Credentials could not do, with what to use instead.
@@ -221,15 +221,23 @@ impl PubSubBroker {
         )
         .await
         .map_err(|e| connect_error(e.to_string()))?;
+        let publishes = PublishChannels::connect(
+            config.pool_size,
+            &config.endpoint,
+            &config.environment,
+            &config.connection_option,
+        )
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
         let client = GClient::new(config)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         Ok(Self {
             client,
-            publishers: Arc::default(),
             timeout,
             project_id,
             pulls: Arc::new(pulls),
+            publishes: Arc::new(publishes),
         })
     }
 
@@ -327,13 +335,6 @@ impl PubSubBroker {
             dead_letter_topic: format!("projects/{}/topics/{}", self.project_id, d.topic),
             max_delivery_attempts: d.max_delivery_attempts.clamp(5, 100) as i32,
         }
-    }
-
-    fn publisher(&self, topic: &str) -> Publisher {
-        let mut map = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(topic.to_string())
-            .or_insert_with(|| self.client.topic(topic).new_publisher(None))
-            .clone()
     }
 }
 
@@ -450,18 +451,12 @@ impl Broker for PubSubBroker {
         }))
     }
 
-    async fn publish(&self, topic: &str, messages: Vec<OutboundMessage>) -> Result<Vec<String>> {
-        let msgs: Vec<PubsubMessage> = messages
-            .into_iter()
-            .map(|m| PubsubMessage {
-                data: m.data,
-                attributes: m.attributes,
-                ..Default::default()
-            })
-            .collect();
-        let publisher = self.publisher(topic);
+    async fn publish(&self, topic: &str, messages: &[OutboundMessage]) -> Result<Vec<String>> {
+        let name = self.client.fully_qualified_topic_name(topic);
+        // Encoded once; every attempt sends the same bytes.
+        let request = encode_request(&name, messages);
         self.bounded("publish", topic, || {
-            publisher.publish_immediately(msgs.clone(), None)
+            self.publishes.publish(&name, request.clone())
         })
         .await
     }

@@ -75,7 +75,7 @@ impl Broker for RecordingBroker {
         self.record(Call::Admin("get subscription", s.to_string()));
         self.inner.subscription_settings(s).await
     }
-    async fn publish(&self, t: &str, m: Vec<OutboundMessage>) -> Result<Vec<String>> {
+    async fn publish(&self, t: &str, m: &[OutboundMessage]) -> Result<Vec<String>> {
         self.record(Call::Publish(t.to_string(), m.len()));
         self.inner.publish(t, m).await
     }

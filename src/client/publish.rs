@@ -39,6 +39,35 @@ pub(crate) struct Sent<T> {
     pub(crate) result: Result<()>,
 }
 
+/// Groups messages by topic, topics in the order they first appear (one topic, the common case,
+/// without a map).
+fn by_topic<T>(items: Vec<Outgoing<T>>) -> Vec<(String, Vec<(OutboundMessage, T)>)> {
+    let one_topic = items.windows(2).all(|w| w[0].topic == w[1].topic);
+    if one_topic {
+        let Some(topic) = items.first().map(|i| i.topic.clone()) else {
+            return Vec::new();
+        };
+        let msgs = items.into_iter().map(|i| (i.message, i.tag)).collect();
+        return vec![(topic, msgs)];
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<(OutboundMessage, T)>> = HashMap::new();
+    for item in items {
+        let msgs = groups.entry(item.topic).or_insert_with_key(|t| {
+            order.push(t.clone());
+            Vec::new()
+        });
+        msgs.push((item.message, item.tag));
+    }
+    order
+        .into_iter()
+        .map(|topic| {
+            let msgs = groups.remove(&topic).unwrap_or_default();
+            (topic, msgs)
+        })
+        .collect()
+}
+
 /// Splits one topic's messages into requests of at most `max_messages` messages and
 /// `max_bytes` bytes (a message larger than `max_bytes` goes alone).
 fn split<T>(
@@ -47,12 +76,13 @@ fn split<T>(
     max_bytes: usize,
 ) -> Vec<Vec<(OutboundMessage, T)>> {
     let mut requests = Vec::new();
-    let mut batch: Vec<(OutboundMessage, T)> = Vec::new();
+    let capacity = msgs.len().min(max_messages);
+    let mut batch: Vec<(OutboundMessage, T)> = Vec::with_capacity(capacity);
     let mut bytes = 0;
     for (m, tag) in msgs {
         let size = m.wire_bytes();
         if !batch.is_empty() && (batch.len() >= max_messages || bytes + size > max_bytes) {
-            requests.push(std::mem::take(&mut batch));
+            requests.push(std::mem::replace(&mut batch, Vec::with_capacity(capacity)));
             bytes = 0;
         }
         bytes += size;
@@ -73,7 +103,7 @@ impl Client {
         messages: Vec<OutboundMessage>,
     ) -> Result<Vec<String>> {
         self.ensure_resource(resource).await?;
-        match self.inner.broker.publish(resource, messages.clone()).await {
+        match self.inner.broker.publish(resource, &messages).await {
             Err(e) if e.is_not_found() && !self.config().create_queues => {
                 Err(crate::Error::QueueMissing {
                     queue: self.queue_of(resource),
@@ -85,7 +115,7 @@ impl Client {
                 tracing::warn!(topic = resource, "topic is gone; creating it again");
                 self.forget_resource(resource);
                 self.ensure_resource(resource).await?;
-                self.inner.broker.publish(resource, messages).await
+                self.inner.broker.publish(resource, &messages).await
             }
             other => other,
         }
@@ -95,18 +125,8 @@ impl Client {
     /// each request's outcome, so that a caller can act on what was accepted (the relay marks
     /// those rows) even when another request failed.
     pub(crate) async fn publish_split<T: Send>(&self, items: Vec<Outgoing<T>>) -> Vec<Sent<T>> {
-        let mut order: Vec<String> = Vec::new();
-        let mut by_topic: HashMap<String, Vec<(OutboundMessage, T)>> = HashMap::new();
-        for item in items {
-            let msgs = by_topic.entry(item.topic).or_insert_with_key(|t| {
-                order.push(t.clone());
-                Vec::new()
-            });
-            msgs.push((item.message, item.tag));
-        }
         let mut requests = Vec::new();
-        for topic in order {
-            let msgs = by_topic.remove(&topic).unwrap_or_default();
+        for (topic, msgs) in by_topic(items) {
             for batch in split(msgs, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES) {
                 requests.push((topic.clone(), batch));
             }
@@ -135,21 +155,24 @@ impl Client {
         for q in queues {
             self.ensure_queue(q).await?;
         }
-        let items = jobs
-            .into_iter()
-            .map(|p| Outgoing {
+        // The envelopes stay here (for the log lines); the requests carry their indexes.
+        let mut envelopes = Vec::with_capacity(jobs.len());
+        let mut items = Vec::with_capacity(jobs.len());
+        for (i, p) in jobs.into_iter().enumerate() {
+            envelopes.push(p.env);
+            items.push(Outgoing {
                 topic: p.message.topic,
                 message: OutboundMessage {
                     data: p.message.data,
                     attributes: p.message.attributes,
                 },
-                tag: p.env,
-            })
-            .collect();
+                tag: i,
+            });
+        }
         let mut first_error = None;
         for sent in self.publish_split(items).await {
             match sent.result {
-                Ok(()) => sent.tags.iter().for_each(log_enqueued),
+                Ok(()) => sent.tags.iter().for_each(|&i| log_enqueued(&envelopes[i])),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

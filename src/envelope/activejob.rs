@@ -393,7 +393,7 @@ mod tests {
         broker
             .publish(
                 "billing",
-                vec![OutboundMessage {
+                &[OutboundMessage {
                     data: body.as_bytes().to_vec(),
                     attributes: Default::default(),
                 }],

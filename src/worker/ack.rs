@@ -159,7 +159,7 @@ mod tests {
             })
             .collect::<Vec<_>>();
         for chunk in msgs.chunks(1000) {
-            broker.publish("t", chunk.to_vec()).await.unwrap();
+            broker.publish("t", chunk).await.unwrap();
         }
         let mut ids = Vec::new();
         while ids.len() < n {

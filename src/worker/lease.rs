@@ -177,7 +177,7 @@ mod tests {
             .await
             .unwrap();
         let msgs = vec![OutboundMessage::default(); 3];
-        broker.publish("t", msgs).await.unwrap();
+        broker.publish("t", &msgs).await.unwrap();
         let ids: Vec<String> = broker
             .pull("s", 3, Duration::from_millis(100))
             .await

@@ -426,7 +426,7 @@ mod tests {
         broker
             .publish(
                 "default",
-                vec![OutboundMessage {
+                &[OutboundMessage {
                     data: body.to_vec(),
                     attributes: Default::default(),
                 }],

@@ -176,7 +176,7 @@ mod tests {
         broker
             .publish(
                 &scheduled,
-                vec![message(&later), message(&soon), message(&due)],
+                &[message(&later), message(&soon), message(&due)],
             )
             .await
             .unwrap();

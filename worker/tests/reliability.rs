@@ -219,7 +219,7 @@ async fn hostile_input_ends_in_the_morgue_with_a_reason_and_the_worker_stays_up(
     for m in msgs {
         if bytes + m.data.len() > 9_500_000 || batch.len() >= 500 {
             broker
-                .publish(&topic, std::mem::take(&mut batch))
+                .publish(&topic, &std::mem::take(&mut batch))
                 .await
                 .unwrap();
             bytes = 0;
@@ -227,7 +227,7 @@ async fn hostile_input_ends_in_the_morgue_with_a_reason_and_the_worker_stays_up(
         bytes += m.data.len();
         batch.push(m);
     }
-    broker.publish(&topic, batch).await.unwrap();
+    broker.publish(&topic, &batch).await.unwrap();
 
     // The worker stays up and keeps running good jobs.
     let good = enqueue(&q, r#"{"sleep_duration":0,"raise_error":false}"#, &[]);
