@@ -93,10 +93,10 @@ impl Client {
     /// in order.
     pub async fn submit_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<Uuid>> {
         let now = Utc::now();
-        let jobs = envelopes
-            .into_iter()
-            .map(|env| self.prepare(env, now))
-            .collect::<Result<Vec<_>>>()?;
+        let mut jobs = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            jobs.push(self.prepare(env, now)?);
+        }
         self.submit_prepared(jobs).await
     }
 

