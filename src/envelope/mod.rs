@@ -48,13 +48,14 @@ pub struct Envelope {
     #[serde(default)]
     pub exception_executions: BTreeMap<String, u32>,
     /// When the job was first enqueued.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub enqueued_at: DateTime<Utc>,
     /// When the job is due; `None` means at once.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "rfc3339_opt"
+        serialize_with = "rfc3339_opt",
+        deserialize_with = "from_rfc3339_opt"
     )]
     pub scheduled_at: Option<DateTime<Utc>>,
     /// The error of the previous execution, on a retry.
@@ -82,6 +83,92 @@ fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
 
 fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
     t.map(Rfc3339).serialize(s)
+}
+
+fn from_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    d.deserialize_str(TimeVisitor)
+}
+
+fn from_rfc3339_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    d.deserialize_option(OptionalTime)
+}
+
+/// Reads a time as chrono's `DateTime<Utc>` does (any RFC 3339 offset), the shape we write
+/// (`Z`, 0 to 9 fractional digits) in one pass: chrono's general parser was a tenth of the
+/// decode of an envelope.
+struct TimeVisitor;
+
+impl serde::de::Visitor<'_> for TimeVisitor {
+    type Value = DateTime<Utc>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an RFC 3339 date and time")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if let Some(t) = parse_utc(v.as_bytes()) {
+            return Ok(t);
+        }
+        v.parse::<DateTime<chrono::FixedOffset>>()
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(E::custom)
+    }
+}
+
+struct OptionalTime;
+
+impl<'de> serde::de::Visitor<'de> for OptionalTime {
+    type Value = Option<DateTime<Utc>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an RFC 3339 date and time, or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        from_rfc3339(d).map(Some)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, or `None` for anything else (chrono then decides).
+fn parse_utc(b: &[u8]) -> Option<DateTime<Utc>> {
+    let num = |at: usize, digits: usize| -> Option<u32> {
+        let mut v = 0u32;
+        for &c in b.get(at..at + digits)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        Some(v)
+    };
+    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if b.len() < 20 || shape.iter().any(|&(at, c)| b[at] != c) || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let nanos = match b.len() {
+        20 => 0,
+        22..=30 if b[19] == b'.' => {
+            let digits = b.len() - 21;
+            num(20, digits)? * 10u32.pow(9 - digits as u32)
+        }
+        _ => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;
+    let (h, m, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if sec > 59 {
+        return None;
+    }
+    Some(date.and_hms_nano_opt(h, m, sec, nanos)?.and_utc())
 }
 
 /// [`FORMAT_VERSION`] as text (the `format_version` attribute).
@@ -412,8 +499,39 @@ mod tests {
                 "{t:?}"
             );
         }
+        // The same times as chrono's own reading, and the same refusals.
+        for text in [
+            "2026-12-04T23:05:09Z",
+            "2026-12-04T23:05:09.5Z",
+            "2026-12-04T23:05:09.123456789Z",
+            "2026-12-04T23:05:09.1234567890Z",
+            "2026-12-04T23:05:09+01:00",
+            "2026-12-04T23:05:09.25-05:30",
+            "2026-02-28T00:00:00.000Z",
+            "2024-02-29T12:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-12-04T24:00:00Z",
+            "2026-12-04T23:05:60Z",
+            "2026-12-04T23:05:09.Z",
+            "2026-12-04 23:05:09",
+            "x026-12-04T23:05:09Z",
+        ] {
+            let json = format!("{text:?}");
+            let theirs = serde_json::from_str::<DateTime<Utc>>(&json).ok();
+            let ours = from_rfc3339(&mut serde_json::Deserializer::from_str(&json)).ok();
+            assert_eq!(ours, theirs, "{text}");
+        }
+        assert!(parse_utc(b"2026-12-04T23:05:09.123Z").is_some());
         let mut env = Envelope::new("J", "q", serde_json::json!({"a": [1, "b"]}));
         env.scheduled_at = Some(base + chrono::Duration::milliseconds(1500));
+        let back: Envelope = serde_json::from_slice(&env.to_body()).unwrap();
+        assert_eq!(back.enqueued_at, env.enqueued_at);
+        assert_eq!(back.scheduled_at, env.scheduled_at);
+        let none: Envelope = serde_json::from_str(
+            r#"{"format_version":1,"job_class":"J","job_id":"0190c4c5-0000-7000-8000-000000000000","queue_name":"q","arguments":null,"executions":0,"enqueued_at":"2026-12-04T23:05:09Z","scheduled_at":null}"#,
+        )
+        .unwrap();
+        assert_eq!(none.scheduled_at, None);
         let body = env.to_body();
         assert_eq!(env.body_with(&env.arguments).unwrap(), body);
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
