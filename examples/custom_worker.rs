@@ -1,4 +1,7 @@
-//! Your own worker binary around your own jobs, in a few lines.
+//! Your own worker binary around your own jobs, in a few lines. Its job reaches the
+//! application's database pool through the worker's state (`ctx.state::<AppState>()`), not a
+//! global: the pool is given once, at start (`DATABASE_URL`, PostgreSQL; it connects when a job
+//! first uses it).
 //!
 //! ```text
 //! PUBSUB_EMULATOR_HOST=127.0.0.1:8085 cargo run --example custom_worker -- jobs
@@ -9,8 +12,19 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pubsub_jobs::{register_job, Job, JobContext, JobError, RetryPolicy, Wait};
+use pubsub_jobs::{
+    register_job, Job, JobContext, JobError, Registry, RetryPolicy, State, StateType, Wait,
+};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use tokio::sync::OnceCell;
+
+/// What the jobs need from the application, given to the worker once.
+struct AppState {
+    pool: PgPool,
+    /// The table, created by the first job that needs it.
+    schema: OnceCell<()>,
+}
 
 /// The payment provider said "try again later".
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +43,8 @@ struct SendInvoice {
 
 impl Job for SendInvoice {
     const NAME: &'static str = "SendInvoice";
+    // The worker refuses to start without an AppState, naming this class and the type.
+    const STATE: &'static [StateType] = &[StateType::of::<AppState>()];
 
     fn queue(&self) -> &str {
         "billing"
@@ -52,6 +68,23 @@ impl Job for SendInvoice {
             "sending invoice {} (attempt {})",
             self.invoice_id, ctx.attempt
         );
+        let app = ctx.state::<AppState>()?;
+        app.schema
+            .get_or_try_init(|| async {
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS sent_invoices \
+                     (invoice_id BIGINT PRIMARY KEY, sent_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                )
+                .execute(&app.pool)
+                .await
+                .map(|_| ())
+            })
+            .await?;
+        // Sent once, whatever the deliveries: the row is the proof.
+        sqlx::query("INSERT INTO sent_invoices (invoice_id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(self.invoice_id as i64)
+            .execute(&app.pool)
+            .await?;
         // Stored with the job's status when the worker has a job store (`--store`); the HTTP
         // API returns it.
         ctx.set_result(&serde_json::json!({ "sent": true, "invoice_id": self.invoice_id }))
@@ -61,5 +94,24 @@ register_job!(SendInvoice);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    pubsub_jobs_cli::cli::main().await
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".to_string());
+    let pool = match PgPoolOptions::new().max_connections(10).connect_lazy(&url) {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("error: DATABASE_URL: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = State::new().with(AppState {
+        pool,
+        schema: OnceCell::new(),
+    });
+    match Registry::from_inventory() {
+        Ok(registry) => pubsub_jobs_cli::cli::main_with_state(registry, state).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -91,6 +91,7 @@ pub use error::{BrokerCode, Error, JobError, JobPanic, JobTimeout, MessageError,
 pub use job::{ConfiguredJob, Job, JobContext, MAX_RESULT_BYTES};
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};
+pub use state::{MissingState, State, StateType};
 pub use worker::{HealthReport, Worker, WorkerConfig, WorkerStats, WorkerSummary, HEALTH_EVERY};
 
 pub mod admin;
@@ -120,6 +121,7 @@ mod job;
 mod queue;
 mod registry;
 mod retry_policy;
+mod state;
 mod worker;
 
 #[doc(hidden)]

@@ -57,6 +57,7 @@ pub struct JobRegistration {
     decode: fn(&serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError>,
     retry_policy: fn() -> RetryPolicy,
     timeout: fn() -> Duration,
+    state: &'static [crate::StateType],
 }
 
 impl std::fmt::Debug for JobRegistration {
@@ -118,7 +119,13 @@ impl JobRegistration {
             decode: decode::<T>,
             retry_policy: T::retry_policy,
             timeout: T::timeout,
+            state: T::STATE,
         }
+    }
+
+    /// The application state the job needs ([`Job::STATE`]).
+    pub fn state(&self) -> &'static [crate::StateType] {
+        self.state
     }
 
     /// The class name on the wire.
@@ -238,6 +245,20 @@ impl Registry {
             }),
             None => Ok(self),
         }
+    }
+
+    /// Checks that `state` holds every type of application state a class needs
+    /// ([`Job::STATE`]); the first one missing is an error naming the class and the type.
+    pub fn check_state(&self, state: &crate::State) -> Result<()> {
+        for reg in self.jobs.values() {
+            if let Some(ty) = reg.state.iter().find(|ty| !state.contains(ty)) {
+                return Err(Error::StateMissing {
+                    job_class: reg.name,
+                    type_name: ty.name(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The registration for a class name.

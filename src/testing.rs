@@ -83,16 +83,56 @@ pub fn scheduled_jobs(client: &Client, queue: &str) -> Vec<Envelope> {
 /// Runs the jobs due in a queue with a real worker on the in-memory broker until the queue is
 /// empty, and returns the worker's counts. Jobs they enqueue on the same queue run too.
 pub async fn perform_enqueued_jobs(client: &Client, queue: &str) -> Result<WorkerSummary> {
+    perform_enqueued_jobs_with(client, queue, crate::State::new()).await
+}
+
+/// [`perform_enqueued_jobs`] with application state for the jobs to read
+/// ([`JobContext::state`](crate::JobContext::state)), as a worker given it with
+/// [`Worker::with_state`] would run them.
+pub async fn perform_enqueued_jobs_with(
+    client: &Client,
+    queue: &str,
+    state: crate::State,
+) -> Result<WorkerSummary> {
+    drain(client, queue, |worker| worker.with_state(state)).await
+}
+
+/// Runs a worker (made by `build` from the default one) on `queue` until the queue is empty.
+pub(crate) async fn drain(
+    client: &Client,
+    queue: &str,
+    build: impl FnOnce(Worker) -> Worker,
+) -> Result<WorkerSummary> {
     let broker = memory(client)?;
     let sub = client.resource_name(queue);
     let stop = CancellationToken::new();
     let mut config = WorkerConfig::new(queue);
     config.ack_deadline = Duration::from_secs(10);
-    let worker = tokio::spawn(Worker::new(client.clone(), config).run(stop.clone()));
+    let worker = tokio::spawn(build(Worker::new(client.clone(), config)).run(stop.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while broker.outstanding(&sub) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.cancel();
     worker.await.map_err(|e| Error::WorkerTask(e.to_string()))?
+}
+
+/// The records in the morgue of `client` on `broker` (for the crate's own tests).
+#[cfg(test)]
+pub(crate) fn morgue_records(
+    client: &Client,
+    broker: &MemoryBroker,
+) -> Vec<crate::morgue::MorgueRecord> {
+    broker
+        .pending(&client.resource_name(client.morgue_queue()))
+        .into_iter()
+        .map(|(data, attributes)| {
+            crate::morgue::MorgueRecord::from_delivery(&crate::broker::Delivery {
+                ack_id: String::new(),
+                message_id: String::new(),
+                data,
+                attributes,
+            })
+        })
+        .collect()
 }

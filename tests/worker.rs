@@ -778,3 +778,87 @@ async fn a_message_never_settled_is_dead_lettered_into_the_morgue_as_a_record() 
     assert_eq!(r.source_queue, q);
     assert_eq!(r.executions, Some(0));
 }
+
+/// The application's database pool, given to the worker as state.
+struct AppDb {
+    pool: sqlx::PgPool,
+    table: String,
+}
+
+/// Writes its id into the application's database through the worker's state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordInApp {
+    id: i64,
+}
+
+impl Job for RecordInApp {
+    const NAME: &'static str = "RecordInApp";
+    const STATE: &'static [pubsub_jobs::StateType] = &[pubsub_jobs::StateType::of::<AppDb>()];
+    async fn perform(&self, ctx: &pubsub_jobs::JobContext) -> Result<(), pubsub_jobs::JobError> {
+        let db = ctx.state::<AppDb>()?;
+        sqlx::query(&format!(
+            "INSERT INTO {} (id) VALUES ($1) ON CONFLICT DO NOTHING",
+            db.table
+        ))
+        .bind(self.id)
+        .execute(&db.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn jobs_reach_the_applications_database_pool_through_the_workers_state() {
+    let (client, q) = setup().await;
+    let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let table = unique("app_rows").replace('-', "_");
+    sqlx::query(&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Not in the inventory (every worker of this binary would need the state): its own registry.
+    let registry = pubsub_jobs::Registry::new().register::<RecordInApp>();
+    // Without the pool the worker refuses to start, naming the class and the type (a worker
+    // that started anyway would return at once: its token is already cancelled).
+    let stopped = tokio_util::sync::CancellationToken::new();
+    stopped.cancel();
+    let err = pubsub_jobs::Worker::new(client.clone(), worker_config(&q))
+        .with_registry(registry.clone())
+        .run(stopped)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::StateMissing { job_class: "RecordInApp", type_name } if type_name.ends_with("AppDb")),
+        "{err}"
+    );
+    client
+        .perform_all_later_on(&q, (1..=20).map(|id| RecordInApp { id }))
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = pubsub_jobs::Worker::new(client.clone(), worker_config(&q))
+        .with_registry(registry)
+        .state(AppDb {
+            pool: pool.clone(),
+            table: table.clone(),
+        });
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + LONG;
+    while count().await < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let summary = handle.await.unwrap().unwrap();
+    assert_eq!(count().await, 20, "every job wrote its row");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}

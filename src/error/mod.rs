@@ -181,6 +181,18 @@ pub enum Error {
     /// Configuration that cannot work.
     #[error("configuration: {0}")]
     Config(String),
+    /// A registered job class lists application state ([`Job::STATE`](crate::Job::STATE)) that
+    /// the worker was not given.
+    #[error(
+        "job class {job_class} needs application state of type {type_name}, which this worker was \
+         not given: give it with Worker::state (or pubsub_jobs_cli::cli::main_with_state)"
+    )]
+    StateMissing {
+        /// The job class.
+        job_class: &'static str,
+        /// The Rust type it needs.
+        type_name: &'static str,
+    },
     /// Something that needs a job store was asked of a client without one.
     #[error("{what} needs a job store (Client::with_store, or --store / PUBSUB_JOBS_STORE)")]
     StoreRequired {

@@ -58,6 +58,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// [`Wire::ActiveJob`](crate::envelope::Wire::ActiveJob) for a job a Rails worker runs.
     const WIRE: crate::envelope::Wire = crate::envelope::Wire::PubsubJobs;
 
+    /// The application state this job reads with [`JobContext::state`]: a worker without one
+    /// of these types refuses to start, naming the class and the type (see
+    /// [`State`](crate::State)). Defaults to none.
+    const STATE: &'static [crate::StateType] = &[];
+
     /// The queue this job is published to (ActiveJob's `queue_as`). Defaults to `default`.
     fn queue(&self) -> &str {
         "default"
@@ -120,6 +125,7 @@ pub struct JobContext {
     /// The checkpoint the previous execution saved, if any.
     pub(crate) checkpoint_in: Option<serde_json::Value>,
     pub(crate) outputs: Arc<Mutex<Outputs>>,
+    pub(crate) state: crate::State,
 }
 
 /// The largest result [`JobContext::set_result`] takes, as JSON: 1 MiB.
@@ -154,6 +160,19 @@ impl JobContext {
     /// A client to enqueue further jobs from inside `perform`.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The application state of type `T` the worker was given ([`Worker::state`](crate::Worker::state)):
+    /// a database pool, an HTTP client. Without one, a [`MissingState`](crate::MissingState)
+    /// error naming the type and this job's class (handled by the retry policy like any error;
+    /// list the type in [`Job::STATE`] and the worker refuses to start without it instead).
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
+        self.state.get::<T>().ok_or_else(|| {
+            JobError::new(crate::MissingState {
+                job_class: self.job_class.clone(),
+                type_name: std::any::type_name::<T>(),
+            })
+        })
     }
 
     /// Records the job's result (Asynq's `ResultWriter`): with a job store it is stored and the
@@ -211,7 +230,16 @@ mod tests {
             client,
             checkpoint_in: None,
             outputs: Default::default(),
+            state: crate::State::new().with(7u32),
         };
+        assert_eq!(ctx.state::<u32>().ok(), Some(&7));
+        let missing = ctx.state::<String>().unwrap_err();
+        assert!(missing.is::<crate::MissingState>());
+        let text = missing.to_string();
+        assert!(
+            text.contains("job class J") && text.contains("alloc::string::String"),
+            "{text}"
+        );
         ctx.set_result(&serde_json::json!({"rows": 3})).unwrap();
         let huge = "x".repeat(MAX_RESULT_BYTES);
         let err = ctx.set_result(&huge).unwrap_err().to_string();

@@ -174,6 +174,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: Envelope, slot: Slot) 
         client: shared.client.clone(),
         checkpoint_in: env.checkpoint.clone(),
         outputs: Default::default(),
+        state: shared.state.clone(),
     };
     if let Some(recorder) = &shared.recorder {
         let start = Start {

@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub stats: Arc<Stats>,
     /// The batched store writer, with a store.
     pub recorder: Option<record::Recorder>,
+    /// The application state jobs read ([`JobContext::state`](crate::JobContext::state)).
+    pub state: crate::State,
 }
 
 /// Runs jobs from one queue until shut down.
@@ -128,6 +130,7 @@ pub struct Worker {
     config: WorkerConfig,
     registry: Option<Registry>,
     stats: Arc<Stats>,
+    state: crate::State,
 }
 
 impl std::fmt::Debug for Worker {
@@ -179,7 +182,22 @@ impl Worker {
             config,
             registry: None,
             stats: Arc::default(),
+            state: crate::State::new(),
         }
+    }
+
+    /// Gives every job this worker runs `value`, which a job reads with
+    /// [`JobContext::state`](crate::JobContext::state) (a database pool, an HTTP client). Several
+    /// types may be given; a second value of one type replaces the first.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Gives every job this worker runs the values of `state` (see [`Worker::state`]).
+    pub fn with_state(mut self, state: crate::State) -> Self {
+        self.state.merge(&state);
+        self
     }
 
     /// Runs the job classes of `registry` instead of those registered with
@@ -202,12 +220,14 @@ impl Worker {
             config,
             registry,
             stats,
+            state,
         } = self;
         config.validate()?;
         let registry = match registry {
             Some(r) => r.check()?,
             None => Registry::from_inventory()?,
         };
+        registry.check_state(&state)?;
         if client.config().create_queues {
             client.ensure_queue(&config.queue).await?;
             client.ensure_morgue().await?;
@@ -256,6 +276,7 @@ impl Worker {
             lease: lease.clone(),
             acker,
             stats,
+            state,
             recorder: client
                 .store()
                 .map(|store| record::Recorder::start(store.clone(), Default::default())),

@@ -295,9 +295,8 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use crate::broker::{Broker, OutboundMessage};
-    use crate::morgue::MorgueRecord;
     use crate::testing::{memory_client, perform_enqueued_jobs, scheduled_jobs};
-    use crate::{register_job, Client, Job, JobContext, JobError, RetryPolicy, Wait};
+    use crate::{register_job, Job, JobContext, JobError, RetryPolicy, Wait};
 
     #[derive(Debug, thiserror::Error)]
     #[error("flaky")]
@@ -331,20 +330,7 @@ mod tests {
     }
     register_job!(Outcome);
 
-    fn morgue(client: &Client, broker: &crate::broker::MemoryBroker) -> Vec<MorgueRecord> {
-        broker
-            .pending(&client.resource_name(client.morgue_queue()))
-            .into_iter()
-            .map(|(data, attributes)| {
-                MorgueRecord::from_delivery(&crate::broker::Delivery {
-                    ack_id: String::new(),
-                    message_id: String::new(),
-                    data,
-                    attributes,
-                })
-            })
-            .collect()
-    }
+    use crate::testing::morgue_records as morgue;
 
     #[tokio::test]
     async fn a_retryable_failure_schedules_the_next_execution_after_its_wait() {

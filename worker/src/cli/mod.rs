@@ -33,7 +33,7 @@ mod store;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pubsub_jobs::Registry;
+use pubsub_jobs::{Registry, State};
 
 pub use logging::init_logging;
 
@@ -440,6 +440,14 @@ pub async fn main() -> ExitCode {
 /// Like [`main`], with an explicit registry: the job classes this binary runs, lists, enqueues
 /// and accepts through the API.
 pub async fn main_with(registry: Registry) -> ExitCode {
+    main_with_state(registry, State::new()).await
+}
+
+/// Like [`main_with`], with the application state the jobs read
+/// ([`JobContext::state`](pubsub_jobs::JobContext::state)): a database pool, an HTTP client.
+/// The worker refuses to start when a job class lists a type ([`Job::STATE`](pubsub_jobs::Job::STATE))
+/// that `state` lacks.
+pub async fn main_with_state(registry: Registry, state: State) -> ExitCode {
     let cli = Cli::parse();
     // The worker logs every job at info; the tools print their own results and log only problems.
     let level = match cli.command {
@@ -448,7 +456,7 @@ pub async fn main_with(registry: Registry) -> ExitCode {
         Some(_) => "warn",
     };
     init_logging(cli.global.log_format, level);
-    let code = match run(cli, registry).await {
+    let code = match run_with_state(cli, registry, state).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -461,7 +469,12 @@ pub async fn main_with(registry: Registry) -> ExitCode {
 }
 
 /// Runs a parsed command line with the job classes of `registry`.
-pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
+    run_with_state(cli, registry, State::new()).await
+}
+
+/// [`run`], giving the worker `state` for its jobs (see [`main_with_state`]).
+pub async fn run_with_state(mut cli: Cli, registry: Registry, state: State) -> anyhow::Result<()> {
     // An empty PUBSUB_JOBS_STORE (a compose file's `PUBSUB_JOBS_STORE=`) means no store.
     cli.global.store = cli.global.store.take().filter(|s| !s.trim().is_empty());
     let g = &cli.global;
@@ -552,6 +565,6 @@ pub async fn run(mut cli: Cli, registry: Registry) -> anyhow::Result<()> {
             dry_run,
         })) => store::prune(g, older_than.as_deref(), dry_run).await,
         Some(Command::Cron(cmd)) => cron::run(g, &registry, cmd).await,
-        None => run_worker::run(g, cli.run, registry).await,
+        None => run_worker::run(g, cli.run, registry, state).await,
     }
 }

@@ -3,12 +3,17 @@
 use std::time::Duration;
 
 use pubsub_jobs::periodic::Scheduler;
-use pubsub_jobs::{Registry, Worker, WorkerConfig};
+use pubsub_jobs::{Registry, State, Worker, WorkerConfig};
 
 use super::common::{connect, relay_config, seconds, shutdown_on_signals};
 use super::{GlobalArgs, RunArgs};
 
-pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    g: &GlobalArgs,
+    args: RunArgs,
+    registry: Registry,
+    state: State,
+) -> anyhow::Result<()> {
     let mut config = WorkerConfig::new(g.queue.clone());
     config.concurrency = args.concurrency;
     config.streams = args.streams;
@@ -20,8 +25,10 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
     config.relay = relay_config(g)?;
     config.maintenance = super::common::maintainer_config(g)?;
     config.health_file = args.health_file.clone();
-    // Fail early on a duplicate class, a bad queue name or a bad cron file, before connecting.
+    // Fail early on a duplicate class, state a job needs and was not given, a bad queue name or
+    // a bad cron file, before connecting.
     let registry = registry.check()?;
+    registry.check_state(&state)?;
     super::common::client_config(g)?.validate_queue(&g.queue)?;
     let periodic = match &args.cron {
         Some(file) => {
@@ -41,6 +48,7 @@ pub(crate) async fn run(g: &GlobalArgs, args: RunArgs, registry: Registry) -> an
     };
     let result = Worker::new(client, config)
         .with_registry(registry)
+        .with_state(state)
         .run(shutdown_on_signals())
         .await;
     if let Some(s) = scheduler {
