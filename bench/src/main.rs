@@ -534,9 +534,16 @@ async fn main() -> anyhow::Result<()> {
         same_cpu.push(per_msg(cpu0));
     }
     let (raw_cpu, enqueue_cpu, same_cpu) = (median(raw_cpu), median(enqueue_cpu), median(same_cpu));
+    let (raw_publish, enqueue, raw_same) = (median(raw_publishes), median(enqueues), median(same));
+    let publish_json = serde_json::json!({
+        "raw_publish_per_s": raw_publish,
+        "raw_publish_same_messages_per_s": raw_same,
+        "enqueue_per_s": enqueue,
+        "raw_publish_cpu_us": raw_cpu,
+        "raw_publish_same_messages_cpu_us": same_cpu,
+        "enqueue_cpu_us": enqueue_cpu,
+    });
     if args.only_publish {
-        let (raw_publish, enqueue, raw_same) =
-            (median(raw_publishes), median(enqueues), median(same));
         println!(
             "pubsub-jobs publish benchmark: N = {}, {} rounds, emulator {host}",
             args.n, args.rounds
@@ -560,20 +567,10 @@ async fn main() -> anyhow::Result<()> {
             enqueue_cpu / same_cpu
         );
         if args.json {
-            let line = serde_json::json!({
-                "raw_publish_per_s": raw_publish,
-                "raw_publish_same_messages_per_s": raw_same,
-                "enqueue_per_s": enqueue,
-                "raw_publish_cpu_us": raw_cpu,
-                "raw_publish_same_messages_cpu_us": same_cpu,
-                "enqueue_cpu_us": enqueue_cpu,
-            });
-            println!("{line}");
+            println!("{publish_json}");
         }
         return Ok(());
     }
-    let raw_same = median(same);
-    let (raw_publish, enqueue) = (median(raw_publishes), median(enqueues));
     let (raw_consume, _) = raw
         .consume(&format!("{raw_topic}-0"), args.n, args.streams)
         .await?;
@@ -754,14 +751,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if args.json {
-        let line = serde_json::json!({
-            "raw_publish_per_s": raw_publish,
-            "raw_publish_same_messages_per_s": raw_same,
+        let mut line = serde_json::json!({
             "raw_consume_per_s": raw_consume,
-            "enqueue_per_s": enqueue,
-            "raw_publish_cpu_us": raw_cpu,
-            "raw_publish_same_messages_cpu_us": same_cpu,
-            "enqueue_cpu_us": enqueue_cpu,
             "process_per_s": process_rate,
             "raw_latency_p50_ms": rp50,
             "raw_latency_p99_ms": rp99,
@@ -773,6 +764,9 @@ async fn main() -> anyhow::Result<()> {
             "streams": args.streams,
             "scaling": scaling.iter().map(|(s, r)| serde_json::json!({"streams": s, "process_per_s": r})).collect::<Vec<_>>(),
         });
+        if let (Some(all), Some(publish)) = (line.as_object_mut(), publish_json.as_object()) {
+            all.extend(publish.clone());
+        }
         println!("{line}");
     }
     Ok(())

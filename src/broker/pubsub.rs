@@ -16,7 +16,7 @@ use gcloud_pubsub::subscription::{SeekTo, SubscriptionConfig};
 use prost_types::FieldMask;
 
 use super::pubsub_publish::{encode_request, PublishChannels};
-use super::pubsub_pull::{PullChannels, StreamingPull};
+use super::pubsub_pull::{connections, PullChannels, StreamingPull};
 use super::{Broker, DeadLetter, Delivery, DeliveryStream, OutboundMessage, StreamOptions};
 use crate::error::{BrokerCode, Error, Result};
 
@@ -213,22 +213,18 @@ impl PubSubBroker {
                 .unwrap_or_else(|| "pubsub.googleapis.com".to_string()),
             message,
         };
-        let pulls = PullChannels::connect(
-            config.pool_size,
-            &config.endpoint,
-            &config.environment,
-            &config.connection_option,
-        )
-        .await
-        .map_err(|e| connect_error(e.to_string()))?;
-        let publishes = PublishChannels::connect(
-            config.pool_size,
-            &config.endpoint,
-            &config.environment,
-            &config.connection_option,
-        )
-        .await
-        .map_err(|e| connect_error(e.to_string()))?;
+        // Our own pulls and publishes each get a pool of channels, as gcloud-pubsub's do.
+        let channels = || {
+            connections(
+                config.pool_size,
+                &config.endpoint,
+                &config.environment,
+                &config.connection_option,
+            )
+        };
+        let pulls = PullChannels::new(channels().await.map_err(|e| connect_error(e.to_string()))?);
+        let publishes =
+            PublishChannels::new(channels().await.map_err(|e| connect_error(e.to_string()))?);
         let client = GClient::new(config)
             .await
             .map_err(|e| connect_error(e.to_string()))?;

@@ -7,7 +7,7 @@
 //! attribute twice before a byte was sent. Here the request is encoded from borrowed messages
 //! into one buffer that every attempt shares.
 
-use gcloud_gax::conn::{Channel, ConnectionManager, ConnectionOptions, Environment};
+use gcloud_gax::conn::{Channel, ConnectionManager};
 use gcloud_gax::grpc::client::Grpc;
 use gcloud_gax::grpc::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use gcloud_gax::grpc::codegen::http::uri::PathAndQuery;
@@ -28,17 +28,9 @@ pub(super) struct PublishChannels {
 }
 
 impl PublishChannels {
-    /// Channels to the same place as the `gcloud-pubsub` client with `environment`.
-    pub(super) async fn connect(
-        pool_size: usize,
-        domain: &str,
-        environment: &Environment,
-        options: &ConnectionOptions,
-    ) -> Result<Self, gcloud_gax::conn::Error> {
-        let audience = format!("https://{domain}/");
-        let conns =
-            ConnectionManager::new(pool_size, domain, &audience, environment, options).await?;
-        Ok(Self { conns })
+    /// Publishes over `conns` (see `pubsub_pull::connections`).
+    pub(super) fn new(conns: ConnectionManager) -> Self {
+        Self { conns }
     }
 
     /// Sends one encoded publish request (see [`encode_request`]) to `topic` (its full name);

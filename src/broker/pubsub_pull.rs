@@ -39,20 +39,12 @@ pub(super) struct PullChannels {
 }
 
 impl PullChannels {
-    /// Channels to the same place as the `gcloud-pubsub` client with `environment`.
-    pub(super) async fn connect(
-        pool_size: usize,
-        domain: &str,
-        environment: &Environment,
-        options: &ConnectionOptions,
-    ) -> Result<Self, gcloud_gax::conn::Error> {
-        let audience = format!("https://{domain}/");
-        let conns =
-            ConnectionManager::new(pool_size, domain, &audience, environment, options).await?;
-        Ok(Self {
+    /// Pulls over `conns` (see [`connections`]).
+    pub(super) fn new(conns: ConnectionManager) -> Self {
+        Self {
             conns,
             max_response: MAX_RESPONSE_BYTES,
-        })
+        }
     }
 
     fn client(&self) -> SubscriberClient<Channel> {
@@ -93,6 +85,18 @@ impl PullChannels {
         }
         Ok(())
     }
+}
+
+/// A pool of `pool_size` gRPC channels to the same place as the `gcloud-pubsub` client with
+/// `environment` (for our own pulls and publishes).
+pub(super) async fn connections(
+    pool_size: usize,
+    domain: &str,
+    environment: &Environment,
+    options: &ConnectionOptions,
+) -> Result<ConnectionManager, gcloud_gax::conn::Error> {
+    let audience = format!("https://{domain}/");
+    ConnectionManager::new(pool_size, domain, &audience, environment, options).await
 }
 
 /// The routing header the service expects on every subscription call.
