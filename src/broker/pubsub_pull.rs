@@ -4,8 +4,8 @@
 //! response carries several messages, so a few large ones (the service takes messages up to
 //! 10 MB) exceed it: the stream fails, what the response leased is delivered to nobody and comes
 //! back after its lease in the same batch, forever. Google's own clients accept responses up to
-//! 20 MiB, the service's largest; so do these pulls. Publishing, acks and admin calls stay on
-//! `gcloud-pubsub`.
+//! 20 MiB, the service's largest; so do these pulls. Publishing is ours too
+//! (`pubsub_publish.rs`); acks and admin calls stay on `gcloud-pubsub`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
