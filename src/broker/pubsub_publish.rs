@@ -52,14 +52,15 @@ impl PublishChannels {
 /// what `gcloud_googleapis::pubsub::v1::PublishRequest::encode_to_vec` gives for the same
 /// request, written without building it.
 pub(super) fn encode_request(topic: &str, messages: &[OutboundMessage]) -> Bytes {
+    let topic = topic.to_string();
     let lens: Vec<usize> = messages.iter().map(message_len).collect();
-    let total = encoding::string::encoded_len(1, &topic.to_string())
+    let total = encoding::string::encoded_len(1, &topic)
         + lens
             .iter()
             .map(|len| encoding::key_len(2) + encoding::encoded_len_varint(*len as u64) + len)
             .sum::<usize>();
     let mut buf = Vec::with_capacity(total);
-    encoding::string::encode(1, &topic.to_string(), &mut buf);
+    encoding::string::encode(1, &topic, &mut buf);
     for (m, len) in messages.iter().zip(lens) {
         encoding::encode_key(2, WireType::LengthDelimited, &mut buf);
         encoding::encode_varint(len as u64, &mut buf);

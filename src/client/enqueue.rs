@@ -92,11 +92,7 @@ impl Client {
     /// store, publishes them in batched requests, and marks them published. Returns their ids
     /// in order.
     pub async fn submit_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<Uuid>> {
-        let now = Utc::now();
-        let mut jobs = Vec::with_capacity(envelopes.len());
-        for env in envelopes {
-            jobs.push(self.prepare(env, now)?);
-        }
+        let jobs = self.prepare_all(envelopes, Utc::now())?;
         self.submit_prepared(jobs).await
     }
 

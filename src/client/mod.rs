@@ -16,7 +16,7 @@ mod batch;
 mod config;
 mod enqueue;
 mod outbox;
-mod prepare;
+pub(crate) mod prepare;
 pub(crate) mod publish;
 mod requeue;
 

@@ -130,6 +130,21 @@ impl Client {
         self.prepare_with_body(env, data, now)
     }
 
+    /// [`Client::prepare`] of each envelope, in order; the first refusal is the error (nothing
+    /// of a bulk goes out if one job cannot).
+    pub(crate) fn prepare_all(
+        &self,
+        envelopes: Vec<Envelope>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Prepared>> {
+        // Sized once: a vector grown by doubling costs a large bulk copies and page faults.
+        let mut jobs = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            jobs.push(self.prepare(env, now)?);
+        }
+        Ok(jobs)
+    }
+
     /// [`Client::prepare`] of an envelope whose body `data` is already serialized.
     pub(crate) fn prepare_with_body(
         &self,

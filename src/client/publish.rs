@@ -184,11 +184,7 @@ impl Client {
     /// Prepares and publishes envelopes without recording them in the job store: a worker's
     /// next execution of a job it records itself, or a morgued job sent back.
     pub(crate) async fn publish_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
-        let now = Utc::now();
-        let mut jobs = Vec::with_capacity(envelopes.len());
-        for env in envelopes {
-            jobs.push(self.prepare(env, now)?);
-        }
+        let jobs = self.prepare_all(envelopes, Utc::now())?;
         self.publish_prepared(jobs).await
     }
 }

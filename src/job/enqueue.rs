@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Job;
+use crate::client::prepare::Prepared;
 use crate::client::Client;
 use crate::envelope::{due_after, Envelope, Wire};
 use crate::error::{Error, Result};
@@ -73,13 +74,25 @@ impl Client {
         tx: &mut T,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        let now = Utc::now();
+        let prepared = self.prepare_values(queue, jobs, Utc::now())?;
+        self.record_in(tx, prepared).await
+    }
+
+    /// Prepares jobs with their arguments as JSON values (what a store keeps and the ActiveJob
+    /// wire reshapes), in a vector sized once: a bulk of 100,000 jobs grown by doubling spent a
+    /// fifth of its time copying and faulting in memory.
+    fn prepare_values<J: Job>(
+        &self,
+        queue: Option<&str>,
+        jobs: impl IntoIterator<Item = J>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Prepared>> {
         let jobs = jobs.into_iter();
         let mut prepared = Vec::with_capacity(jobs.size_hint().0);
         for j in jobs {
             prepared.push(self.prepare(envelope_for(&j, queue, None)?, now)?);
         }
-        self.record_in(tx, prepared).await
+        Ok(prepared)
     }
 
     async fn bulk<J: Job>(
@@ -88,30 +101,24 @@ impl Client {
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
         let now = Utc::now();
-        let jobs = jobs.into_iter();
-        // Sized once: a bulk of 100,000 jobs grown by doubling spent a fifth of its time
-        // copying and faulting in memory.
-        let mut prepared = Vec::with_capacity(jobs.size_hint().0);
         if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
-            // The store keeps the arguments, and the ActiveJob wire reshapes them: build them as
-            // JSON values.
-            for j in jobs {
-                prepared.push(self.prepare(envelope_for(&j, queue, None)?, now)?);
-            }
-        } else {
-            // Without a store, serialize each job straight into its message body, once.
-            for job in jobs {
-                let env = Envelope::new(
-                    J::NAME,
-                    queue.unwrap_or_else(|| job.queue()),
-                    serde_json::Value::Null,
-                );
-                let body = env.body_with(&job).map_err(|source| Error::Serialize {
-                    job_class: J::NAME.to_string(),
-                    source,
-                })?;
-                prepared.push(self.prepare_with_body(env, body, now)?);
-            }
+            let prepared = self.prepare_values(queue, jobs, now)?;
+            return self.submit_prepared(prepared).await;
+        }
+        // Without a store, serialize each job straight into its message body, once.
+        let jobs = jobs.into_iter();
+        let mut prepared = Vec::with_capacity(jobs.size_hint().0);
+        for job in jobs {
+            let env = Envelope::new(
+                J::NAME,
+                queue.unwrap_or_else(|| job.queue()),
+                serde_json::Value::Null,
+            );
+            let body = env.body_with(&job).map_err(|source| Error::Serialize {
+                job_class: J::NAME.to_string(),
+                source,
+            })?;
+            prepared.push(self.prepare_with_body(env, body, now)?);
         }
         self.submit_prepared(prepared).await
     }
