@@ -62,11 +62,11 @@ impl MorgueRecord {
     /// envelope when it has one; otherwise from the message's routing attributes, or from the
     /// body's `job_id` / `job_class` keys when it is JSON at all, so a broken message still says
     /// whose it was.
-    pub fn new(
+    pub fn new<A>(
         body: Vec<u8>,
         error: String,
         source_queue: &str,
-        env: Option<&Envelope>,
+        env: Option<&Envelope<A>>,
         attributes: &HashMap<String, String>,
     ) -> Self {
         let json: Option<serde_json::Value> = if env.is_none() {

@@ -55,6 +55,7 @@ pub struct JobRegistration {
     name: &'static str,
     type_name: fn() -> &'static str,
     decode: fn(&serde_json::Value) -> Result<Box<dyn ErasedJob>, ArgumentsError>,
+    decode_json: fn(&str) -> Result<Box<dyn ErasedJob>, ArgumentsError>,
     retry_policy: fn() -> RetryPolicy,
     timeout: fn() -> Duration,
     state: &'static [crate::StateType],
@@ -110,6 +111,21 @@ fn decode<T: Job>(value: &serde_json::Value) -> Result<Box<dyn ErasedJob>, Argum
         })
 }
 
+/// [`decode`] from JSON text, without building a JSON value: what the worker does with a
+/// received envelope's arguments. Text the job's `Deserialize` refuses goes the value's way,
+/// which also tries the lone positional argument and names the field at fault: the job and the
+/// error are the ones [`decode`] gives.
+fn decode_json<T: Job>(json: &str) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
+    if let Ok(job) = serde_json::from_str::<T>(json) {
+        return Ok(Box::new(job));
+    }
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| ArgumentsError {
+        path: None,
+        message: e.to_string(),
+    })?;
+    decode::<T>(&value)
+}
+
 impl JobRegistration {
     /// The registration of job type `T`.
     pub const fn of<T: Job>() -> Self {
@@ -117,6 +133,7 @@ impl JobRegistration {
             name: T::NAME,
             type_name: std::any::type_name::<T>,
             decode: decode::<T>,
+            decode_json: decode_json::<T>,
             retry_policy: T::retry_policy,
             timeout: T::timeout,
             state: T::STATE,
@@ -146,13 +163,13 @@ impl JobRegistration {
         (self.decode)(&arguments)
     }
 
-    /// [`decode`](Self::decode) from a borrowed value (what the worker does: the envelope keeps
-    /// its arguments, and nothing is copied).
-    pub(crate) fn decode_ref(
+    /// [`decode`](Self::decode) from the arguments' JSON text (what the worker does with a
+    /// [`ReceivedEnvelope`](crate::envelope::ReceivedEnvelope)): the same job, the same error.
+    pub(crate) fn decode_json(
         &self,
-        arguments: &serde_json::Value,
+        arguments: &str,
     ) -> Result<Box<dyn ErasedJob>, ArgumentsError> {
-        (self.decode)(arguments)
+        (self.decode_json)(arguments)
     }
 
     /// The job type's retry policy.
@@ -389,5 +406,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"Nope\""), "{err}");
+    }
+
+    /// A job whose queue is its argument, so that a decoded job shows what it was decoded from.
+    #[derive(Serialize, Deserialize)]
+    struct Routed(String);
+    impl Job for Routed {
+        const NAME: &'static str = "Routed";
+        fn queue(&self) -> &str {
+            &self.0
+        }
+        async fn perform(&self, _: &JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Named {
+        queue: String,
+        n: u32,
+    }
+    impl Job for Named {
+        const NAME: &'static str = "Named";
+        fn queue(&self) -> &str {
+            &self.queue
+        }
+        async fn perform(&self, _: &JobContext) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn from_json_text_the_same_job_and_the_same_error_as_from_a_value() {
+        let routed = JobRegistration::of::<Routed>();
+        let named = JobRegistration::of::<Named>();
+        let cases: [(&JobRegistration, &str); 7] = [
+            (&routed, r#""mailers""#),
+            // One positional argument, as Rails writes `perform(queue)`.
+            (&routed, r#"["mailers"]"#),
+            (&named, r#"{"queue":"a","n":1}"#),
+            // A duplicate key: the value keeps the last; the text must agree.
+            (&named, r#"{"queue":"a","n":1,"queue":"b"}"#),
+            (&named, r#"{"queue":"a","n":"x"}"#),
+            (&named, r#"{"queue":"a"}"#),
+            (&routed, r#"[1, 2]"#),
+        ];
+        for (reg, json) in cases {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            let from_value = reg.decode(value).map(|j| j.queue_erased().to_string());
+            let from_text = reg.decode_json(json).map(|j| j.queue_erased().to_string());
+            assert_eq!(from_text, from_value, "{json}");
+        }
+        assert_eq!(
+            named
+                .decode_json(r#"{"queue":"a","n":"x"}"#)
+                .err()
+                .and_then(|e| e.path),
+            Some("n".to_string())
+        );
+        // Text that is no JSON value at all says why.
+        let err = named.decode_json(r#"{"queue":"a","n":1e400}"#).err();
+        let message = err.map(|e| e.message).unwrap_or_default();
+        assert!(message.contains("out of range"), "{message}");
     }
 }

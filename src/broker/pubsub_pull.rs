@@ -13,12 +13,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use gcloud_gax::conn::{Channel, ConnectionManager, ConnectionOptions, Environment};
+use gcloud_gax::grpc::client::Grpc;
+use gcloud_gax::grpc::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use gcloud_gax::grpc::codegen::http::uri::PathAndQuery;
 use gcloud_gax::grpc::{Code, IntoStreamingRequest, Status, Streaming};
 use gcloud_googleapis::pubsub::v1::subscriber_client::SubscriberClient;
-use gcloud_googleapis::pubsub::v1::{
-    ModifyAckDeadlineRequest, PullRequest, PullResponse, ReceivedMessage, StreamingPullRequest,
-    StreamingPullResponse,
-};
+use gcloud_googleapis::pubsub::v1::{ModifyAckDeadlineRequest, PullRequest, StreamingPullRequest};
+use prost::bytes::Buf;
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::Message;
 
 use super::pubsub::is_transient;
 use super::{Delivery, DeliveryStream, StreamOptions};
@@ -27,6 +30,9 @@ use super::{Delivery, DeliveryStream, StreamOptions};
 /// emulator fill a response up to about 10 MB and then add at most one more message, so a
 /// response stays under 20 MB.
 pub const MAX_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
+
+const PULL: &str = "/google.pubsub.v1.Subscriber/Pull";
+const STREAMING_PULL: &str = "/google.pubsub.v1.Subscriber/StreamingPull";
 
 /// How often an open stream sends an empty request, so that idle streams stay up.
 const KEEPALIVE: Duration = Duration::from_secs(30);
@@ -67,8 +73,26 @@ impl PullChannels {
             max_messages: max.clamp(1, 1000) as i32,
         };
         let request = with_routing(subscription, req);
-        let resp: PullResponse = self.client().pull(request).await?.into_inner();
-        Ok(deliveries(resp.received_messages).collect())
+        let mut grpc = self.grpc().await?;
+        let resp = grpc
+            .unary(
+                request,
+                PathAndQuery::from_static(PULL),
+                PullCodec::<PullRequest>::new(),
+            )
+            .await?;
+        Ok(resp.into_inner().0)
+    }
+
+    /// A gRPC client for our own codec, with the decode limit.
+    async fn grpc(&self) -> Result<Grpc<Channel>, Status> {
+        let mut grpc = Grpc::new(self.conns.conn())
+            .max_decoding_message_size(self.max_response)
+            .max_encoding_message_size(self.max_response);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unknown(format!("the channel is not ready: {e}")))?;
+        Ok(grpc)
     }
 
     /// Releases messages at once (a lease of 0 s).
@@ -104,18 +128,6 @@ fn with_routing<T>(subscription: &str, req: T) -> gcloud_gax::grpc::Request<T> {
     gcloud_gax::create_request(format!("subscription={subscription}"), req)
 }
 
-fn deliveries(received: Vec<ReceivedMessage>) -> impl Iterator<Item = Delivery> {
-    received.into_iter().filter_map(|m| {
-        let msg = m.message?;
-        Some(Delivery {
-            ack_id: m.ack_id,
-            message_id: msg.message_id,
-            data: msg.data,
-            attributes: msg.attributes,
-        })
-    })
-}
-
 /// What a refused stream needs, when the refusal is a missing permission.
 fn needs(status: &Status) -> &'static str {
     match status.code() {
@@ -132,7 +144,7 @@ pub(super) struct StreamingPull {
     channels: std::sync::Arc<PullChannels>,
     subscription: String,
     options: StreamOptions,
-    stream: Option<Streaming<StreamingPullResponse>>,
+    stream: Option<Streaming<Deliveries>>,
     /// Received, not yet handed out: released on close.
     buffered: VecDeque<Delivery>,
     backoff: Duration,
@@ -160,7 +172,7 @@ impl StreamingPull {
         }
     }
 
-    async fn open(&self) -> Result<Streaming<StreamingPullResponse>, Status> {
+    async fn open(&self) -> Result<Streaming<Deliveries>, Status> {
         let first = StreamingPullRequest {
             subscription: self.subscription.clone(),
             stream_ack_deadline_seconds: self.options.ack_deadline.as_secs().clamp(10, 600) as i32,
@@ -177,10 +189,10 @@ impl StreamingPull {
         if let Ok(v) = format!("subscription={}", self.subscription).parse() {
             request.metadata_mut().append("x-goog-request-params", v);
         }
-        Ok(self
-            .channels
-            .client()
-            .streaming_pull(request)
+        let mut grpc = self.channels.grpc().await?;
+        let codec = PullCodec::<StreamingPullRequest>::new();
+        Ok(grpc
+            .streaming(request, PathAndQuery::from_static(STREAMING_PULL), codec)
             .await?
             .into_inner())
     }
@@ -217,9 +229,13 @@ impl DeliveryStream for StreamingPull {
                 continue;
             };
             match stream.message().await {
-                Ok(Some(resp)) => {
+                Ok(Some(Deliveries(received))) => {
                     self.backoff = Duration::from_millis(50);
-                    self.buffered.extend(deliveries(resp.received_messages));
+                    if self.buffered.is_empty() {
+                        self.buffered = received.into();
+                    } else {
+                        self.buffered.extend(received);
+                    }
                 }
                 // The service ends every stream now and then; a new one picks up.
                 Ok(None) => self.stream = None,
@@ -248,5 +264,246 @@ impl DeliveryStream for StreamingPull {
             }
         }
         self.stream = None;
+    }
+}
+
+/// The messages of a pull's response (`PullResponse` or `StreamingPullResponse`: both hold
+/// them in field 1), decoded straight into deliveries.
+#[derive(Debug, Default)]
+pub(super) struct Deliveries(pub Vec<Delivery>);
+
+/// Encodes a pull request with prost; decodes the response into [`Deliveries`].
+struct PullCodec<Req>(std::marker::PhantomData<fn(Req)>);
+
+impl<Req> PullCodec<Req> {
+    fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<Req: Message + 'static> Codec for PullCodec<Req> {
+    type Encode = Req;
+    type Decode = Deliveries;
+    type Encoder = Self;
+    type Decoder = Self;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Self::new()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Self::new()
+    }
+}
+
+impl<Req: Message> Encoder for PullCodec<Req> {
+    type Item = Req;
+    type Error = Status;
+
+    fn encode(&mut self, item: Req, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("cannot encode the pull request: {e}")))
+    }
+}
+
+impl<Req> Decoder for PullCodec<Req> {
+    type Item = Deliveries;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Deliveries>, Status> {
+        decode_deliveries(src)
+            .map(|d| Some(Deliveries(d)))
+            .map_err(|e| Status::internal(format!("cannot decode the pull response: {e}")))
+    }
+}
+
+/// The received messages of a pull response, as deliveries: the fields a worker uses and
+/// nothing else (the publish time, ordering key, delivery attempt and the stream's
+/// confirmations and properties are skipped, not decoded), with no message decoded twice or
+/// moved from one type into another. A received message without a message is skipped.
+fn decode_deliveries(buf: &mut impl Buf) -> Result<Vec<Delivery>, prost::DecodeError> {
+    let ctx = DecodeContext::default();
+    let mut out = Vec::new();
+    while buf.has_remaining() {
+        let (tag, wire_type) = encoding::decode_key(buf)?;
+        if tag != 1 {
+            encoding::skip_field(wire_type, tag, buf, ctx.clone())?;
+            continue;
+        }
+        encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+        let mut received = Received::default();
+        encoding::merge_loop(&mut received, buf, ctx.clone(), |r, buf, ctx| {
+            let (tag, wire_type) = encoding::decode_key(buf)?;
+            match tag {
+                1 => encoding::string::merge(wire_type, &mut r.ack_id, buf, ctx),
+                2 => {
+                    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                    r.has_message = true;
+                    encoding::merge_loop(&mut r.message, buf, ctx, merge_message)
+                }
+                _ => encoding::skip_field(wire_type, tag, buf, ctx),
+            }
+        })?;
+        if received.has_message {
+            let Received {
+                ack_id,
+                message: (message_id, data, attributes),
+                ..
+            } = received;
+            out.push(Delivery {
+                ack_id,
+                message_id,
+                data,
+                attributes,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One `ReceivedMessage` while it is decoded.
+#[derive(Default)]
+struct Received {
+    ack_id: String,
+    has_message: bool,
+    /// The message id, the body and the attributes.
+    message: (String, Vec<u8>, std::collections::HashMap<String, String>),
+}
+
+/// One field of a `PubsubMessage`.
+fn merge_message(
+    (message_id, data, attributes): &mut (
+        String,
+        Vec<u8>,
+        std::collections::HashMap<String, String>,
+    ),
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), prost::DecodeError> {
+    let (tag, wire_type) = encoding::decode_key(buf)?;
+    match tag {
+        1 => encoding::bytes::merge(wire_type, data, buf, ctx),
+        2 => {
+            if attributes.capacity() == 0 {
+                // Ours carry four: one allocation, not a few growing ones.
+                attributes.reserve(4);
+            }
+            encoding::hash_map::merge(
+                encoding::string::merge,
+                encoding::string::merge,
+                attributes,
+                buf,
+                ctx,
+            )
+        }
+        3 => encoding::string::merge(wire_type, message_id, buf, ctx),
+        _ => encoding::skip_field(wire_type, tag, buf, ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use gcloud_googleapis::pubsub::v1::{
+        streaming_pull_response::{AcknowledgeConfirmation, SubscriptionProperties},
+        PubsubMessage, PullResponse, ReceivedMessage, StreamingPullResponse,
+    };
+    use prost::Message;
+
+    use super::*;
+
+    fn received(i: usize) -> ReceivedMessage {
+        ReceivedMessage {
+            ack_id: format!("ack-{i}"),
+            message: Some(PubsubMessage {
+                data: if i == 1 {
+                    Vec::new()
+                } else {
+                    format!("body {i} é").into_bytes()
+                },
+                attributes: (0..i % 5)
+                    .map(|k| (format!("k{k}"), format!("v{k}-{i}")))
+                    .collect(),
+                message_id: format!("m{i}"),
+                publish_time: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_000 + i as i64,
+                    nanos: 7,
+                }),
+                ordering_key: if i.is_multiple_of(2) {
+                    "key".into()
+                } else {
+                    String::new()
+                },
+            }),
+            delivery_attempt: i as i32,
+        }
+    }
+
+    type Fields = (String, String, Vec<u8>, HashMap<String, String>);
+
+    fn expected(messages: &[ReceivedMessage]) -> Vec<Fields> {
+        messages
+            .iter()
+            .filter_map(|m| {
+                let msg = m.message.clone()?;
+                Some((m.ack_id.clone(), msg.message_id, msg.data, msg.attributes))
+            })
+            .collect()
+    }
+
+    fn decoded(bytes: &[u8]) -> Result<Vec<Fields>, prost::DecodeError> {
+        let mut buf = bytes;
+        Ok(decode_deliveries(&mut buf)?
+            .into_iter()
+            .map(|d| (d.ack_id, d.message_id, d.data, d.attributes))
+            .collect())
+    }
+
+    #[test]
+    fn responses_decode_into_the_deliveries_prost_would_give() {
+        let mut messages: Vec<ReceivedMessage> = (0..12).map(received).collect();
+        messages.push(ReceivedMessage {
+            ack_id: "no message".into(),
+            message: None,
+            delivery_attempt: 0,
+        });
+        let streaming = StreamingPullResponse {
+            received_messages: messages.clone(),
+            acknowledge_confirmation: Some(AcknowledgeConfirmation {
+                ack_ids: vec!["a".into()],
+                invalid_ack_ids: vec!["b".into()],
+                ..Default::default()
+            }),
+            subscription_properties: Some(SubscriptionProperties {
+                exactly_once_delivery_enabled: true,
+                message_ordering_enabled: true,
+            }),
+            ..Default::default()
+        };
+        let want = expected(&messages);
+        assert_eq!(want.len(), 12);
+        assert_eq!(decoded(&streaming.encode_to_vec()).unwrap(), want);
+        let unary = PullResponse {
+            received_messages: messages,
+        };
+        assert_eq!(decoded(&unary.encode_to_vec()).unwrap(), want);
+        assert_eq!(decoded(b"").unwrap(), Vec::new());
+        assert!(want[0].3.is_empty() && want[4].3.len() == 4);
+    }
+
+    #[test]
+    fn a_cut_response_is_an_error_not_fewer_messages() {
+        let response = PullResponse {
+            received_messages: (0..3).map(received).collect(),
+        };
+        let bytes = response.encode_to_vec();
+        for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                decoded(&bytes[..cut]).is_err(),
+                "cut at {cut} of {}",
+                bytes.len()
+            );
+        }
     }
 }

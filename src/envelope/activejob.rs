@@ -149,7 +149,7 @@ pub(crate) fn to_body(env: &Envelope) -> Vec<u8> {
 }
 
 /// The adapter's attributes: `timestamp` (epoch seconds) for a job due later.
-pub(crate) fn attributes(env: &Envelope) -> HashMap<String, String> {
+pub(crate) fn attributes<A>(env: &Envelope<A>) -> HashMap<String, String> {
     env.scheduled_at
         .map(|at| {
             let secs = at.timestamp_millis() as f64 / 1000.0;

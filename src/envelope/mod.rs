@@ -30,8 +30,12 @@ pub const ATTR_SCHEDULED_AT: &str = "scheduled_at";
 pub const ATTR_FORMAT_VERSION: &str = "format_version";
 
 /// A job on the wire.
+///
+/// `A` is the form its arguments are held in: a JSON value ([`Envelope`], what enqueuing
+/// builds and what [`Envelope::decode`] returns), or the JSON text as it came
+/// ([`ReceivedEnvelope`], what a worker decodes a job from without building a value first).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Envelope {
+pub struct Envelope<A = serde_json::Value> {
     /// The wire format version ([`FORMAT_VERSION`]).
     pub format_version: u32,
     /// The registered class name.
@@ -41,7 +45,7 @@ pub struct Envelope {
     /// The queue the job is meant for.
     pub queue_name: String,
     /// The job struct, serialized.
-    pub arguments: serde_json::Value,
+    pub arguments: A,
     /// How many times the job has run already (0 on first enqueue).
     pub executions: u32,
     /// Failures counted per retry rule.
@@ -361,6 +365,83 @@ impl Envelope {
         Ok(body)
     }
 
+    /// Parses a message body and checks it against its attributes.
+    pub fn decode(body: &[u8], attributes: &HashMap<String, String>) -> Result<Self, DecodeError> {
+        if body.is_empty() {
+            return Err(DecodeError::Broken("empty body".into()));
+        }
+        // The common case in one pass: a well-formed envelope of ours. Anything else (ActiveJob,
+        // or a body with something wrong) takes the path below, which names what is wrong.
+        if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+            return checked(env, attributes);
+        }
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| DecodeError::Broken(format!("body is not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| DecodeError::Broken("body is not a JSON object".into()))?;
+        match obj.get("format_version").map(|v| v.as_u64()) {
+            Some(Some(v)) if v > u64::from(FORMAT_VERSION) => {
+                return Err(DecodeError::NewerFormat {
+                    found: v,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            Some(Some(_)) => {}
+            Some(None) => return Err(DecodeError::Broken("format_version is not a number".into())),
+            None if activejob::looks_like_activejob(obj) => {
+                return activejob::to_envelope(obj, attributes)
+            }
+            None => return Err(DecodeError::Broken("missing field `format_version`".into())),
+        }
+        let env: Envelope = serde_path_to_error::deserialize(value)
+            .map_err(|e| DecodeError::Broken(format!("{}: {}", e.path(), e.inner())))?;
+        check_attributes(env, attributes)
+    }
+}
+
+/// An envelope as a worker receives it: its arguments are the JSON text of the body (copied out
+/// once), which the job is decoded from directly. A JSON value of them is built only where one
+/// is needed: a job store's record of the start, and a retry.
+pub type ReceivedEnvelope = Envelope<Box<serde_json::value::RawValue>>;
+
+impl ReceivedEnvelope {
+    /// Parses a message body as [`Envelope::decode`] does (the same checks, the same errors),
+    /// leaving the arguments as JSON text.
+    pub fn decode_received(
+        body: &[u8],
+        attributes: &HashMap<String, String>,
+    ) -> Result<Self, DecodeError> {
+        if let Ok(env) = serde_json::from_slice::<ReceivedEnvelope>(body) {
+            return checked(env, attributes);
+        }
+        // Anything else (ActiveJob, or a body with something wrong) the one way, which names
+        // what is wrong.
+        Envelope::decode(body, attributes)?.map_arguments(|value| {
+            serde_json::value::to_raw_value(&value)
+                .map_err(|e| DecodeError::Broken(format!("arguments: {e}")))
+        })
+    }
+
+    /// The arguments as a JSON value. JSON text that is no value (a number out of range, nesting
+    /// deeper than serde_json reads) is named in the error.
+    pub fn arguments_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.arguments.get())
+    }
+
+    /// The envelope with its arguments as a JSON value (see [`Self::arguments_value`]).
+    pub fn into_parsed(self) -> Result<Envelope, serde_json::Error> {
+        self.map_arguments(|raw| serde_json::from_str(raw.get()))
+    }
+}
+
+impl<A> Envelope<A> {
+    /// The 1-based number of the execution about to run (saturating: the count comes from the
+    /// wire, and `u32::MAX` executions stays `u32::MAX`).
+    pub fn attempt(&self) -> u32 {
+        self.executions.saturating_add(1)
+    }
+
     /// The routing attributes (for the ActiveJob wire, only the adapter's `timestamp`).
     pub fn attributes(&self) -> HashMap<String, String> {
         if self.wire == Wire::ActiveJob {
@@ -388,58 +469,60 @@ impl Envelope {
         a
     }
 
-    /// Parses a message body and checks it against its attributes.
-    pub fn decode(body: &[u8], attributes: &HashMap<String, String>) -> Result<Self, DecodeError> {
-        if body.is_empty() {
-            return Err(DecodeError::Broken("empty body".into()));
-        }
-        // The common case in one pass: a well-formed envelope of ours. Anything else (ActiveJob,
-        // or a body with something wrong) takes the path below, which names what is wrong.
-        if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
-            if env.format_version > FORMAT_VERSION {
-                return Err(DecodeError::NewerFormat {
-                    found: env.format_version.into(),
-                    supported: FORMAT_VERSION,
-                });
-            }
-            return check_attributes(env, attributes);
-        }
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| DecodeError::Broken(format!("body is not JSON: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| DecodeError::Broken("body is not a JSON object".into()))?;
-        match obj.get("format_version").map(|v| v.as_u64()) {
-            Some(Some(v)) if v > u64::from(FORMAT_VERSION) => {
-                return Err(DecodeError::NewerFormat {
-                    found: v,
-                    supported: FORMAT_VERSION,
-                })
-            }
-            Some(Some(_)) => {}
-            Some(None) => return Err(DecodeError::Broken("format_version is not a number".into())),
-            None if activejob::looks_like_activejob(obj) => {
-                return activejob::to_envelope(obj, attributes)
-            }
-            None => return Err(DecodeError::Broken("missing field `format_version`".into())),
-        }
-        let env: Envelope = serde_path_to_error::deserialize(value)
-            .map_err(|e| DecodeError::Broken(format!("{}: {}", e.path(), e.inner())))?;
-        check_attributes(env, attributes)
-    }
-
-    /// The 1-based number of the execution about to run (saturating: the count comes from the
-    /// wire, and `u32::MAX` executions stays `u32::MAX`).
-    pub fn attempt(&self) -> u32 {
-        self.executions.saturating_add(1)
+    /// The same envelope with its arguments in another form.
+    pub fn map_arguments<B, E>(self, f: impl FnOnce(A) -> Result<B, E>) -> Result<Envelope<B>, E> {
+        let Envelope {
+            format_version,
+            job_class,
+            job_id,
+            queue_name,
+            arguments,
+            executions,
+            exception_executions,
+            enqueued_at,
+            scheduled_at,
+            last_error,
+            checkpoint,
+            generation,
+            wire,
+        } = self;
+        Ok(Envelope {
+            format_version,
+            job_class,
+            job_id,
+            queue_name,
+            arguments: f(arguments)?,
+            executions,
+            exception_executions,
+            enqueued_at,
+            scheduled_at,
+            last_error,
+            checkpoint,
+            generation,
+            wire,
+        })
     }
 }
 
-/// Checks a decoded envelope against the message's routing attributes.
-fn check_attributes(
-    env: Envelope,
+/// A decoded envelope of ours, checked: a format this build reads, and attributes that agree.
+fn checked<A>(
+    env: Envelope<A>,
     attributes: &HashMap<String, String>,
-) -> Result<Envelope, DecodeError> {
+) -> Result<Envelope<A>, DecodeError> {
+    if env.format_version > FORMAT_VERSION {
+        return Err(DecodeError::NewerFormat {
+            found: env.format_version.into(),
+            supported: FORMAT_VERSION,
+        });
+    }
+    check_attributes(env, attributes)
+}
+
+/// Checks a decoded envelope against the message's routing attributes.
+fn check_attributes<A>(
+    env: Envelope<A>,
+    attributes: &HashMap<String, String>,
+) -> Result<Envelope<A>, DecodeError> {
     if let Some(class) = attributes.get(ATTR_JOB_CLASS) {
         if *class != env.job_class {
             return Err(DecodeError::AttributeMismatch {
@@ -614,5 +697,66 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn received_envelopes_decode_as_envelopes_do_with_the_arguments_as_sent() {
+        let none = HashMap::new();
+        let mut retry = Envelope::new(
+            "X",
+            "q",
+            serde_json::json!({"n": [1, 2.5, "é\"\n"], "m": null}),
+        );
+        retry.executions = 2;
+        retry.scheduled_at = Some(Utc::now());
+        retry.last_error = Some("E: boom".into());
+        retry.checkpoint = Some(serde_json::json!({"page": 3}));
+        let mut newer =
+            serde_json::to_value(Envelope::new("X", "q", serde_json::json!(1))).unwrap();
+        newer["format_version"] = 99.into();
+        let activejob = br#"{"job_class":"Billing::SendInvoiceJob","job_id":"e7ce1f84-41de-4653-aaa2-b92d76f975ce","queue_name":"default","arguments":[42],"executions":0,"enqueued_at":"2026-11-22T06:00:00Z"}"#;
+        let bodies: Vec<(Vec<u8>, HashMap<String, String>)> = vec![
+            (retry.to_body(), retry.attributes()),
+            (
+                Envelope::new("X", "q", serde_json::json!(null)).to_body(),
+                none.clone(),
+            ),
+            (activejob.to_vec(), none.clone()),
+            (serde_json::to_vec(&newer).unwrap(), none.clone()),
+            (b"".to_vec(), none.clone()),
+            (b"[1]".to_vec(), none.clone()),
+            (
+                br#"{"format_version":1,"job_class":"X"}"#.to_vec(),
+                none.clone(),
+            ),
+            (
+                retry.to_body(),
+                HashMap::from([(ATTR_JOB_CLASS.to_string(), "Y".to_string())]),
+            ),
+        ];
+        for (body, attrs) in &bodies {
+            let received = ReceivedEnvelope::decode_received(body, attrs);
+            let text = String::from_utf8_lossy(body);
+            if let Ok(r) = &received {
+                if r.wire == Wire::PubsubJobs {
+                    assert!(
+                        text.contains(r.arguments.get()),
+                        "the arguments as sent: {text}"
+                    );
+                }
+            }
+            assert_eq!(
+                received.map(|r| r.into_parsed().unwrap()),
+                Envelope::decode(body, attrs),
+                "{text}"
+            );
+        }
+        // JSON text no value holds: decoded (a job may ignore the field), and named when a value
+        // of it is asked for.
+        let body = br#"{"format_version":1,"job_class":"X","job_id":"0190c4c5-0000-7000-8000-000000000000","queue_name":"q","arguments":{"x":1e400},"executions":0,"enqueued_at":"2026-12-04T23:05:09Z"}"#;
+        let r = ReceivedEnvelope::decode_received(body, &none).unwrap();
+        assert_eq!(r.arguments.get(), r#"{"x":1e400}"#);
+        let err = r.arguments_value().unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
     }
 }

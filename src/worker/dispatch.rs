@@ -15,7 +15,7 @@ use tracing::{field, Instrument};
 use super::outcome;
 use super::Shared;
 use crate::broker::{Delivery, OutboundMessage};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, ReceivedEnvelope};
 use crate::job::JobContext;
 use crate::store::{Start, StartOutcome};
 
@@ -99,7 +99,7 @@ async fn after_panic(shared: &Shared, mut d: Delivery, reason: String) {
 
 /// The job's span, with every field at once (recording them one by one later costs a pass
 /// each). Without an envelope the morgue path fills in what the message says of the job.
-fn job_span(shared: &Shared, env: Option<&Envelope>) -> tracing::Span {
+fn job_span<A>(shared: &Shared, env: Option<&Envelope<A>>) -> tracing::Span {
     match env {
         Some(env) => tracing::info_span!(
             "job",
@@ -119,15 +119,15 @@ fn job_span(shared: &Shared, env: Option<&Envelope>) -> tracing::Span {
 }
 
 async fn dispatch(shared: &Arc<Shared>, d: &mut Delivery, slot: Slot) {
-    match Envelope::decode(&d.data, &d.attributes) {
+    match ReceivedEnvelope::decode_received(&d.data, &d.attributes) {
         Ok(env) => {
             let span = job_span(shared, Some(&env));
             run(shared, d, env, slot).instrument(span).await
         }
         Err(e) => {
-            let span = job_span(shared, None);
+            let span = job_span::<()>(shared, None);
             let unrunnable = async {
-                outcome::morgue_unrunnable(shared, d, None, e.to_string()).await;
+                outcome::morgue_unrunnable::<()>(shared, d, None, e.to_string()).await;
                 drop(slot);
             };
             unrunnable.instrument(span).await
@@ -135,7 +135,7 @@ async fn dispatch(shared: &Arc<Shared>, d: &mut Delivery, slot: Slot) {
     }
 }
 
-async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: Envelope, slot: Slot) {
+async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot: Slot) {
     if let Some(at) = env.scheduled_at {
         if at > Utc::now() {
             // Not due (published straight to the queue, or a clock ahead of ours): park it.
@@ -154,7 +154,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: Envelope, slot: Slot) 
         );
         return outcome::morgue_unrunnable(shared, d, Some(&env), reason).await;
     };
-    let job = match reg.decode_ref(&env.arguments) {
+    let job = match reg.decode_json(env.arguments.get()) {
         Ok(job) => job,
         Err(msg) => {
             let reason = format!(
@@ -181,7 +181,10 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: Envelope, slot: Slot) 
             id: env.job_id,
             job_class: env.job_class.clone(),
             queue: shared.queue.clone(),
-            arguments: env.arguments.clone(),
+            // JSON text no value holds (a number out of range) is kept as text.
+            arguments: env
+                .arguments_value()
+                .unwrap_or_else(|_| env.arguments.get().into()),
             attempt: env.attempt(),
             enqueued_at: env.enqueued_at,
             due_at: env.scheduled_at.unwrap_or(env.enqueued_at),

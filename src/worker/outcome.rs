@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::Shared;
 use crate::broker::{Delivery, OutboundMessage};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, ReceivedEnvelope};
 use crate::error::JobError;
 use crate::job::Outputs;
 use crate::morgue::MorgueRecord;
@@ -113,10 +113,10 @@ async fn morgue(shared: &Shared, d: &Delivery, record: MorgueRecord) -> bool {
 
 /// Sends a message that cannot run to the morgue, with the reason. The body moves into the
 /// morgue record (it may be 10 MB; nothing reads it afterwards).
-pub(crate) async fn morgue_unrunnable(
+pub(crate) async fn morgue_unrunnable<A>(
     shared: &Shared,
     d: &mut Delivery,
-    env: Option<&Envelope>,
+    env: Option<&Envelope<A>>,
     reason: String,
 ) {
     shared.stats.processed.fetch_add(1, Relaxed);
@@ -143,7 +143,7 @@ pub(crate) async fn morgue_unrunnable(
 pub(crate) async fn finish(
     shared: &Shared,
     d: &Delivery,
-    env: Envelope,
+    env: ReceivedEnvelope,
     reg: &JobRegistration,
     result: Result<(), JobError>,
     outputs: Outputs,
@@ -179,6 +179,18 @@ pub(crate) async fn finish(
         result: outputs.result,
     };
     record(shared, env.job_id, attempt, t).await;
+    // A retry is a new envelope: its arguments as a value from here on.
+    let env = match env.arguments_value() {
+        Ok(arguments) => env.map_arguments(|_| Ok::<_, std::convert::Infallible>(arguments)),
+        Err(e) => {
+            let error = format!(
+                "the arguments are JSON text that no JSON value holds ({e}), so no retry can be built: {}: {error}",
+                error.type_name()
+            );
+            return morgue_job(shared, d, d.data.clone(), error, &env, attempt).await;
+        }
+    };
+    let Ok(env) = env;
     let mut next = env.clone();
     if outputs.checkpoint.is_some() {
         next.checkpoint = outputs.checkpoint;
@@ -269,12 +281,12 @@ pub(crate) async fn finish(
 
 /// Sends the job `job` (its message `body`) to the morgue with `error`, and records it there
 /// once the morgue has it.
-async fn morgue_job(
+async fn morgue_job<A>(
     shared: &Shared,
     d: &Delivery,
     body: Vec<u8>,
     error: String,
-    job: &Envelope,
+    job: &Envelope<A>,
     attempt: u32,
 ) {
     let record = MorgueRecord::new(body, error, &shared.queue, Some(job), &d.attributes);
@@ -385,6 +397,32 @@ mod tests {
         assert_eq!(d.executions, Some(3));
         assert!(d.error.contains("retries spent (3 failures"), "{}", d.error);
         assert_eq!(d.source_queue, "default");
+    }
+
+    #[tokio::test]
+    async fn a_failure_whose_arguments_no_json_value_holds_is_morgued_as_sent_not_retried_without_them(
+    ) {
+        let (client, broker) = memory_client();
+        client.ensure_queue("default").await.unwrap();
+        // The job ignores `x`, so it runs; its retry would need the arguments as a value.
+        let body = br#"{"format_version":1,"job_class":"OutcomeProbe","job_id":"0190c4c5-0000-7000-8000-000000000000","queue_name":"default","arguments":{"fail":"flaky","x":1e400},"executions":0,"enqueued_at":"2026-12-04T23:05:09Z"}"#;
+        let msg = OutboundMessage {
+            data: body.to_vec(),
+            attributes: Default::default(),
+        };
+        broker.publish("default", &[msg]).await.unwrap();
+        let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
+        assert_eq!((summary.failed, summary.morgued), (1, 1));
+        assert!(scheduled_jobs(&client, "default").is_empty(), "no retry");
+        let dead = morgue(&client, &broker);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, body.to_vec(), "the job as it was sent");
+        assert!(
+            dead[0].error.contains("no JSON value holds") && dead[0].error.contains("flaky"),
+            "{}",
+            dead[0].error
+        );
+        assert_eq!(broker.outstanding("default"), 0, "acked once in the morgue");
     }
 
     #[tokio::test]

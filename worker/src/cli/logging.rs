@@ -209,10 +209,10 @@ impl Visit for JsonVisitor<'_, '_> {
         });
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.member(field, |w| write_u64(w, value.unsigned_abs(), value < 0));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.member(field, |w| write_u64(w, value, false));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.member(field, |w| w.write_str(if value { "true" } else { "false" }));
@@ -354,11 +354,36 @@ fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
         }
         writer.write_str(&cached.1)
     })?;
-    write!(
-        writer,
-        ".{:06}Z",
-        now.timestamp_subsec_micros().min(999_999)
-    )
+    let mut fraction = *b".000000Z";
+    let mut micros = now.timestamp_subsec_micros().min(999_999);
+    for digit in fraction[1..7].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    // Digits and ASCII punctuation only.
+    writer.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
+}
+
+/// Writes an integer's decimal digits (what `write!("{n}")` writes, without the formatting
+/// machinery: a line has several).
+fn write_u64(writer: &mut Writer<'_>, n: u64, negative: bool) -> fmt::Result {
+    let mut buf = [0u8; 21];
+    let mut at = buf.len();
+    let mut v = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // Digits and a sign only.
+    writer.write_str(std::str::from_utf8(&buf[at..]).map_err(|_| fmt::Error)?)
 }
 
 /// Span fields as `k=v k=v`, in the same plain form as [`PlainText`]'s event fields.
@@ -428,10 +453,10 @@ impl<'a, 'w> PlainVisitor<'a, 'w> {
 
 impl Visit for PlainVisitor<'_, '_> {
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field, |w| write!(w, "{value}"));
+        self.record(field, |w| write_u64(w, value.unsigned_abs(), value < 0));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field, |w| write!(w, "{value}"));
+        self.record(field, |w| write_u64(w, value, false));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.record(field, |w| w.write_str(if value { "true" } else { "false" }));
@@ -483,7 +508,7 @@ mod tests {
         let _in = span.enter();
         span.record("late", "yes \"quoted\"");
         tracing::info!(event = "job.started", "job started");
-        tracing::warn!(event = "job.failed", error = %"boom: bad\tinput", retry_in_ms = 1500u64, ok = false, delta = -3i64, "job failed");
+        tracing::warn!(event = "job.failed", error = %"boom: bad\tinput", retry_in_ms = 1500u64, ok = false, delta = -3i64, zero = 0u64, most = u64::MAX, least = i64::MIN, "job failed");
         drop(_in);
         tracing::error!("outside any span {}", 7);
     }
