@@ -395,9 +395,25 @@ impl<'w> FormatFields<'w> for PlainFields {
         mut writer: Writer<'w>,
         fields: R,
     ) -> fmt::Result {
-        let mut visitor = PlainVisitor::new(&mut writer);
-        fields.record(&mut visitor);
-        visitor.result
+        // Written whole into a scratch string first, so that the span's own string is
+        // allocated once at its size instead of growing field by field.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        SCRATCH.with(|cell| {
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
+                // A field's `Display` that opens a span of its own: straight to the writer.
+                let mut visitor = PlainVisitor::new(&mut writer);
+                fields.record(&mut visitor);
+                return visitor.result;
+            };
+            scratch.clear();
+            let mut to_scratch = Writer::new(&mut *scratch);
+            let mut visitor = PlainVisitor::new(&mut to_scratch);
+            fields.record(&mut visitor);
+            visitor.result?;
+            writer.write_str(&scratch)
+        })
     }
 
     fn add_fields(
@@ -549,6 +565,40 @@ mod tests {
         let ours = lines(&ours);
         assert_eq!(ours.len(), 3, "{ours:#?}");
         assert_eq!(ours, lines(&theirs));
+    }
+
+    /// A value whose `Display` opens a span of its own while the outer span's fields are
+    /// being written.
+    struct Nested;
+
+    impl fmt::Display for Nested {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let inner = tracing::info_span!("inner", depth = 2u64);
+            inner.in_scope(|| f.write_str("nested"))
+        }
+    }
+
+    #[test]
+    fn a_span_field_that_opens_a_span_while_it_is_written_keeps_both() {
+        let ours = Captured::default();
+        let out = ours.clone();
+        let plain = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .fmt_fields(PlainFields)
+            .event_format(PlainText)
+            .finish();
+        tracing::subscriber::with_default(plain, || {
+            let outer = tracing::info_span!("outer", value = %Nested, n = 1u64);
+            outer.in_scope(|| tracing::info!("inside"));
+        });
+        let lines = lines(&ours);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].contains("outer{value=nested n=1}: "),
+            "{}",
+            lines[0]
+        );
     }
 
     struct MergedOnly;
