@@ -56,7 +56,7 @@ pub(crate) async fn process(shared: Arc<Shared>, mut d: Delivery, slot: Slot) {
             "the worker panicked while handling this message: {}",
             super::perform::panic_message(payload)
         );
-        after_panic(&shared, d, reason).await;
+        Box::pin(after_panic(&shared, d, reason)).await;
     }
 }
 
@@ -135,6 +135,9 @@ async fn dispatch(shared: &Arc<Shared>, d: &mut Delivery, slot: Slot) {
     }
 }
 
+/// The paths a job that runs and succeeds does not take (parking it, the morgue, a job store's
+/// start) are boxed: their futures would otherwise make every job's future, which is copied
+/// into its task, several times larger.
 async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot: Slot) {
     if let Some(at) = env.scheduled_at {
         if at > Utc::now() {
@@ -144,7 +147,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
                 data: std::mem::take(&mut d.data),
                 attributes: env.attributes(),
             };
-            return outcome::forward(shared, d, &topic, msg).await;
+            return Box::pin(outcome::forward(shared, d, &topic, msg)).await;
         }
     }
     let Some(reg) = shared.registry.get(&env.job_class) else {
@@ -152,7 +155,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
             "unknown job class {:?}: it is not registered in this worker",
             env.job_class
         );
-        return outcome::morgue_unrunnable(shared, d, Some(&env), reason).await;
+        return Box::pin(outcome::morgue_unrunnable(shared, d, Some(&env), reason)).await;
     };
     let job = match reg.decode_json(env.arguments.get()) {
         Ok(job) => job,
@@ -161,7 +164,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
                 "arguments for job class {} do not deserialize: {msg}",
                 env.job_class
             );
-            return outcome::morgue_unrunnable(shared, d, Some(&env), reason).await;
+            return Box::pin(outcome::morgue_unrunnable(shared, d, Some(&env), reason)).await;
         }
     };
     let ctx = JobContext {
@@ -190,7 +193,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
             due_at: env.scheduled_at.unwrap_or(env.enqueued_at),
             generation: env.generation,
         };
-        match recorder.start_job(start).await {
+        match Box::pin(recorder.start_job(start)).await {
             Ok(StartOutcome::Run) => {}
             Ok(StartOutcome::Cancelled) => return outcome::cancelled(shared, d),
             Ok(StartOutcome::AlreadyFinished) => return outcome::duplicate_skipped(shared, d),

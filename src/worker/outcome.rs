@@ -49,7 +49,8 @@ async fn record(shared: &Shared, id: uuid::Uuid, attempt: u32, mut t: Transition
                 *error = crate::morgue::truncate(error, STORED_ERROR_BYTES);
             }
         }
-        recorder.finish(id, attempt, t).await;
+        // Boxed: without a store, a job's future need not hold room for this one.
+        Box::pin(recorder.finish(id, attempt, t)).await;
     }
 }
 
@@ -165,6 +166,24 @@ pub(crate) async fn finish(
         }
         Err(e) => e,
     };
+    // Boxed: the failure path (a retry's publish, the morgue) is most of this future's size,
+    // and a job that succeeds should not carry it.
+    Box::pin(failed(shared, d, env, reg, error, outputs, elapsed)).await
+}
+
+/// The failure of an execution: retried, discarded or sent to the morgue, as the job's retry
+/// policy decides.
+async fn failed(
+    shared: &Shared,
+    d: &Delivery,
+    env: ReceivedEnvelope,
+    reg: &JobRegistration,
+    error: JobError,
+    outputs: Outputs,
+    elapsed: Duration,
+) {
+    let duration_ms = elapsed.as_millis() as u64;
+    let attempt = env.attempt();
     shared.stats.failed.fetch_add(1, Relaxed);
     tracing::warn!(
         event = "job.failed",
