@@ -87,7 +87,9 @@ pub mod guide {
 pub use client::{
     Client, ClientConfig, Submission, DEFAULT_MAX_DELIVERY_ATTEMPTS, MAX_MESSAGE_BYTES,
 };
-pub use error::{BrokerCode, Error, JobError, JobPanic, JobTimeout, MessageError, Result};
+pub use error::{
+    BrokerCode, Error, JobError, JobInterrupted, JobPanic, JobTimeout, MessageError, Result,
+};
 pub use job::{ConfiguredJob, Job, JobContext, MAX_RESULT_BYTES};
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};

@@ -110,8 +110,19 @@ pub(crate) fn to_envelope(
         enqueued_at,
         scheduled_at,
         last_error: None,
-        checkpoint: None,
+        // Rails 8.1's continuable jobs: where the job is (`continuation`, its finished steps and
+        // the current one's cursor) is the Rust job's checkpoint, and back.
+        checkpoint: obj
+            .get("continuation")
+            .filter(|c| !c.is_null() && c.as_object().is_none_or(|o| !o.is_empty()))
+            .cloned(),
         generation: 0,
+        // Rails 8.1's continuable jobs count their resumptions under the same key.
+        resumptions: obj
+            .get("resumptions")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32,
         wire: Wire::PubsubJobs,
     })
 }
@@ -132,7 +143,7 @@ pub(crate) fn to_body(env: &Envelope) -> Vec<u8> {
         Value::Null => Value::Array(Vec::new()),
         other => Value::Array(vec![other.clone()]),
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "job_class": env.job_class,
         "job_id": env.job_id,
         "provider_job_id": null,
@@ -145,6 +156,12 @@ pub(crate) fn to_body(env: &Envelope) -> Vec<u8> {
         "timezone": null,
         "enqueued_at": env.enqueued_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
+    if let Some(continuation) = &env.checkpoint {
+        body["continuation"] = continuation.clone();
+    }
+    if env.resumptions > 0 {
+        body["resumptions"] = env.resumptions.into();
+    }
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
@@ -338,6 +355,35 @@ mod tests {
             env.scheduled_at.map(|t| t.timestamp_millis()),
             Some(1_795_435_200_500)
         );
+    }
+
+    #[test]
+    fn a_rails_continuation_and_its_resumptions_are_the_checkpoint_and_come_back() {
+        let env = decode(
+            r#"{"job_class":"ImportJob","job_id":"0b6c7c6e-7a43-4f3e-9d59-2f9a4e7d1c11","arguments":[7],
+                "executions":1,"continuation":{"completed":["fetch"],"current":["rows",120]},"resumptions":3}"#,
+            &[],
+        )
+        .expect("a job");
+        let continuation = serde_json::json!({"completed": ["fetch"], "current": ["rows", 120]});
+        assert_eq!(env.checkpoint.as_ref(), Some(&continuation));
+        assert_eq!((env.executions, env.resumptions), (1, 3));
+        let mut back = env.clone();
+        back.wire = Wire::ActiveJob;
+        let body: Value = serde_json::from_slice(&back.to_body()).unwrap();
+        assert_eq!(body["continuation"], continuation);
+        assert_eq!(body["resumptions"], 3);
+        // A job that never ran as a continuation has neither key, as Rails writes it.
+        let plain = decode(
+            r#"{"job_class":"X","job_id":"0b6c7c6e-7a43-4f3e-9d59-2f9a4e7d1c11","arguments":[],"continuation":{}}"#,
+            &[],
+        )
+        .expect("a job");
+        assert_eq!((plain.checkpoint.as_ref(), plain.resumptions), (None, 0));
+        let mut plain = plain;
+        plain.wire = Wire::ActiveJob;
+        let body: Value = serde_json::from_slice(&plain.to_body()).unwrap();
+        assert!(body.get("continuation").is_none() && body.get("resumptions").is_none());
     }
 
     #[test]

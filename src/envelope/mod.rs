@@ -72,6 +72,10 @@ pub struct Envelope<A = serde_json::Value> {
     /// shows the job finished still lets the new run through (and skips duplicates of old ones).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generation: u32,
+    /// How many times this execution was interrupted and resumed without counting one
+    /// ([`JobError::interrupted`](crate::JobError::interrupted); Rails 8.1's `resumptions`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumptions: u32,
     /// The format this envelope is published in ([`Job::WIRE`](crate::Job::WIRE)); not on the wire.
     #[serde(skip)]
     pub wire: Wire,
@@ -308,6 +312,7 @@ impl Envelope {
             last_error: None,
             checkpoint: None,
             generation: 0,
+            resumptions: 0,
             wire: Wire::PubsubJobs,
         }
     }
@@ -342,6 +347,8 @@ impl Envelope {
             checkpoint: Option<&'a serde_json::Value>,
             #[serde(skip_serializing_if = "is_zero")]
             generation: u32,
+            #[serde(skip_serializing_if = "is_zero")]
+            resumptions: u32,
         }
         // Most bodies fit; a larger one grows once.
         let mut body = Vec::with_capacity(384);
@@ -360,6 +367,7 @@ impl Envelope {
                 last_error: self.last_error.as_deref(),
                 checkpoint: self.checkpoint.as_ref(),
                 generation: self.generation,
+                resumptions: self.resumptions,
             },
         )?;
         Ok(body)
@@ -484,6 +492,7 @@ impl<A> Envelope<A> {
             last_error,
             checkpoint,
             generation,
+            resumptions,
             wire,
         } = self;
         Ok(Envelope {
@@ -499,6 +508,7 @@ impl<A> Envelope<A> {
             last_error,
             checkpoint,
             generation,
+            resumptions,
             wire,
         })
     }

@@ -15,6 +15,13 @@ pub struct JobError {
 }
 
 impl JobError {
+    /// The outcome of a job that stopped early and resumes from its checkpoint without counting
+    /// an execution ([`JobInterrupted`]): save the checkpoint first, with
+    /// [`JobContext::save_checkpoint`](crate::JobContext::save_checkpoint).
+    pub fn interrupted() -> Self {
+        Self::new(JobInterrupted)
+    }
+
     /// An error with a message and no particular type (matched only by the default rule).
     pub fn msg(message: impl fmt::Display) -> Self {
         Self::new(MessageError(message.to_string()))
@@ -87,6 +94,15 @@ pub struct JobTimeout {
     /// The limit that was exceeded.
     pub after: Duration,
 }
+
+/// Not a failure: a job that returns this (see [`JobError::interrupted`]) stopped early, usually
+/// because its worker is stopping ([`JobContext::is_stopping`](crate::JobContext::is_stopping)).
+/// It is published again at once with the checkpoint it saved, and runs again without counting
+/// an execution: the same attempt, its retry policy untouched (River's snooze, Rails 8.1's
+/// continuable jobs). Its envelope's `resumptions` counts these.
+#[derive(Debug, thiserror::Error)]
+#[error("job interrupted: it resumes from its checkpoint without counting an execution")]
+pub struct JobInterrupted;
 
 /// The failure of a job whose `perform` panicked.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 mod job;
 mod store;
 
-pub use job::{JobError, JobPanic, JobTimeout, MessageError};
+pub use job::{JobError, JobInterrupted, JobPanic, JobTimeout, MessageError};
 pub use store::StoreError;
 
 /// Errors returned by the client, the worker and the broker layer.

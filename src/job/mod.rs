@@ -121,11 +121,16 @@ pub struct JobContext {
     pub enqueued_at: DateTime<Utc>,
     /// The error of the previous execution, on a retry.
     pub last_error: Option<String>,
+    /// How many times this execution was interrupted before and resumed
+    /// ([`JobError::interrupted`]): 0 on an execution's first run.
+    pub resumptions: u32,
     pub(crate) client: Client,
     /// The checkpoint the previous execution saved, if any.
     pub(crate) checkpoint_in: Option<serde_json::Value>,
     pub(crate) outputs: Arc<Mutex<Outputs>>,
     pub(crate) state: crate::State,
+    /// Cancelled when the worker running the job begins to stop.
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The largest result [`JobContext::set_result`] takes, as JSON: 1 MiB.
@@ -208,6 +213,20 @@ impl JobContext {
         Ok(())
     }
 
+    /// Whether the worker running this job has begun to stop (its shutdown signal came). It
+    /// waits for running jobs up to its shutdown timeout, then drops them; a long job that
+    /// checks this can save a checkpoint and return [`JobError::interrupted`] to resume from it
+    /// on another worker without counting an execution.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// Completes when the worker running this job begins to stop (see
+    /// [`JobContext::is_stopping`]), for a `select!` beside the job's work.
+    pub async fn stopping(&self) {
+        self.stopping.cancelled().await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Outputs> {
         self.outputs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -231,6 +250,8 @@ mod tests {
             checkpoint_in: None,
             outputs: Default::default(),
             state: crate::State::new().with(7u32),
+            resumptions: 0,
+            stopping: Default::default(),
         };
         assert_eq!(ctx.state::<u32>().ok(), Some(&7));
         let missing = ctx.state::<String>().unwrap_err();

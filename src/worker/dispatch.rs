@@ -178,6 +178,8 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
         checkpoint_in: env.checkpoint.clone(),
         outputs: Default::default(),
         state: shared.state.clone(),
+        resumptions: env.resumptions,
+        stopping: shared.stopping.clone(),
     };
     if let Some(recorder) = &shared.recorder {
         let start = Start {

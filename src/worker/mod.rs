@@ -122,6 +122,9 @@ pub(crate) struct Shared {
     pub recorder: Option<record::Recorder>,
     /// The application state jobs read ([`JobContext::state`](crate::JobContext::state)).
     pub state: crate::State,
+    /// The worker's shutdown signal, as jobs see it
+    /// ([`JobContext::is_stopping`](crate::JobContext::is_stopping)).
+    pub stopping: CancellationToken,
 }
 
 /// Runs jobs from one queue until shut down.
@@ -296,6 +299,7 @@ impl Worker {
             acker,
             stats,
             state,
+            stopping: shutdown.clone(),
             recorder: client
                 .store()
                 .map(|store| record::Recorder::start(store.clone(), Default::default())),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::Shared;
 use crate::broker::{Delivery, OutboundMessage};
 use crate::envelope::{Envelope, ReceivedEnvelope};
-use crate::error::JobError;
+use crate::error::{JobError, JobInterrupted};
 use crate::job::Outputs;
 use crate::morgue::MorgueRecord;
 use crate::registry::JobRegistration;
@@ -164,11 +164,47 @@ pub(crate) async fn finish(
             tracing::info!(event = "job.succeeded", duration_ms, "job succeeded");
             return ack(shared, d);
         }
+        Err(e) if e.is::<JobInterrupted>() => {
+            return Box::pin(interrupted(shared, d, env, outputs)).await;
+        }
         Err(e) => e,
     };
     // Boxed: the failure path (a retry's publish, the morgue) is most of this future's size,
     // and a job that succeeds should not carry it.
     Box::pin(failed(shared, d, env, reg, error, outputs, elapsed)).await
+}
+
+/// An execution that stopped early ([`JobInterrupted`]): published again at once with the
+/// checkpoint it saved, the same execution count and one more resumption, then acked. Nothing is
+/// recorded in a job store: it shows the execution running until it resumes (its start then
+/// counts as the same attempt's). If the publish fails, the message comes back as it was.
+async fn interrupted(shared: &Shared, d: &Delivery, env: ReceivedEnvelope, outputs: Outputs) {
+    let mut next = match env.arguments_value() {
+        Ok(arguments) => env.map_arguments(|_| Ok::<_, std::convert::Infallible>(arguments)),
+        Err(e) => {
+            let error = format!(
+                "the arguments are JSON text that no JSON value holds ({e}), so the interrupted job cannot be published again"
+            );
+            return morgue_job(shared, d, d.data.clone(), error, &env, env.attempt()).await;
+        }
+    };
+    let Ok(ref mut next) = next;
+    if outputs.checkpoint.is_some() {
+        next.checkpoint = outputs.checkpoint;
+    }
+    next.resumptions = next.resumptions.saturating_add(1);
+    next.scheduled_at = None;
+    match shared.client.publish_envelopes(vec![next.clone()]).await {
+        Ok(()) => {
+            tracing::info!(
+                event = "job.interrupted",
+                resumptions = next.resumptions,
+                "job interrupted: published again to resume from its checkpoint"
+            );
+            ack(shared, d);
+        }
+        Err(e) => outcome_failed(shared, d, "interrupted job", &e),
+    }
 }
 
 /// The failure of an execution: retried, discarded or sent to the morgue, as the job's retry
@@ -442,6 +478,85 @@ mod tests {
             dead[0].error
         );
         assert_eq!(broker.outstanding("default"), 0, "acked once in the morgue");
+    }
+
+    /// Counts to `steps`, one step at a time, from its checkpoint; its first run stops at step
+    /// 2 until its worker stops. Each run records (attempt, resumptions, the step it began at).
+    #[derive(Serialize, Deserialize)]
+    struct Resumable {
+        steps: u32,
+    }
+
+    static RESUMABLE_RUNS: std::sync::Mutex<Vec<(u32, u32, u32)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    impl Job for Resumable {
+        const NAME: &'static str = "ResumableProbe";
+        fn queue(&self) -> &str {
+            "resumable"
+        }
+        async fn perform(&self, ctx: &JobContext) -> Result<(), JobError> {
+            let mut done: u32 = ctx.checkpoint().unwrap_or(0);
+            RESUMABLE_RUNS
+                .lock()
+                .unwrap()
+                .push((ctx.attempt, ctx.resumptions, done));
+            while done < self.steps {
+                if ctx.is_stopping() {
+                    ctx.save_checkpoint(&done)?;
+                    return Err(JobError::interrupted());
+                }
+                if done == 2 && ctx.resumptions == 0 {
+                    ctx.stopping().await;
+                    continue;
+                }
+                done += 1;
+            }
+            Ok(())
+        }
+    }
+    register_job!(Resumable);
+
+    #[tokio::test]
+    async fn an_interrupted_job_resumes_from_its_checkpoint_without_counting_an_execution() {
+        let (client, broker) = memory_client();
+        let id = Resumable { steps: 5 }.perform_later(&client).await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let worker = crate::Worker::new(client.clone(), crate::WorkerConfig::new("resumable"));
+        let running = tokio::spawn(worker.run(stop.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while RESUMABLE_RUNS.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        let summary = running.await.unwrap().unwrap();
+        assert_eq!((summary.failed, summary.retried), (0, 0), "{summary:?}");
+        // Published again at once: the same job and execution, its checkpoint, one resumption.
+        let waiting = broker.pending(&client.resource_name("resumable"));
+        assert_eq!(
+            waiting.len(),
+            1,
+            "the original acked, the resumption waiting"
+        );
+        let (data, attributes) = &waiting[0];
+        let env = crate::envelope::Envelope::decode(data, attributes).unwrap();
+        assert_eq!(env.job_id, id);
+        assert_eq!((env.executions, env.resumptions), (0, 1));
+        assert_eq!(env.checkpoint, Some(serde_json::json!(2)));
+        assert!(env.scheduled_at.is_none() && env.last_error.is_none());
+        let summary = perform_enqueued_jobs(&client, "resumable").await.unwrap();
+        assert_eq!((summary.succeeded, summary.failed), (1, 0));
+        assert_eq!(
+            *RESUMABLE_RUNS.lock().unwrap(),
+            vec![(1, 0, 0), (1, 1, 2)],
+            "the same attempt, resumed at the saved step"
+        );
+        assert!(scheduled_jobs(&client, "resumable").is_empty());
+        assert!(morgue(&client, &broker).is_empty());
     }
 
     #[tokio::test]

@@ -87,6 +87,10 @@ where
                 Some(Some(d)) => {
                     backoff = Duration::from_millis(100);
                     handle(d).await;
+                    // A stream that always has a message ready (the in-memory broker handing
+                    // straight back what a stopping worker releases) must not keep the runtime's
+                    // other tasks, the shutdown among them, from running.
+                    tokio::task::coop::consume_budget().await;
                 }
             }
         }
