@@ -437,9 +437,16 @@ impl ReceivedEnvelope {
         serde_json::from_str(self.arguments.get())
     }
 
-    /// The envelope with its arguments as a JSON value (see [`Self::arguments_value`]).
-    pub fn into_parsed(self) -> Result<Envelope, serde_json::Error> {
-        self.map_arguments(|raw| serde_json::from_str(raw.get()))
+    /// The envelope with its arguments as a JSON value (see [`Self::arguments_value`]); when
+    /// they cannot be one, the error, and this envelope back (for the morgue).
+    pub fn into_parsed(self) -> Result<Envelope, Box<(Self, serde_json::Error)>> {
+        match self.arguments_value() {
+            Ok(arguments) => {
+                let Ok(env) = self.map_arguments(|_| Ok::<_, std::convert::Infallible>(arguments));
+                Ok(env)
+            }
+            Err(e) => Err(Box::new((self, e))),
+        }
     }
 }
 

@@ -179,16 +179,16 @@ pub(crate) async fn finish(
 /// recorded in a job store: it shows the execution running until it resumes (its start then
 /// counts as the same attempt's). If the publish fails, the message comes back as it was.
 async fn interrupted(shared: &Shared, d: &Delivery, env: ReceivedEnvelope, outputs: Outputs) {
-    let mut next = match env.arguments_value() {
-        Ok(arguments) => env.map_arguments(|_| Ok::<_, std::convert::Infallible>(arguments)),
-        Err(e) => {
+    let mut next = match env.into_parsed() {
+        Ok(next) => next,
+        Err(refused) => {
+            let (env, e) = *refused;
             let error = format!(
                 "the arguments are JSON text that no JSON value holds ({e}), so the interrupted job cannot be published again"
             );
             return morgue_job(shared, d, d.data.clone(), error, &env, env.attempt()).await;
         }
     };
-    let Ok(ref mut next) = next;
     if outputs.checkpoint.is_some() {
         next.checkpoint = outputs.checkpoint;
     }
@@ -235,9 +235,10 @@ async fn failed(
     };
     record(shared, env.job_id, attempt, t).await;
     // A retry is a new envelope: its arguments as a value from here on.
-    let env = match env.arguments_value() {
-        Ok(arguments) => env.map_arguments(|_| Ok::<_, std::convert::Infallible>(arguments)),
-        Err(e) => {
+    let env = match env.into_parsed() {
+        Ok(env) => env,
+        Err(refused) => {
+            let (env, e) = *refused;
             let error = format!(
                 "the arguments are JSON text that no JSON value holds ({e}), so no retry can be built: {}: {error}",
                 error.type_name()
@@ -245,7 +246,6 @@ async fn failed(
             return morgue_job(shared, d, d.data.clone(), error, &env, attempt).await;
         }
     };
-    let Ok(env) = env;
     let mut next = env.clone();
     if outputs.checkpoint.is_some() {
         next.checkpoint = outputs.checkpoint;

@@ -544,10 +544,9 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn plain_text_lines_match_tracings_own_format_without_colours() {
+    /// What `f` logs, in our plain-text format.
+    fn plain_text_of(f: impl FnOnce()) -> Captured {
         let ours = Captured::default();
-        let theirs = Captured::default();
         let out = ours.clone();
         let plain = tracing_subscriber::fmt()
             .with_ansi(false)
@@ -555,7 +554,14 @@ mod tests {
             .fmt_fields(PlainFields)
             .event_format(PlainText)
             .finish();
-        tracing::subscriber::with_default(plain, emit);
+        tracing::subscriber::with_default(plain, f);
+        ours
+    }
+
+    #[test]
+    fn plain_text_lines_match_tracings_own_format_without_colours() {
+        let ours = plain_text_of(emit);
+        let theirs = Captured::default();
         let out = theirs.clone();
         let full = tracing_subscriber::fmt()
             .with_ansi(false)
@@ -580,15 +586,7 @@ mod tests {
 
     #[test]
     fn a_span_field_that_opens_a_span_while_it_is_written_keeps_both() {
-        let ours = Captured::default();
-        let out = ours.clone();
-        let plain = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || out.clone())
-            .fmt_fields(PlainFields)
-            .event_format(PlainText)
-            .finish();
-        tracing::subscriber::with_default(plain, || {
+        let ours = plain_text_of(|| {
             let outer = tracing::info_span!("outer", value = %Nested, n = 1u64);
             outer.in_scope(|| tracing::info!("inside"));
         });
