@@ -91,6 +91,7 @@ pub use error::{
     BrokerCode, Error, JobError, JobInterrupted, JobPanic, JobTimeout, MessageError, Result,
 };
 pub use job::{ConfiguredJob, Job, JobContext, MAX_RESULT_BYTES};
+pub use middleware::Middleware;
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};
 pub use state::{MissingState, State, StateType};
@@ -109,6 +110,7 @@ pub mod envelope;
 #[cfg_attr(docsrs, doc(cfg(feature = "http-job")))]
 pub mod http_job;
 pub mod logging;
+pub mod middleware;
 pub mod morgue;
 #[cfg(feature = "periodic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "periodic")))]

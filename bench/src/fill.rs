@@ -13,6 +13,7 @@ pub fn starts(jobs: &[NewJob]) -> Vec<StoreOp> {
                 job_class: j.job_class.clone(),
                 queue: j.queue.clone(),
                 arguments: j.arguments.clone(),
+                metadata: Default::default(),
                 attempt: 1,
                 enqueued_at: j.enqueued_at,
                 due_at: j.enqueued_at,

@@ -17,6 +17,7 @@ use super::prepare::Prepared;
 use super::Client;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
+use crate::middleware::EnqueueSource;
 #[cfg(feature = "sql")]
 use crate::store::NewJob;
 use crate::store::{Dedup, JobRecord, JobStore, Submitted};
@@ -40,7 +41,62 @@ impl Client {
     /// held by another job within its window, records nothing and returns that job, publishing
     /// it first if it is still in the outbox (a job whose enqueuer died before publishing is
     /// never a ghost).
+    ///
+    /// With [`middleware`](crate::middleware), the envelope passes through every `enqueue` hook
+    /// first; one that leaves the job out makes this an [`Error::EnqueueSkipped`].
     pub async fn submit(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
+        if self.middleware().is_empty() {
+            return self.submit_one(env, dedup).await;
+        }
+        Box::pin(self.submit_through_middleware(env, dedup)).await
+    }
+
+    /// [`Client::submit`] through the middleware's `enqueue` hooks.
+    async fn submit_through_middleware(
+        &self,
+        env: Envelope,
+        dedup: Option<Dedup>,
+    ) -> Result<Submission> {
+        let (job_class, queue) = (env.job_class.clone(), env.queue_name.clone());
+        let mut submitted = None;
+        let slot = &mut submitted;
+        let ids = self
+            .middleware()
+            .enqueue(EnqueueSource::Client, vec![env], move |mut jobs| {
+                Box::pin(async move {
+                    if jobs.len() > 1 {
+                        if dedup.is_some() {
+                            return Err(Error::Config(format!(
+                                "job class {}: a middleware turned one enqueue with a dedup key into {} jobs",
+                                jobs[0].job_class,
+                                jobs.len()
+                            )));
+                        }
+                        return self.submit_all_now(jobs).await;
+                    }
+                    let Some(env) = jobs.pop() else {
+                        return Ok(Vec::new());
+                    };
+                    let s = self.submit_one(env, dedup).await?;
+                    let id = s.job_id;
+                    *slot = Some(s);
+                    Ok(vec![id])
+                })
+            })
+            .await?;
+        match (submitted, ids.first()) {
+            (Some(s), _) => Ok(s),
+            (None, Some(&job_id)) => Ok(Submission {
+                job_id,
+                existing: false,
+                record: None,
+            }),
+            (None, None) => Err(Error::EnqueueSkipped { job_class, queue }),
+        }
+    }
+
+    /// [`Client::submit`] past the middleware.
+    async fn submit_one(&self, env: Envelope, dedup: Option<Dedup>) -> Result<Submission> {
         let job = self.prepare(env, Utc::now())?;
         let job_id = job.env.job_id;
         let Some(store) = self.store() else {
@@ -90,8 +146,21 @@ impl Client {
     /// Enqueues many envelopes: prepares every one first (nothing is written if one is
     /// refused), records them in the store's outbox in one transaction when the client has a
     /// store, publishes them in batched requests, and marks them published. Returns their ids
-    /// in order.
+    /// in order (with [`middleware`](crate::middleware), of the jobs its `enqueue` hooks let
+    /// through).
     pub async fn submit_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<Uuid>> {
+        if self.middleware().is_empty() {
+            return self.submit_all_now(envelopes).await;
+        }
+        self.middleware()
+            .enqueue(EnqueueSource::Client, envelopes, |jobs| {
+                Box::pin(self.submit_all_now(jobs))
+            })
+            .await
+    }
+
+    /// [`Client::submit_all`] past the middleware.
+    async fn submit_all_now(&self, envelopes: Vec<Envelope>) -> Result<Vec<Uuid>> {
         let jobs = self.prepare_all(envelopes, Utc::now())?;
         self.submit_prepared(jobs).await
     }
@@ -160,14 +229,32 @@ impl Client {
         }
     }
 
-    /// Records prepared jobs in the application's transaction: the relay publishes them once it
-    /// commits.
+    /// Records jobs in the application's transaction, through the middleware's `enqueue` hooks
+    /// ([`EnqueueSource::Transaction`]): the relay publishes them once it commits. Every one is
+    /// checked first; nothing is written if one is refused.
     #[cfg(feature = "sql")]
     pub(crate) async fn record_in<T: crate::store::EnqueueTx>(
         &self,
         tx: &mut T,
-        jobs: Vec<Prepared>,
+        envelopes: Vec<Envelope>,
     ) -> Result<Vec<Uuid>> {
+        if self.middleware().is_empty() {
+            return self.record_in_now(tx, envelopes).await;
+        }
+        self.middleware()
+            .enqueue(EnqueueSource::Transaction, envelopes, move |jobs| {
+                Box::pin(self.record_in_now(tx, jobs))
+            })
+            .await
+    }
+
+    #[cfg(feature = "sql")]
+    async fn record_in_now<T: crate::store::EnqueueTx>(
+        &self,
+        tx: &mut T,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Uuid>> {
+        let jobs = self.prepare_all(envelopes, Utc::now())?;
         let rows: Vec<NewJob> = jobs.iter().map(|p| p.new_job(None)).collect();
         tx.insert_outbox(&rows).await?;
         Ok(rows.iter().map(|r| r.id).collect())

@@ -40,6 +40,8 @@ struct Inner {
     store: Option<Arc<dyn JobStore>>,
     /// Submits waiting for the next store batch.
     submits: batch::SubmitQueue,
+    /// Hooks around enqueues and executions, outermost first.
+    middleware: crate::middleware::Chain,
 }
 
 /// Publishes jobs and manages queues. Cheap to clone; share one per process.
@@ -104,6 +106,7 @@ impl Client {
                 ensured: Mutex::new(HashSet::new()),
                 store: None,
                 submits: Default::default(),
+                middleware: Default::default(),
             }),
         }
     }
@@ -111,6 +114,28 @@ impl Client {
     /// This client with a job store: every enqueue is recorded there before it is published,
     /// and workers built on it record every transition. See [`store`](crate::store).
     pub fn with_store(self, store: Arc<dyn JobStore>) -> Self {
+        self.rebuilt(Some(store), self.inner.middleware.clone())
+    }
+
+    /// This client with `middleware` added (innermost: after those given before): it wraps
+    /// every enqueue of this client and every execution of a worker built on it. See
+    /// [`middleware`](crate::middleware).
+    pub fn with_middleware(self, middleware: impl crate::Middleware) -> Self {
+        self.with_middleware_arc(Arc::new(middleware))
+    }
+
+    /// [`Client::with_middleware`] for a middleware already shared.
+    pub fn with_middleware_arc(self, middleware: Arc<dyn crate::Middleware>) -> Self {
+        let chain = self.inner.middleware.with(middleware);
+        self.rebuilt(self.inner.store.clone(), chain)
+    }
+
+    /// A client on the same broker and settings (and the queues it already made sure of).
+    fn rebuilt(
+        &self,
+        store: Option<Arc<dyn JobStore>>,
+        middleware: crate::middleware::Chain,
+    ) -> Self {
         let ensured = self
             .inner
             .ensured
@@ -123,10 +148,16 @@ impl Client {
                 memory: self.inner.memory.clone(),
                 config: self.inner.config.clone(),
                 ensured: Mutex::new(ensured),
-                store: Some(store),
+                store,
                 submits: Default::default(),
+                middleware,
             }),
         }
+    }
+
+    /// The middleware, outermost first.
+    pub(crate) fn middleware(&self) -> &crate::middleware::Chain {
+        &self.inner.middleware
     }
 
     /// The job store, if the client has one.

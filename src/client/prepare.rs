@@ -46,6 +46,7 @@ impl Prepared {
             job_class: env.job_class.clone(),
             queue: env.queue_name.clone(),
             arguments: env.arguments.clone(),
+            metadata: env.metadata.clone(),
             enqueued_at: env.enqueued_at,
             scheduled_at: env.scheduled_at,
             dedup,

@@ -22,6 +22,7 @@ impl Client {
         env.job_id = rec.id;
         env.enqueued_at = rec.enqueued_at;
         env.generation = rec.generation.saturating_add(1);
+        env.metadata = rec.metadata.clone();
         let job = self.prepare(env, Utc::now())?;
         let generation = job.env.generation;
         let outcome = store

@@ -33,6 +33,10 @@ use super::{DecodeError, Envelope, Wire, FORMAT_VERSION};
 pub(crate) const ATTR_TIMESTAMP: &str = "timestamp";
 
 /// True when a body (a JSON object without `format_version`) has ActiveJob's keys.
+/// Where a job's [`Metadata`](super::Metadata) travels in an ActiveJob payload: a key of
+/// ours, which `ActiveJob::Base.deserialize` ignores and Rails' own keys never collide with.
+pub(crate) const METADATA_KEY: &str = "pubsub_jobs_metadata";
+
 pub(crate) fn looks_like_activejob(obj: &Map<String, Value>) -> bool {
     obj.contains_key("job_class")
         && obj.contains_key("job_id")
@@ -123,6 +127,16 @@ pub(crate) fn to_envelope(
             .and_then(Value::as_u64)
             .unwrap_or(0)
             .min(u64::from(u32::MAX)) as u32,
+        // Ours, under a key Rails ignores: string values only (anything else is left out).
+        metadata: obj
+            .get(METADATA_KEY)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
         wire: Wire::PubsubJobs,
     })
 }
@@ -161,6 +175,9 @@ pub(crate) fn to_body(env: &Envelope) -> Vec<u8> {
     }
     if env.resumptions > 0 {
         body["resumptions"] = env.resumptions.into();
+    }
+    if !env.metadata.is_empty() {
+        body[METADATA_KEY] = serde_json::json!(env.metadata);
     }
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -384,6 +401,35 @@ mod tests {
         plain.wire = Wire::ActiveJob;
         let body: Value = serde_json::from_slice(&plain.to_body()).unwrap();
         assert!(body.get("continuation").is_none() && body.get("resumptions").is_none());
+    }
+
+    #[test]
+    fn metadata_travels_under_a_key_of_its_own_and_comes_back() {
+        let env = decode(
+            r#"{"job_class":"X","job_id":"0b6c7c6e-7a43-4f3e-9d59-2f9a4e7d1c11","arguments":[],
+                "pubsub_jobs_metadata":{"tenant":"acme","traceparent":"00-abc-def-01","bad":7}}"#,
+            &[],
+        )
+        .expect("a job");
+        // Strings only: a value of another kind is left out rather than refusing the job.
+        assert_eq!(
+            env.metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            [("tenant", "acme"), ("traceparent", "00-abc-def-01")]
+        );
+        let mut back = env.clone();
+        back.wire = Wire::ActiveJob;
+        let body: Value = serde_json::from_slice(&back.to_body()).unwrap();
+        assert_eq!(
+            body[METADATA_KEY],
+            serde_json::json!({"tenant": "acme", "traceparent": "00-abc-def-01"})
+        );
+        // Without metadata, Rails' payload has no such key.
+        back.metadata.clear();
+        let body: Value = serde_json::from_slice(&back.to_body()).unwrap();
+        assert!(body.get(METADATA_KEY).is_none());
     }
 
     #[test]

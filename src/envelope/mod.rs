@@ -17,6 +17,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// String pairs a job carries besides its arguments: see [`Envelope::metadata`].
+pub type Metadata = BTreeMap<String, String>;
+
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -76,6 +79,11 @@ pub struct Envelope<A = serde_json::Value> {
     /// ([`JobError::interrupted`](crate::JobError::interrupted); Rails 8.1's `resumptions`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resumptions: u32,
+    /// What [`Middleware`](crate::Middleware) attached on enqueue (a tenant, a request id, W3C
+    /// trace context): it travels with the job through retries, the store, the outbox and the
+    /// morgue, and the job reads it with [`JobContext::metadata`](crate::JobContext::metadata).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: Metadata,
     /// The format this envelope is published in ([`Job::WIRE`](crate::Job::WIRE)); not on the wire.
     #[serde(skip)]
     pub wire: Wire,
@@ -313,6 +321,7 @@ impl Envelope {
             checkpoint: None,
             generation: 0,
             resumptions: 0,
+            metadata: Metadata::new(),
             wire: Wire::PubsubJobs,
         }
     }
@@ -349,6 +358,8 @@ impl Envelope {
             generation: u32,
             #[serde(skip_serializing_if = "is_zero")]
             resumptions: u32,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            metadata: &'a Metadata,
         }
         // Most bodies fit; a larger one grows once.
         let mut body = Vec::with_capacity(384);
@@ -368,6 +379,7 @@ impl Envelope {
                 checkpoint: self.checkpoint.as_ref(),
                 generation: self.generation,
                 resumptions: self.resumptions,
+                metadata: &self.metadata,
             },
         )?;
         Ok(body)
@@ -500,6 +512,7 @@ impl<A> Envelope<A> {
             checkpoint,
             generation,
             resumptions,
+            metadata,
             wire,
         } = self;
         Ok(Envelope {
@@ -516,6 +529,7 @@ impl<A> Envelope<A> {
             checkpoint,
             generation,
             resumptions,
+            metadata,
             wire,
         })
     }

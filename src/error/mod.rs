@@ -202,9 +202,35 @@ pub enum Error {
     /// The job store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A [`Middleware`](crate::Middleware) refused to enqueue a job: nothing was written.
+    #[error("job {job_class} was not enqueued: {reason}")]
+    EnqueueRefused {
+        /// The job's class name.
+        job_class: String,
+        /// Why, as the middleware put it.
+        reason: String,
+    },
+    /// A [`Middleware`](crate::Middleware) left the job out of the enqueue: nothing was
+    /// recorded or published.
+    #[error("job {job_class} for queue {queue:?} was left out of the enqueue by a middleware; nothing was published")]
+    EnqueueSkipped {
+        /// The job's class name.
+        job_class: String,
+        /// The queue it was meant for.
+        queue: String,
+    },
 }
 
 impl Error {
+    /// A middleware's refusal to enqueue a job of class `job_class`, for `reason`
+    /// ([`Error::EnqueueRefused`]).
+    pub fn refused(job_class: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::EnqueueRefused {
+            job_class: job_class.into(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// True when the broker said the topic or subscription does not exist.
     pub fn is_not_found(&self) -> bool {
         self.broker_code() == Some(BrokerCode::NotFound)

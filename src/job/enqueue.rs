@@ -74,8 +74,8 @@ impl Client {
         tx: &mut T,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
-        let prepared = self.prepare_values(queue, jobs, Utc::now())?;
-        self.record_in(tx, prepared).await
+        let envelopes = envelopes_for(queue, jobs)?;
+        self.record_in(tx, envelopes).await
     }
 
     /// Prepares jobs with their arguments as JSON values (what a store keeps and the ActiveJob
@@ -100,6 +100,10 @@ impl Client {
         queue: Option<&str>,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>> {
+        if !self.middleware().is_empty() {
+            // The hooks see (and may change) each job's envelope before it is checked.
+            return self.submit_all(envelopes_for(queue, jobs)?).await;
+        }
         let now = Utc::now();
         if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
             let prepared = self.prepare_values(queue, jobs, now)?;
@@ -122,6 +126,19 @@ impl Client {
         }
         self.submit_prepared(prepared).await
     }
+}
+
+/// The envelopes of a bulk, in a vector sized once.
+fn envelopes_for<J: Job>(
+    queue: Option<&str>,
+    jobs: impl IntoIterator<Item = J>,
+) -> Result<Vec<Envelope>> {
+    let jobs = jobs.into_iter();
+    let mut envelopes = Vec::with_capacity(jobs.size_hint().0);
+    for j in jobs {
+        envelopes.push(envelope_for(&j, queue, None)?);
+    }
+    Ok(envelopes)
 }
 
 fn envelope_for<J: Job>(
@@ -215,9 +232,11 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
             )));
         }
         let env = self.envelope()?;
-        let job = client.prepare(env, Utc::now())?;
-        let ids = client.record_in(tx, vec![job]).await?;
-        Ok(ids[0])
+        let (job_class, queue) = (env.job_class.clone(), env.queue_name.clone());
+        let ids = client.record_in(tx, vec![env]).await?;
+        ids.first()
+            .copied()
+            .ok_or(Error::EnqueueSkipped { job_class, queue })
     }
 
     /// The envelope of this enqueue.

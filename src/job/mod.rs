@@ -131,6 +131,8 @@ pub struct JobContext {
     pub(crate) state: crate::State,
     /// Cancelled when the worker running the job begins to stop.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// What middleware attached on enqueue.
+    pub(crate) metadata: crate::envelope::Metadata,
 }
 
 /// The largest result [`JobContext::set_result`] takes, as JSON: 1 MiB.
@@ -165,6 +167,12 @@ impl JobContext {
     /// A client to enqueue further jobs from inside `perform`.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// What [`Middleware`](crate::Middleware) attached when the job was enqueued (a tenant, a
+    /// request id, trace context): the same on every retry. Empty without middleware.
+    pub fn metadata(&self) -> &crate::envelope::Metadata {
+        &self.metadata
     }
 
     /// The application state of type `T` the worker was given ([`Worker::state`](crate::Worker::state)):
@@ -252,6 +260,7 @@ mod tests {
             state: crate::State::new().with(7u32),
             resumptions: 0,
             stopping: Default::default(),
+            metadata: Default::default(),
         };
         assert_eq!(ctx.state::<u32>().ok(), Some(&7));
         let missing = ctx.state::<String>().unwrap_err();

@@ -459,15 +459,68 @@ async fn pass(
     true
 }
 
-/// Claims the tick and, if this scheduler got it, publishes its job. Returns false on a store
-/// error.
+/// Claims the tick and, if this scheduler got it, publishes its job, through the middleware's
+/// `enqueue` hooks ([`EnqueueSource::Periodic`](crate::middleware::EnqueueSource::Periodic)).
+/// Returns false on a store error (the tick is tried again); a tick a middleware leaves out or
+/// refuses is logged and not tried again.
 async fn enqueue_tick(
     client: &Client,
     store: &Arc<dyn JobStore>,
     e: &PeriodicEntry,
     tick: DateTime<Utc>,
 ) -> bool {
-    let job = match client.prepare(e.envelope(tick), Utc::now()) {
+    let env = e.envelope(tick);
+    if client.middleware().is_empty() {
+        return claim_tick(client, store, e, tick, env).await;
+    }
+    let mut claimed = None;
+    let slot = &mut claimed;
+    let through = client
+        .middleware()
+        .enqueue(
+            crate::middleware::EnqueueSource::Periodic,
+            vec![env],
+            move |mut jobs| {
+                Box::pin(async move {
+                    if jobs.len() > 1 {
+                        return Err(Error::Config(format!(
+                            "periodic entry {}: a middleware turned its tick into {} jobs",
+                            e.name,
+                            jobs.len()
+                        )));
+                    }
+                    let Some(env) = jobs.pop() else {
+                        return Ok(Vec::new());
+                    };
+                    let id = env.job_id;
+                    *slot = Some(claim_tick(client, store, e, tick, env).await);
+                    Ok(vec![id])
+                })
+            },
+        )
+        .await;
+    match (claimed, through) {
+        (Some(ok), _) => ok,
+        (None, Ok(_)) => {
+            tracing::info!(entry = %e.name, tick = %tick, "periodic: a middleware left this tick's job out");
+            true
+        }
+        (None, Err(err)) => {
+            tracing::error!(entry = %e.name, tick = %tick, error = %err, "periodic: a middleware refused this tick's job");
+            true
+        }
+    }
+}
+
+/// [`enqueue_tick`] past the middleware.
+async fn claim_tick(
+    client: &Client,
+    store: &Arc<dyn JobStore>,
+    e: &PeriodicEntry,
+    tick: DateTime<Utc>,
+    env: Envelope,
+) -> bool {
+    let job = match client.prepare(env, Utc::now()) {
         Ok(r) => r,
         Err(err) => {
             // The entry was checked at start; a job that no longer fits is logged, not retried.

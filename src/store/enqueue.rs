@@ -13,6 +13,8 @@ pub struct NewJob {
     pub queue: String,
     /// The arguments.
     pub arguments: serde_json::Value,
+    /// What middleware attached ([`Envelope::metadata`](crate::envelope::Envelope::metadata)).
+    pub metadata: crate::envelope::Metadata,
     /// When it was enqueued.
     pub enqueued_at: DateTime<Utc>,
     /// When it is due, if later.

@@ -34,6 +34,8 @@ pub struct Start {
     pub due_at: DateTime<Utc>,
     /// The envelope's generation (bumped by a retry from the morgue).
     pub generation: u32,
+    /// What middleware attached (kept for a job enqueued without a store).
+    pub metadata: crate::envelope::Metadata,
 }
 
 /// The end of an execution, or of the job.

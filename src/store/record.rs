@@ -168,6 +168,9 @@ pub struct JobRecord {
     pub attempts: u32,
     /// The job's arguments.
     pub arguments: serde_json::Value,
+    /// What middleware attached on enqueue ([`Envelope::metadata`](crate::envelope::Envelope::metadata)).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: crate::envelope::Metadata,
     /// When it was first enqueued.
     pub enqueued_at: DateTime<Utc>,
     /// When it is (or was) due, if later than enqueued.
@@ -216,6 +219,7 @@ impl JobRecord {
             },
             attempts: 0,
             arguments: job.arguments.clone(),
+            metadata: job.metadata.clone(),
             enqueued_at: ms(job.enqueued_at),
             scheduled_at: due_later.map(ms),
             started_at: None,

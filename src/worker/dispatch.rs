@@ -180,6 +180,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
         state: shared.state.clone(),
         resumptions: env.resumptions,
         stopping: shared.stopping.clone(),
+        metadata: env.metadata.clone(),
     };
     if let Some(recorder) = &shared.recorder {
         let start = Start {
@@ -194,6 +195,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
             enqueued_at: env.enqueued_at,
             due_at: env.scheduled_at.unwrap_or(env.enqueued_at),
             generation: env.generation,
+            metadata: env.metadata.clone(),
         };
         match Box::pin(recorder.start_job(start)).await {
             Ok(StartOutcome::Run) => {}
@@ -212,7 +214,14 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
         .running
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let result = super::perform::run(job, ctx, reg.timeout()).await;
+    let result = super::perform::run(
+        job,
+        ctx,
+        reg.timeout(),
+        shared.client.middleware(),
+        env.arguments.get(),
+    )
+    .await;
     let elapsed = started.elapsed();
     shared
         .stats

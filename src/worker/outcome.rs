@@ -11,6 +11,7 @@ use crate::broker::{Delivery, OutboundMessage};
 use crate::envelope::{Envelope, ReceivedEnvelope};
 use crate::error::{JobError, JobInterrupted};
 use crate::job::Outputs;
+use crate::middleware::{Failure, FailureDecision};
 use crate::morgue::MorgueRecord;
 use crate::registry::JobRegistration;
 use crate::retry_policy::Decision;
@@ -134,6 +135,14 @@ pub(crate) async fn morgue_unrunnable<A>(
     let error = record.error.clone();
     if morgue(shared, d, record).await {
         if let Some(env) = env {
+            report(
+                shared,
+                env,
+                env.attempt(),
+                None,
+                &error,
+                FailureDecision::Morgue,
+            );
             let t = Transition::Morgued { error };
             self::record(shared, env.job_id, env.attempt(), t).await;
         }
@@ -186,7 +195,7 @@ async fn interrupted(shared: &Shared, d: &Delivery, env: ReceivedEnvelope, outpu
             let error = format!(
                 "the arguments are JSON text that no JSON value holds ({e}), so the interrupted job cannot be published again"
             );
-            return morgue_job(shared, d, d.data.clone(), error, &env, env.attempt()).await;
+            return morgue_job(shared, d, d.data.clone(), error, &env, env.attempt(), None).await;
         }
     };
     if outputs.checkpoint.is_some() {
@@ -214,10 +223,11 @@ async fn failed(
     d: &Delivery,
     env: ReceivedEnvelope,
     reg: &JobRegistration,
-    error: JobError,
+    cause: JobError,
     outputs: Outputs,
     elapsed: Duration,
 ) {
+    let error = &cause;
     let duration_ms = elapsed.as_millis() as u64;
     let attempt = env.attempt();
     shared.stats.failed.fetch_add(1, Relaxed);
@@ -243,7 +253,16 @@ async fn failed(
                 "the arguments are JSON text that no JSON value holds ({e}), so no retry can be built: {}: {error}",
                 error.type_name()
             );
-            return morgue_job(shared, d, d.data.clone(), error, &env, attempt).await;
+            return morgue_job(
+                shared,
+                d,
+                d.data.clone(),
+                error,
+                &env,
+                attempt,
+                Some(&cause),
+            )
+            .await;
         }
     };
     let mut next = env.clone();
@@ -257,7 +276,7 @@ async fn failed(
     ));
     let decision = reg
         .retry_policy()
-        .decide(&error, &mut next.exception_executions);
+        .decide(error, &mut next.exception_executions);
     match decision {
         Decision::Retry { wait } => {
             // Pub/Sub keeps a message 7 days: a longer wait is capped a little below that.
@@ -287,10 +306,27 @@ async fn failed(
                     "the retry does not fit in a Pub/Sub message ({too_large}): {}: {error}",
                     error.type_name()
                 );
-                return morgue_job(shared, d, d.data.clone(), error, &env, attempt).await;
+                return morgue_job(
+                    shared,
+                    d,
+                    d.data.clone(),
+                    error,
+                    &env,
+                    attempt,
+                    Some(&cause),
+                )
+                .await;
             }
             match published {
                 Ok(()) => {
+                    report(
+                        shared,
+                        &env,
+                        attempt,
+                        Some(&cause),
+                        "",
+                        FailureDecision::Retry { at },
+                    );
                     shared.stats.retried.fetch_add(1, Relaxed);
                     tracing::info!(
                         event = "job.retry_scheduled",
@@ -318,6 +354,14 @@ async fn failed(
                 error = %error,
                 "job discarded"
             );
+            report(
+                shared,
+                &env,
+                attempt,
+                Some(&cause),
+                "",
+                FailureDecision::Discard,
+            );
             let t = Transition::Discarded {
                 error: format!("{}: {error}", error.type_name()),
             };
@@ -329,13 +373,24 @@ async fn failed(
                 "retries spent ({failures} failures under rule {rule}): {}: {error}",
                 error.type_name()
             );
-            morgue_job(shared, d, next.to_body(), error, &next, attempt).await;
+            morgue_job(
+                shared,
+                d,
+                next.to_body(),
+                error,
+                &next,
+                attempt,
+                Some(&cause),
+            )
+            .await;
         }
     }
 }
 
 /// Sends the job `job` (its message `body`) to the morgue with `error`, and records it there
 /// once the morgue has it.
+/// `cause` is what the execution failed with, for the middleware's `failed` hooks (without one,
+/// they get `error`).
 async fn morgue_job<A>(
     shared: &Shared,
     d: &Delivery,
@@ -343,12 +398,46 @@ async fn morgue_job<A>(
     error: String,
     job: &Envelope<A>,
     attempt: u32,
+    cause: Option<&JobError>,
 ) {
     let record = MorgueRecord::new(body, error, &shared.queue, Some(job), &d.attributes);
     let error = record.error.clone();
     if morgue(shared, d, record).await {
+        report(shared, job, attempt, cause, &error, FailureDecision::Morgue);
         self::record(shared, job.job_id, attempt, Transition::Morgued { error }).await;
     }
+}
+
+/// Tells the middleware's `failed` hooks, if there are any, of a failure and its decision.
+fn report<A>(
+    shared: &Shared,
+    job: &Envelope<A>,
+    attempt: u32,
+    cause: Option<&JobError>,
+    reason: &str,
+    decision: FailureDecision,
+) {
+    let chain = shared.client.middleware();
+    if chain.is_empty() {
+        return;
+    }
+    let owned;
+    let error = match cause {
+        Some(e) => e,
+        None => {
+            owned = JobError::msg(reason);
+            &owned
+        }
+    };
+    chain.failed(&Failure {
+        job_id: job.job_id,
+        job_class: &job.job_class,
+        queue: &shared.queue,
+        attempt,
+        metadata: &job.metadata,
+        error,
+        decision,
+    });
 }
 
 #[cfg(test)]

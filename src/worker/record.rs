@@ -240,6 +240,7 @@ mod tests {
             job_class: "J".into(),
             queue: "q".into(),
             arguments: serde_json::json!({}),
+            metadata: Default::default(),
             attempt,
             enqueued_at: Utc::now(),
             due_at: Utc::now(),

@@ -475,6 +475,7 @@ async fn record_jobs(
             job_class: "ApiProbe".into(),
             queue: s.queue.clone(),
             arguments: arguments(i),
+            metadata: Default::default(),
             enqueued_at: chrono::Utc::now(),
             scheduled_at: None,
             dedup: None,

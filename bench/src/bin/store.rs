@@ -144,6 +144,7 @@ async fn fill_and_read(
                 job_class: "StoreBenchNoop".into(),
                 queue: format!("fill-{}", (done + i) % 4),
                 arguments: serde_json::json!({ "pad": "x".repeat(100) }),
+                metadata: Default::default(),
                 enqueued_at: chrono::Utc::now(),
                 scheduled_at: None,
                 dedup: None,

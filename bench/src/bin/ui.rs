@@ -55,6 +55,7 @@ async fn fill(s: &Arc<dyn JobStore>, n: usize) -> anyhow::Result<uuid::Uuid> {
         job_class: CLASSES[k % CLASSES.len()].into(),
         queue: format!("queue-{}", k % 4),
         arguments: serde_json::json!({ "customer": format!("customer-{k}"), "plan": if k.is_multiple_of(3) { "pro" } else { "team" }, "amount_cents": k % 10_000 }),
+        metadata: Default::default(),
         enqueued_at: chrono::Utc::now(),
         scheduled_at: later.then(|| chrono::Utc::now() + chrono::Duration::hours(1)),
         dedup: None,

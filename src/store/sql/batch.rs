@@ -12,7 +12,7 @@ use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use super::lifecycle::START_UPSERT;
-use super::row::{json_text, ms};
+use super::row::{json_text, metadata_text, ms};
 use super::{db, JobColumns};
 use crate::store::{EventKind, NewJob, Start, StartOutcome, StoreError, StoreOp, Transition};
 
@@ -175,10 +175,10 @@ async fn start_rows(
     chunk: &[(usize, &Start)],
     now: DateTime<Utc>,
 ) -> Result<HashSet<String>, StoreError> {
-    let rows = placeholders(chunk.len(), 8, 2, &[]);
+    let rows = placeholders(chunk.len(), 9, 2, &[]);
     let sql = format!(
-        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
-         SELECT v.column1, v.column2, v.column3, 'running', v.column4, v.column5, v.column6, $1, $1, v.column7, $1, v.column8
+        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation, metadata)
+         SELECT v.column1, v.column2, v.column3, 'running', v.column4, v.column5, v.column6, $1, $1, v.column7, $1, v.column8, v.column9
          FROM (VALUES {rows}) AS v WHERE true
          {START_UPSERT} RETURNING id"
     );
@@ -194,6 +194,7 @@ async fn start_rows(
             V::I(Some(ms(s.enqueued_at))),
             V::I(queue_ms),
             V::I(Some(i64::from(s.generation))),
+            V::T(metadata_text(&s.metadata)),
         ]);
     }
     let (sql, vals) = positional(tx, sql, vals);
@@ -433,12 +434,12 @@ pub(super) fn insert_statements(
     let mut out = Vec::new();
     let mut events = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(CHUNK) {
-        let rows = placeholders(chunk.len(), 13, 2, &[]);
+        let rows = placeholders(chunk.len(), 14, 2, &[]);
         let sql = format!(
             "INSERT INTO pj_jobs (id, job_class, queue, status, arguments, enqueued_at, scheduled_at, dedup_key,
-                                  published_at, outbox_claimed_until, outbox_topic, outbox_data, outbox_attributes, attempts, updated_at)
+                                  published_at, outbox_claimed_until, outbox_topic, outbox_data, outbox_attributes, metadata, attempts, updated_at)
              SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8,
-                    v.column9, v.column10, v.column11, v.column12, v.column13, 0, $1
+                    v.column9, v.column10, v.column11, v.column12, v.column13, v.column14, 0, $1
              FROM (VALUES {rows}) AS v"
         );
         let mut vals = vec![V::I(Some(now))];
@@ -469,6 +470,7 @@ pub(super) fn insert_statements(
                 V::T(c.topic),
                 V::T(c.data),
                 V::T(c.attributes),
+                V::T(metadata_text(&job.metadata)),
             ]);
         }
         out.push(Stmt { sql, vals });

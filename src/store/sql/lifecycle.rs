@@ -23,8 +23,8 @@ async fn start_in(tx: &mut Transaction<'_, Any>, s: &Start) -> Result<StartOutco
     let now = Utc::now();
     let queue_ms = (s.attempt <= 1).then(|| (now - s.due_at).num_milliseconds().max(0));
     let sql = format!(
-        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation)
-         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9)
+        "INSERT INTO pj_jobs (id, job_class, queue, status, attempts, arguments, enqueued_at, started_at, updated_at, queue_ms, published_at, generation, metadata)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $7, $8, $7, $9, $10)
          {START_UPSERT} RETURNING status"
     );
     let row = sqlx::query(&sql)
@@ -37,6 +37,7 @@ async fn start_in(tx: &mut Transaction<'_, Any>, s: &Start) -> Result<StartOutco
         .bind(ms(now))
         .bind(queue_ms)
         .bind(i64::from(s.generation))
+        .bind(metadata_text(&s.metadata))
         .fetch_optional(&mut **tx)
         .await
         .map_err(db("start job"))?;

@@ -17,6 +17,7 @@ pub(super) fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0007_dashboard.sql"),
             include_str!("migrations/sqlite/0008_due_order.sql"),
             include_str!("migrations/sqlite/0009_revoked_sessions.sql"),
+            include_str!("migrations/sqlite/0010_metadata.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
@@ -28,6 +29,7 @@ pub(super) fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/postgres/0007_dashboard.sql"),
             include_str!("migrations/postgres/0008_due_order.sql"),
             include_str!("migrations/postgres/0009_revoked_sessions.sql"),
+            include_str!("migrations/postgres/0010_metadata.sql"),
         ],
     }
 }

@@ -31,7 +31,8 @@ pub(crate) mod tx;
 // What every file here uses (each sees it through `use super::*`): the store's types and
 // traits, and the row codecs.
 use row::{
-    event_from_row, job_from_row, json_text, list_columns, ms, unpublished_from_row, JOB_COLUMNS,
+    event_from_row, job_from_row, json_text, list_columns, metadata_text, ms, unpublished_from_row,
+    JOB_COLUMNS,
 };
 
 use crate::store::*;

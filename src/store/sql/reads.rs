@@ -528,6 +528,7 @@ mod tests {
                 job_class: "Probe".into(),
                 queue: "windowed".into(),
                 arguments: serde_json::json!({ "tag": if n < 30 { "early" } else { "later" } }),
+                metadata: Default::default(),
                 enqueued_at: Utc::now(),
                 scheduled_at: None,
                 dedup: None,

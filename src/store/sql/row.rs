@@ -7,10 +7,18 @@ use sqlx::Row;
 use crate::store::{EventKind, JobEvent, JobRecord, OutboxMessage, StoreError, Unpublished};
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
-pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at, generation";
+pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at, generation, metadata";
 
 pub(super) fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
+}
+
+/// A job's metadata as a column: `NULL` when there is none.
+pub(super) fn metadata_text(m: &crate::envelope::Metadata) -> Option<String> {
+    if m.is_empty() {
+        return None;
+    }
+    serde_json::to_string(m).ok()
 }
 
 pub(super) fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value, StoreError> {
@@ -30,7 +38,7 @@ pub(super) fn cut_job_columns(n: u32) -> String {
         )
     };
     format!(
-        "id, job_class, queue, status, attempts, {}, enqueued_at, scheduled_at, started_at, finished_at, updated_at, {}, {}, dedup_key, version, seq, published_at, generation",
+        "id, job_class, queue, status, attempts, {}, enqueued_at, scheduled_at, started_at, finished_at, updated_at, {}, {}, dedup_key, version, seq, published_at, generation, metadata",
         cut("arguments"),
         cut("last_error"),
         cut("result")
@@ -56,6 +64,16 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
     let status: String = row.try_get("status").map_err(get_err)?;
     let arguments: String = row.try_get("arguments").map_err(get_err)?;
     let result: Option<String> = row.try_get("result").map_err(get_err)?;
+    let metadata = match row
+        .try_get::<Option<String>, _>("metadata")
+        .map_err(get_err)?
+    {
+        Some(m) => serde_json::from_str(&m).map_err(|e| StoreError::Corrupt {
+            what: "metadata",
+            detail: e.to_string(),
+        })?,
+        None => Default::default(),
+    };
     let mut last_error: Option<String> = row.try_get("last_error").map_err(get_err)?;
     let mut truncated = Vec::new();
     let mut cut = |column: &str| {
@@ -94,6 +112,7 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
         })?,
         attempts: row.try_get::<i64, _>("attempts").map_err(get_err)? as u32,
         arguments,
+        metadata,
         enqueued_at: from_ms(row.try_get("enqueued_at").map_err(get_err)?),
         scheduled_at: row
             .try_get::<Option<i64>, _>("scheduled_at")
