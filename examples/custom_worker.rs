@@ -1,7 +1,8 @@
 //! Your own worker binary around your own jobs, in a few lines. Its job reaches the
 //! application's database pool through the worker's state (`ctx.state::<AppState>()`), not a
 //! global: the pool is given once, at start (`DATABASE_URL`, PostgreSQL; it connects when a job
-//! first uses it).
+//! first uses it). A middleware reports every failed execution with what happens next, as an
+//! error reporter (Sentry, Honeybadger) would, without touching the job.
 //!
 //! ```text
 //! PUBSUB_EMULATOR_HOST=127.0.0.1:8085 cargo run --example custom_worker -- jobs
@@ -12,9 +13,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pubsub_jobs::middleware::{Failure, FailureDecision};
 use pubsub_jobs::{
-    register_job, Job, JobContext, JobError, Registry, RetryPolicy, State, StateType, Wait,
+    register_job, Job, JobContext, JobError, Middleware, RetryPolicy, StateType, Wait,
 };
+use pubsub_jobs_cli::cli::App;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::OnceCell;
@@ -92,6 +95,24 @@ impl Job for SendInvoice {
 }
 register_job!(SendInvoice);
 
+/// Reports every failed execution once, with the decision taken: the place to call an error
+/// reporter's client. (Its `enqueue` and `perform` hooks pass through.)
+struct ReportFailures;
+
+impl Middleware for ReportFailures {
+    fn failed(&self, f: &Failure<'_>) {
+        let next = match f.decision {
+            FailureDecision::Retry { at } => format!("retry at {at}"),
+            FailureDecision::Discard => "discarded".into(),
+            _ => "sent to the morgue".into(),
+        };
+        eprintln!(
+            "report: {} {} attempt {} failed ({}): {next}",
+            f.job_class, f.job_id, f.attempt, f.error
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let url = std::env::var("DATABASE_URL")
@@ -103,12 +124,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let state = State::new().with(AppState {
+    let state = AppState {
         pool,
         schema: OnceCell::new(),
-    });
-    match Registry::from_inventory() {
-        Ok(registry) => pubsub_jobs_cli::cli::main_with_state(registry, state).await,
+    };
+    match App::from_inventory() {
+        Ok(app) => app.state(state).middleware(ReportFailures).main().await,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -28,10 +28,9 @@
 //! `pubsub_jobs_metadata`, which Rails ignores).
 //!
 //! ```
-//! use pubsub_jobs::middleware::{EnqueueNext, Middleware, Next};
+//! use pubsub_jobs::middleware::{BoxFuture, EnqueueNext, Middleware, Next};
 //! use pubsub_jobs::envelope::Envelope;
 //! use pubsub_jobs::{JobContext, JobError};
-//! use futures::future::BoxFuture;
 //! use uuid::Uuid;
 //!
 //! tokio::task_local! {
@@ -77,7 +76,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
+/// The boxed future every hook returns (`futures`' own, re-exported).
+pub use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
@@ -113,6 +113,29 @@ pub trait Middleware: Send + Sync + 'static {
     /// slow work (a network report) to a task of its own.
     fn failed(&self, failure: &Failure<'_>) {
         let _ = failure;
+    }
+}
+
+/// A shared middleware is one: keep an `Arc` to read what it gathered.
+impl<M: Middleware + ?Sized> Middleware for Arc<M> {
+    fn enqueue<'a>(
+        &'a self,
+        jobs: Vec<Envelope>,
+        next: EnqueueNext<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Uuid>>> {
+        (**self).enqueue(jobs, next)
+    }
+
+    fn perform<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, std::result::Result<(), JobError>> {
+        (**self).perform(ctx, next)
+    }
+
+    fn failed(&self, failure: &Failure<'_>) {
+        (**self).failed(failure)
     }
 }
 

@@ -291,12 +291,33 @@ async fn a_job_published_twice_runs_once_the_duplicate_is_skipped() {
     );
 }
 
-/// A rolled-back transaction's job never exists; a committed one's runs, promptly, once.
+/// Tags each job with where its enqueue came from.
+struct SourceTag;
+
+impl pubsub_jobs::Middleware for SourceTag {
+    fn enqueue<'a>(
+        &'a self,
+        mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
+        next: pubsub_jobs::middleware::EnqueueNext<'a>,
+    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
+        let source = format!("{:?}", next.source());
+        for j in &mut jobs {
+            j.metadata.insert("source".into(), source.clone());
+        }
+        next.run(jobs)
+    }
+}
+
+/// A rolled-back transaction's job never exists; a committed one's runs, promptly, once, with
+/// what the middleware attached inside the transaction.
 async fn transactional_enqueue<DB: sqlx::Database>(store: Arc<dyn JobStore>, pool: sqlx::Pool<DB>)
 where
     for<'t> sqlx::Transaction<'t, DB>: pubsub_jobs::store::EnqueueTx,
 {
-    let client = support::client().await.with_store(store.clone());
+    let client = support::client()
+        .await
+        .with_store(store.clone())
+        .with_middleware(SourceTag);
     let queue = unique("tx");
     client.ensure_queue(&queue).await.unwrap();
     let mut config = worker_config(&queue);
@@ -326,6 +347,11 @@ where
     tx.commit().await.unwrap();
     assert!(wait_for_status(&store, kept, JobStatus::Succeeded).await);
     worker.stop().await;
+    let rec = store.get(kept).await.unwrap().unwrap();
+    assert_eq!(
+        rec.metadata.get("source").map(String::as_str),
+        Some("Transaction")
+    );
     assert_eq!(run_count(&committed), 1);
     assert!(
         store.get(lost).await.unwrap().is_none(),

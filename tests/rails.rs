@@ -263,7 +263,7 @@ impl pubsub_jobs::Middleware for Tenant {
         &'a self,
         mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
         next: pubsub_jobs::middleware::EnqueueNext<'a>,
-    ) -> futures::future::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
+    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
         for j in &mut jobs {
             j.metadata.insert("tenant".into(), "acme".into());
         }

@@ -862,3 +862,127 @@ async fn jobs_reach_the_applications_database_pool_through_the_workers_state() {
         .await
         .unwrap();
 }
+
+/// Tags every job with a tenant on enqueue and logs, around each execution and on each failure,
+/// what it saw.
+#[derive(Default)]
+struct Audit {
+    log: std::sync::Mutex<Vec<(uuid::Uuid, String)>>,
+}
+
+impl Audit {
+    fn of(&self, id: uuid::Uuid) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+}
+
+impl pubsub_jobs::Middleware for Audit {
+    fn enqueue<'a>(
+        &'a self,
+        mut jobs: Vec<Envelope>,
+        next: pubsub_jobs::middleware::EnqueueNext<'a>,
+    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
+        for j in &mut jobs {
+            j.metadata.insert("tenant".into(), "acme".into());
+        }
+        next.run(jobs)
+    }
+
+    fn perform<'a>(
+        &'a self,
+        ctx: &'a pubsub_jobs::JobContext,
+        next: pubsub_jobs::middleware::Next<'a>,
+    ) -> pubsub_jobs::middleware::BoxFuture<'a, Result<(), pubsub_jobs::JobError>> {
+        Box::pin(async move {
+            let tenant = ctx.metadata().get("tenant").cloned().unwrap_or_default();
+            let r = next.run(ctx).await;
+            self.log.lock().unwrap().push((
+                ctx.job_id,
+                format!("run {} tenant={tenant} ok={}", ctx.attempt, r.is_ok()),
+            ));
+            r
+        })
+    }
+
+    fn failed(&self, f: &pubsub_jobs::middleware::Failure<'_>) {
+        use pubsub_jobs::middleware::FailureDecision::*;
+        let decision = match f.decision {
+            Retry { .. } => "retry",
+            Discard => "discard",
+            Morgue => "morgue",
+            _ => "other",
+        };
+        self.log.lock().unwrap().push((
+            f.job_id,
+            format!(
+                "failed {} {decision} tenant={}",
+                f.attempt,
+                f.metadata.get("tenant").map_or("", String::as_str)
+            ),
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn middleware_tags_jobs_on_enqueue_and_sees_every_execution_and_failure_on_the_emulator() {
+    let (client, q) = setup().await;
+    let audit = std::sync::Arc::new(Audit::default());
+    let client = client.with_middleware(audit.clone());
+    let key = unique("mw");
+    let ids = client
+        .perform_all_later_on(
+            &q,
+            [
+                Probe::new(&format!("{key}-retry"), Mode::FailFirst(1)),
+                Probe::new(&format!("{key}-discard"), Mode::Discard),
+                Probe::new(&format!("{key}-morgue"), Mode::Unmatched),
+            ],
+        )
+        .await
+        .unwrap();
+    let w = start_worker(&client, worker_config(&q));
+    let dead = morgue_records(&client, 1, LONG).await;
+    assert!(
+        wait_until(LONG, || audit.of(ids[0]).len() == 3).await,
+        "{:?}",
+        audit.of(ids[0])
+    );
+    let summary = w.stop().await;
+    assert_eq!(
+        (summary.succeeded, summary.discarded, summary.morgued),
+        (1, 1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(
+        audit.of(ids[0]),
+        [
+            "run 1 tenant=acme ok=false",
+            "failed 1 retry tenant=acme",
+            "run 2 tenant=acme ok=true"
+        ]
+    );
+    assert_eq!(
+        audit.of(ids[1]),
+        ["run 1 tenant=acme ok=false", "failed 1 discard tenant=acme"]
+    );
+    assert_eq!(
+        audit.of(ids[2]),
+        [
+            "run 1 tenant=acme ok=false",
+            "failed 1 retry tenant=acme",
+            "run 2 tenant=acme ok=false",
+            "failed 2 morgue tenant=acme"
+        ]
+    );
+    assert_eq!(dead.len(), 1);
+    let body = Envelope::decode(&dead[0].body, &HashMap::new()).unwrap();
+    assert_eq!(body.job_id, ids[2]);
+    assert_eq!(
+        body.metadata.get("tenant").map(String::as_str),
+        Some("acme")
+    );
+}

@@ -93,6 +93,9 @@ pub(crate) struct JobResource {
     pub result: Option<serde_json::Value>,
     /// The dedup key it was submitted with.
     pub dedup_key: Option<String>,
+    /// What middleware attached on enqueue (a tenant, a request id); absent when nothing.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
     /// In a list (`GET /v1/jobs`), the fields cut at 4,096 characters (`arguments`, `result`,
     /// `last_error`; each then a string ending in `…`): `GET /v1/jobs/{id}` has them in full.
     /// Absent when nothing was cut.
@@ -123,6 +126,7 @@ impl From<JobRecord> for JobResource {
             last_error: r.last_error,
             result: r.result,
             dedup_key: r.dedup_key,
+            metadata: r.metadata,
             truncated: r.truncated,
         }
     }

@@ -690,3 +690,53 @@ pub(crate) async fn a_bulk_action_finishes_when_its_client_goes_away() {
     assert_eq!(count("cancelled").await, 1500, "every job cancelled");
     assert_eq!(count("pending").await, 0);
 }
+
+/// Attaches a tenant whose value needs escaping in HTML.
+struct Tenant;
+
+impl pubsub_jobs::Middleware for Tenant {
+    fn enqueue<'a>(
+        &'a self,
+        mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
+        next: pubsub_jobs::middleware::EnqueueNext<'a>,
+    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
+        for j in &mut jobs {
+            j.metadata.insert("tenant".into(), "<acme>".into());
+        }
+        next.run(jobs)
+    }
+}
+
+#[tokio::test]
+pub(crate) async fn a_jobs_metadata_shows_in_the_api_and_on_its_page() {
+    let s = Setup::sqlite(false, &[]).await;
+    let env = pubsub_jobs::envelope::Envelope::new(
+        "ApiProbe",
+        &s.queue,
+        json!({"key": unique("meta"), "sleep_ms": 0}),
+    );
+    let tagged = s.client.clone().with_middleware(Tenant);
+    let id = tagged.submit(env, None).await.unwrap().job_id;
+    tagged.flush().await;
+    let (code, job) = s.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(code, 200, "{job}");
+    assert_eq!(job["metadata"], json!({"tenant": "<acme>"}));
+    // A job without any has no such key.
+    let (_, plain) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": unique("plain")}, "queue": s.queue}))
+        .await;
+    assert!(plain.get("metadata").is_none(), "{plain}");
+    let page = s
+        .http
+        .get(s.url(&format!("/ui/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<dt>tenant</dt><dd><code>&lt;acme&gt;</code></dd>"),
+        "{html}"
+    );
+    s.stop().await;
+}

@@ -40,7 +40,8 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
 
 /// A client on Pub/Sub, without the job store (the operator tools that only touch Pub/Sub).
 pub(crate) async fn connect_pubsub(g: &GlobalArgs) -> anyhow::Result<Client> {
-    Ok(Client::connect(client_config(g)?).await?)
+    let client = Client::connect(client_config(g)?).await?;
+    Ok(g.middleware.apply(client))
 }
 
 /// A client, with the job store when one is configured.

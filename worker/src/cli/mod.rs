@@ -31,9 +31,10 @@ pub mod spawn;
 mod store;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pubsub_jobs::{Registry, State};
+use pubsub_jobs::{Middleware, Registry, State};
 
 pub use logging::init_logging;
 
@@ -159,6 +160,160 @@ pub struct GlobalArgs {
         global = true
     )]
     pub log_format: LogFormat,
+    /// The application's middleware (given in code with [`App::middleware`], not on the command
+    /// line): every client a command makes has it.
+    #[arg(skip)]
+    pub middleware: Middlewares,
+}
+
+/// Middleware for the clients the commands make, outermost first.
+#[derive(Clone, Default)]
+pub struct Middlewares(pub Vec<Arc<dyn Middleware>>);
+
+impl std::fmt::Debug for Middlewares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} middleware", self.0.len())
+    }
+}
+
+impl Middlewares {
+    /// `client` with every middleware, in order.
+    pub fn apply(&self, client: pubsub_jobs::Client) -> pubsub_jobs::Client {
+        self.0
+            .iter()
+            .fold(client, |c, m| c.with_middleware_arc(m.clone()))
+    }
+}
+
+/// An application's own `worker` binary: its job classes, the state its jobs read, and its
+/// middleware, then the command line as `worker` has it.
+///
+/// ```no_run
+/// # struct AppState;
+/// # struct Tenant;
+/// # impl pubsub_jobs::Middleware for Tenant {}
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     match pubsub_jobs_cli::cli::App::from_inventory() {
+///         Ok(app) => app.state(AppState).middleware(Tenant).main().await,
+///         Err(e) => {
+///             eprintln!("error: {e}");
+///             std::process::ExitCode::FAILURE
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct App {
+    registry: Registry,
+    state: State,
+    middleware: Middlewares,
+}
+
+impl App {
+    /// The job classes of `registry`, no state, no middleware.
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            state: State::new(),
+            middleware: Middlewares::default(),
+        }
+    }
+
+    /// The job classes registered with `register_job!`.
+    pub fn from_inventory() -> pubsub_jobs::Result<Self> {
+        Ok(Self::new(Registry::from_inventory()?))
+    }
+
+    /// Adds a value of application state ([`JobContext::state`](pubsub_jobs::JobContext::state)).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Replaces the application state.
+    pub fn with_state(mut self, state: State) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Adds a middleware (innermost: after those given before), for every client the commands
+    /// make: the worker's jobs run through it, and `enqueue`, `api` and `cron` enqueue through it.
+    pub fn middleware(mut self, m: impl Middleware) -> Self {
+        self.middleware.0.push(Arc::new(m));
+        self
+    }
+
+    /// Parses the command line and runs it; returns the exit code (errors are printed).
+    pub async fn main(self) -> ExitCode {
+        let cli = Cli::parse();
+        // The worker logs every job at info; the tools print their own results and log only problems.
+        let level = match cli.command {
+            None | Some(Command::Api { .. }) => "info",
+            Some(Command::Demo { .. }) => "error",
+            Some(_) => "warn",
+        };
+        init_logging(cli.global.log_format, level);
+        let code = match self.run(cli).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+        pubsub_jobs::logging::flush();
+        code
+    }
+
+    /// Runs a parsed command line.
+    pub async fn run(self, cli: Cli) -> anyhow::Result<()> {
+        let (cli, registry, state) = self.with(cli);
+        run_with_state(cli, registry, state).await
+    }
+
+    /// `cli` carrying the middleware to every client its command makes.
+    fn with(self, mut cli: Cli) -> (Cli, Registry, State) {
+        cli.global.middleware = self.middleware;
+        (cli, self.registry, self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pubsub_jobs::envelope::Envelope;
+    use pubsub_jobs::middleware::{BoxFuture, EnqueueNext};
+
+    struct Tag;
+
+    impl Middleware for Tag {
+        fn enqueue<'a>(
+            &'a self,
+            mut jobs: Vec<Envelope>,
+            next: EnqueueNext<'a>,
+        ) -> BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
+            for j in &mut jobs {
+                j.metadata.insert("app".into(), "billing".into());
+            }
+            next.run(jobs)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_apps_middleware_reaches_the_clients_its_commands_make() {
+        let cli = Cli::parse_from(["worker", "--queue", "q", "jobs"]);
+        let (cli, _, _) = App::new(Registry::new()).middleware(Tag).with(cli);
+        let (client, _) = pubsub_jobs::testing::memory_client();
+        let client = cli.global.middleware.apply(client);
+        let env = Envelope::new("X", "billing", serde_json::json!({}));
+        client.submit(env, None).await.unwrap();
+        let queued = pubsub_jobs::testing::enqueued_jobs(&client, "billing");
+        assert_eq!(
+            queued[0].metadata.get("app").map(String::as_str),
+            Some("billing")
+        );
+    }
 }
 
 /// Options of the worker itself.
@@ -447,25 +602,9 @@ pub async fn main_with(registry: Registry) -> ExitCode {
 /// ([`JobContext::state`](pubsub_jobs::JobContext::state)): a database pool, an HTTP client.
 /// The worker refuses to start when a job class lists a type ([`Job::STATE`](pubsub_jobs::Job::STATE))
 /// that `state` lacks.
+/// ([`App`] gives middleware too.)
 pub async fn main_with_state(registry: Registry, state: State) -> ExitCode {
-    let cli = Cli::parse();
-    // The worker logs every job at info; the tools print their own results and log only problems.
-    let level = match cli.command {
-        None | Some(Command::Api { .. }) => "info",
-        Some(Command::Demo { .. }) => "error",
-        Some(_) => "warn",
-    };
-    init_logging(cli.global.log_format, level);
-    let code = match run_with_state(cli, registry, state).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    };
-    pubsub_jobs::logging::flush();
-    code
+    App::new(registry).with_state(state).main().await
 }
 
 /// Runs a parsed command line with the job classes of `registry`.

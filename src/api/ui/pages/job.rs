@@ -60,6 +60,13 @@ pub(crate) async fn job(
         "<h2>Arguments</h2><pre id=\"arguments\">{}</pre>",
         esc(&pretty(&j.arguments))
     );
+    if !j.metadata.is_empty() {
+        b.push_str("<h2>Metadata</h2><dl id=\"metadata\">");
+        for (k, v) in &j.metadata {
+            let _ = write!(b, "<dt>{}</dt><dd><code>{}</code></dd>", esc(k), esc(v));
+        }
+        b.push_str("</dl>");
+    }
     if let Some(r) = &j.result {
         let _ = write!(b, "<h2>Result</h2><pre>{}</pre>", esc(&pretty(r)));
     }
