@@ -75,12 +75,68 @@ pub enum Transition {
     },
 }
 
+/// A running execution's progress, as it last reported it
+/// ([`JobContext::progress`](crate::JobContext::progress)): latest wins, and a new execution
+/// starts without any.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct Progress {
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all (0 when unknown).
+    pub total: u64,
+    /// What it is doing.
+    pub message: String,
+    /// The execution that reported it.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A line a running job logged ([`JobContext::log`](crate::JobContext::log)), to be stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    /// The execution that logged it.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The line (at most [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES)).
+    pub line: String,
+}
+
+/// A stored log line of a job, numbered from 0 in the order they were stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct JobLog {
+    /// Its number within the job.
+    pub n: u64,
+    /// The execution that logged it.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The line.
+    pub line: String,
+}
+
 /// One write of a worker's, for [`LifecycleStore::record_batch`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StoreOp {
     /// [`LifecycleStore::start`].
     Start(Start),
+    /// A running execution's latest progress and the lines it logged since the last write:
+    /// applied only while that execution is the job's running one; lines beyond
+    /// [`MAX_STORED_LOG_LINES`](crate::store::MAX_STORED_LOG_LINES) per job are dropped.
+    Progress {
+        /// The job.
+        id: Uuid,
+        /// The execution.
+        attempt: u32,
+        /// Its progress, if it reported any since the last write.
+        progress: Option<Progress>,
+        /// Its new lines.
+        logs: Vec<LogLine>,
+    },
     /// [`LifecycleStore::finish`].
     Finish {
         /// The job.

@@ -150,6 +150,19 @@ pub trait LifecycleStore: Send + Sync {
     async fn start(&self, start: Start) -> Result<StartOutcome, StoreError>;
     /// Records the end of an execution or of the job. A job without a row is ignored.
     async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError>;
+    /// Records a running execution's latest progress (if any) and appends the lines it logged,
+    /// only while `attempt` is the job's running execution; lines beyond
+    /// [`MAX_STORED_LOG_LINES`] per job are dropped. The default keeps nothing.
+    async fn progress(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        progress: Option<&Progress>,
+        logs: &[LogLine],
+    ) -> Result<(), StoreError> {
+        let _ = (id, attempt, progress, logs);
+        Ok(())
+    }
     /// Applies a worker's writes in order, as one transaction where the store can (group
     /// commit): each start's outcome (`Some`), `None` for each finish. On an error nothing of
     /// the batch is recorded (the caller may retry the writes one by one). The default applies
@@ -165,6 +178,16 @@ pub trait LifecycleStore: Send + Sync {
                     transition,
                 } => {
                     self.finish(*id, *attempt, transition.clone()).await?;
+                    None
+                }
+                StoreOp::Progress {
+                    id,
+                    attempt,
+                    progress,
+                    logs,
+                } => {
+                    self.progress(*id, *attempt, progress.as_ref(), logs)
+                        .await?;
                     None
                 }
             });
@@ -198,7 +221,22 @@ pub trait ReadStore: Send + Sync {
     /// Executions finished per minute, for the minutes from `since` (at most
     /// [`THROUGHPUT_KEPT`] back), oldest first; minutes without any are left out.
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>, StoreError>;
+    /// The job's stored log lines numbered above `after` (all from the first without), oldest
+    /// first, at most `limit`. A store that keeps none returns none.
+    async fn logs(
+        &self,
+        id: Uuid,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<JobLog>, StoreError> {
+        let _ = (id, after, limit);
+        Ok(Vec::new())
+    }
 }
+
+/// The most log lines a store keeps per job ([`JobContext::log`](crate::JobContext::log)):
+/// later lines still go to the worker's log, not to the store.
+pub const MAX_STORED_LOG_LINES: u64 = 1000;
 
 /// Operator actions (`crate::admin::jobs`).
 #[async_trait]

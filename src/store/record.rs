@@ -171,6 +171,9 @@ pub struct JobRecord {
     /// What middleware attached on enqueue ([`Envelope::metadata`](crate::envelope::Envelope::metadata)).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: crate::envelope::Metadata,
+    /// The running execution's latest progress; `None` before it reports any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     /// When it was first enqueued.
     pub enqueued_at: DateTime<Utc>,
     /// When it is (or was) due, if later than enqueued.
@@ -220,6 +223,7 @@ impl JobRecord {
             attempts: 0,
             arguments: job.arguments.clone(),
             metadata: job.metadata.clone(),
+            progress: None,
             enqueued_at: ms(job.enqueued_at),
             scheduled_at: due_later.map(ms),
             started_at: None,

@@ -338,3 +338,115 @@ pub async fn a_batch_records_like_one_by_one(s: &dyn JobStore, queue: &str) {
         .expect("failed event");
     assert_eq!(failed.error.as_deref(), Some("boom"));
 }
+
+/// Progress is the running execution's, latest wins, and a new execution starts without it;
+/// log lines are numbered from 0, kept up to [`MAX_STORED_LOG_LINES`] per job, and read after a
+/// number; a write for an execution that is not the running one changes nothing. Applied alone
+/// and inside a batch beside the job's finish (progress first).
+pub async fn progress_and_logs_follow_the_running_execution(s: &dyn JobStore, queue: &str) {
+    use crate::store::{LogLine, Progress, StoreOp, MAX_STORED_LOG_LINES};
+    let job = new_job(queue, 0);
+    s.submit(job.clone()).await.expect("submit");
+    let at = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let p = |done: u64, attempt: u32| Progress {
+        done,
+        total: 3,
+        message: format!("step {done}"),
+        attempt,
+        at,
+    };
+    let line = |i: usize, attempt: u32| LogLine {
+        attempt,
+        at,
+        line: format!("line {i}"),
+    };
+    // Not started yet: nothing is kept.
+    s.progress(job.id, 1, Some(&p(1, 1)), &[line(0, 1)])
+        .await
+        .expect("progress");
+    let rec = s.get(job.id).await.expect("get").expect("job");
+    assert_eq!(rec.progress, None);
+    assert!(s.logs(job.id, None, 10).await.expect("logs").is_empty());
+
+    s.start(start_of(&job, 1)).await.expect("start");
+    let before = s.get(job.id).await.expect("get").expect("job").version;
+    s.progress(job.id, 1, Some(&p(1, 1)), &[line(0, 1), line(1, 1)])
+        .await
+        .expect("progress");
+    s.progress(job.id, 1, Some(&p(2, 1)), &[])
+        .await
+        .expect("progress");
+    // Another execution's (a late duplicate) changes nothing.
+    s.progress(job.id, 2, Some(&p(3, 2)), &[line(9, 2)])
+        .await
+        .expect("progress");
+    let rec = s.get(job.id).await.expect("get").expect("job");
+    assert_eq!(rec.progress, Some(p(2, 1)), "latest wins");
+    assert!(rec.version > before, "a poller's ETag changes");
+    let logs = s.logs(job.id, None, 10).await.expect("logs");
+    let got: Vec<(u64, &str)> = logs.iter().map(|l| (l.n, l.line.as_str())).collect();
+    assert_eq!(got, [(0, "line 0"), (1, "line 1")]);
+    assert_eq!(s.logs(job.id, Some(0), 10).await.expect("logs").len(), 1);
+
+    // The cap, in a batch with the finish: the progress lands first.
+    let many: Vec<LogLine> = (2..MAX_STORED_LOG_LINES as usize + 5)
+        .map(|i| line(i, 1))
+        .collect();
+    s.record_batch(&[
+        StoreOp::Progress {
+            id: job.id,
+            attempt: 1,
+            progress: Some(p(3, 1)),
+            logs: many,
+        },
+        StoreOp::Finish {
+            id: job.id,
+            attempt: 1,
+            transition: Transition::RetryScheduled {
+                at: Utc::now() + chrono::Duration::seconds(60),
+            },
+        },
+    ])
+    .await
+    .expect("batch");
+    let rec = s.get(job.id).await.expect("get").expect("job");
+    assert_eq!(rec.progress, Some(p(3, 1)));
+    let all = s
+        .logs(job.id, None, MAX_STORED_LOG_LINES as u32 + 100)
+        .await
+        .expect("logs");
+    assert_eq!(all.len() as u64, MAX_STORED_LOG_LINES);
+    assert_eq!(all.last().map(|l| l.line.as_str()), Some("line 999"));
+    // Retrying: no longer running, nothing changes.
+    s.progress(job.id, 1, Some(&p(1, 1)), &[])
+        .await
+        .expect("progress");
+    let rec = s.get(job.id).await.expect("get").expect("job");
+    assert_eq!(rec.progress, Some(p(3, 1)));
+
+    // The next execution starts without progress.
+    s.start(start_of(&job, 2)).await.expect("start");
+    let rec = s.get(job.id).await.expect("get").expect("job");
+    assert_eq!(rec.progress, None, "reset on a retry");
+    s.progress(job.id, 2, Some(&p(1, 2)), &[])
+        .await
+        .expect("progress");
+    let rec = s.get(job.id).await.expect("get").expect("job");
+    assert_eq!(rec.progress.map(|p| p.attempt), Some(2));
+    // Deleting the job deletes its lines.
+    s.finish(
+        job.id,
+        2,
+        Transition::Succeeded {
+            result: None,
+            run: Duration::from_millis(1),
+        },
+    )
+    .await
+    .expect("finish");
+    assert!(matches!(
+        s.delete(job.id).await.expect("delete"),
+        DeleteOutcome::Deleted
+    ));
+    assert!(s.logs(job.id, None, 10).await.expect("logs").is_empty());
+}

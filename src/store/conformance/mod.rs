@@ -118,7 +118,8 @@ macro_rules! store_conformance_tests {
             requeue_and_delete_follow_the_status,
             throughput_counts_finished_executions,
             heartbeats_list_live_processes,
-            scheduled_jobs_list_soonest_due_first
+            scheduled_jobs_list_soonest_due_first,
+            progress_and_logs_follow_the_running_execution
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn each_tick_is_claimed_once() {

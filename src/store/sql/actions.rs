@@ -105,11 +105,16 @@ impl ActionStore for SqlStore {
                 Some(rec) => DeleteOutcome::Conflict(Box::new(rec)),
             });
         };
-        sqlx::query("DELETE FROM pj_events WHERE job_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("delete job"))?;
+        for sql in [
+            "DELETE FROM pj_events WHERE job_id = $1",
+            "DELETE FROM pj_job_logs WHERE job_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("delete job"))?;
+        }
         if let Some(key) = row
             .try_get::<Option<String>, _>("dedup_key")
             .map_err(db("delete job"))?

@@ -103,7 +103,7 @@ struct Event {
 pub(super) fn op_id(op: &StoreOp) -> Uuid {
     match op {
         StoreOp::Start(s) => s.id,
-        StoreOp::Finish { id, .. } => *id,
+        StoreOp::Finish { id, .. } | StoreOp::Progress { id, .. } => *id,
     }
 }
 
@@ -147,6 +147,18 @@ pub(super) async fn apply(
             } else {
                 StartOutcome::AlreadyFinished
             });
+        }
+    }
+    // Progress before the finishes: a job's last lines land while it still runs.
+    for op in ops {
+        if let StoreOp::Progress {
+            id,
+            attempt,
+            progress,
+            logs,
+        } = op
+        {
+            super::lifecycle::progress_in(tx, *id, *attempt, progress.as_ref(), logs).await?;
         }
     }
     let finishes: Vec<(Uuid, u32, &Transition)> = ops

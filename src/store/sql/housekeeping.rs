@@ -146,6 +146,13 @@ impl SqlStore {
                 .await
                 .map_err(db("prune"))?
                 .rows_affected();
+                sqlx::query(&format!(
+                    "DELETE FROM pj_job_logs WHERE job_id IN ({})",
+                    list.join(", ")
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("prune"))?;
                 tx.commit().await.map_err(db("commit"))?;
                 report.jobs += ids.len() as u64;
                 report.events += events;

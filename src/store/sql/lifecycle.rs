@@ -9,7 +9,7 @@ use super::*;
 pub(super) const START_UPSERT: &str =
     "ON CONFLICT (id) DO UPDATE SET status = 'running', attempts = excluded.attempts,
      started_at = excluded.started_at, updated_at = excluded.updated_at,
-     finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms),
+     finished_at = NULL, queue_ms = COALESCE(pj_jobs.queue_ms, excluded.queue_ms), progress = NULL,
      generation = excluded.generation, version = pj_jobs.version + 1,
      published_at = COALESCE(pj_jobs.published_at, excluded.started_at),
      outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
@@ -151,6 +151,71 @@ async fn finish_in(
     Ok(())
 }
 
+/// Records a running execution's progress and log lines inside `tx` (see
+/// [`LifecycleStore::progress`]): nothing unless `attempt` is the job's running execution.
+pub(super) async fn progress_in(
+    tx: &mut Transaction<'_, Any>,
+    id: Uuid,
+    attempt: u32,
+    progress: Option<&Progress>,
+    logs: &[LogLine],
+) -> Result<(), StoreError> {
+    let running = "status = 'running' AND attempts = $2";
+    if let Some(p) = progress {
+        let text = serde_json::to_string(p).map_err(|e| StoreError::Corrupt {
+            what: "progress",
+            detail: e.to_string(),
+        })?;
+        // The version moves, so that a client polling with an ETag sees the change.
+        sqlx::query(&format!(
+            "UPDATE pj_jobs SET progress = $3, version = version + 1 WHERE id = $1 AND {running}"
+        ))
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .bind(text)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("record progress"))?;
+    }
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let live: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT CAST(1 AS BIGINT) FROM pj_jobs WHERE id = $1 AND {running}"
+    ))
+    .bind(id.to_string())
+    .bind(i64::from(attempt))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db("record logs"))?;
+    if live.is_none() {
+        return Ok(());
+    }
+    let next: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(MAX(n) + 1, 0) AS BIGINT) FROM pj_job_logs WHERE job_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db("record logs"))?;
+    let room = (crate::store::MAX_STORED_LOG_LINES as i64 - next).max(0) as usize;
+    for (i, l) in logs.iter().take(room).enumerate() {
+        sqlx::query(
+            "INSERT INTO pj_job_logs (job_id, n, attempt, at, line) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (job_id, n) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(next + i as i64)
+        .bind(i64::from(l.attempt))
+        .bind(ms(l.at))
+        .bind(l.line.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(db("record logs"))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl LifecycleStore for SqlStore {
     async fn start(&self, s: Start) -> Result<StartOutcome, StoreError> {
@@ -163,6 +228,18 @@ impl LifecycleStore for SqlStore {
     async fn finish(&self, id: Uuid, attempt: u32, t: Transition) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("begin"))?;
         finish_in(&mut tx, id, attempt, &t).await?;
+        tx.commit().await.map_err(db("commit"))
+    }
+
+    async fn progress(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        progress: Option<&Progress>,
+        logs: &[LogLine],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        progress_in(&mut tx, id, attempt, progress, logs).await?;
         tx.commit().await.map_err(db("commit"))
     }
 
@@ -186,6 +263,15 @@ impl LifecycleStore for SqlStore {
                     transition,
                 } => {
                     finish_in(&mut tx, *id, *attempt, transition).await?;
+                    None
+                }
+                StoreOp::Progress {
+                    id,
+                    attempt,
+                    progress,
+                    logs,
+                } => {
+                    progress_in(&mut tx, *id, *attempt, progress.as_ref(), logs).await?;
                     None
                 }
             });

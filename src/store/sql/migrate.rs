@@ -18,6 +18,7 @@ pub(super) fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/sqlite/0008_due_order.sql"),
             include_str!("migrations/sqlite/0009_revoked_sessions.sql"),
             include_str!("migrations/sqlite/0010_metadata.sql"),
+            include_str!("migrations/sqlite/0011_progress.sql"),
         ],
         Dialect::Postgres => &[
             include_str!("migrations/postgres/0001_jobs.sql"),
@@ -30,6 +31,7 @@ pub(super) fn migrations(d: Dialect) -> &'static [&'static str] {
             include_str!("migrations/postgres/0008_due_order.sql"),
             include_str!("migrations/postgres/0009_revoked_sessions.sql"),
             include_str!("migrations/postgres/0010_metadata.sql"),
+            include_str!("migrations/postgres/0011_progress.sql"),
         ],
     }
 }

@@ -67,6 +67,7 @@ impl OutboxStore for SqlStore {
         for sql in [
             "DELETE FROM pj_dedup WHERE job_id = $1",
             "DELETE FROM pj_events WHERE job_id = $1",
+            "DELETE FROM pj_job_logs WHERE job_id = $1",
             "DELETE FROM pj_jobs WHERE id = $1",
         ] {
             sqlx::query(sql)

@@ -289,6 +289,37 @@ impl ReadStore for SqlStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
+    async fn logs(
+        &self,
+        id: Uuid,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<JobLog>, StoreError> {
+        let after = after.map_or(-1, |a| a.min(i64::MAX as u64) as i64);
+        let rows = sqlx::query(
+            "SELECT n, attempt, at, line FROM pj_job_logs WHERE job_id = $1 AND n > $2 ORDER BY n LIMIT $3",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("get logs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobLog {
+                    n: r.try_get::<i64, _>("n").map_err(db("get logs"))?.max(0) as u64,
+                    attempt: r
+                        .try_get::<i64, _>("attempt")
+                        .map_err(db("get logs"))?
+                        .max(0) as u32,
+                    at: super::row::from_ms(r.try_get("at").map_err(db("get logs"))?),
+                    line: r.try_get("line").map_err(db("get logs"))?,
+                })
+            })
+            .collect()
+    }
+
     async fn events(&self, id: Uuid) -> Result<Vec<JobEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT kind, attempt, at, error, detail FROM pj_events WHERE job_id = $1 ORDER BY seq",

@@ -7,7 +7,7 @@ use sqlx::Row;
 use crate::store::{EventKind, JobEvent, JobRecord, OutboxMessage, StoreError, Unpublished};
 
 /// The columns [`job_from_row`] reads, in `SELECT` order.
-pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at, generation, metadata";
+pub(super) const JOB_COLUMNS: &str = "id, job_class, queue, status, attempts, arguments, enqueued_at, scheduled_at, started_at, finished_at, updated_at, last_error, result, dedup_key, version, seq, published_at, generation, metadata, progress";
 
 pub(super) fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
@@ -38,7 +38,7 @@ pub(super) fn cut_job_columns(n: u32) -> String {
         )
     };
     format!(
-        "id, job_class, queue, status, attempts, {}, enqueued_at, scheduled_at, started_at, finished_at, updated_at, {}, {}, dedup_key, version, seq, published_at, generation, metadata",
+        "id, job_class, queue, status, attempts, {}, enqueued_at, scheduled_at, started_at, finished_at, updated_at, {}, {}, dedup_key, version, seq, published_at, generation, metadata, progress",
         cut("arguments"),
         cut("last_error"),
         cut("result")
@@ -73,6 +73,16 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
             detail: e.to_string(),
         })?,
         None => Default::default(),
+    };
+    let progress = match row
+        .try_get::<Option<String>, _>("progress")
+        .map_err(get_err)?
+    {
+        Some(p) => Some(serde_json::from_str(&p).map_err(|e| StoreError::Corrupt {
+            what: "progress",
+            detail: e.to_string(),
+        })?),
+        None => None,
     };
     let mut last_error: Option<String> = row.try_get("last_error").map_err(get_err)?;
     let mut truncated = Vec::new();
@@ -113,6 +123,7 @@ pub(super) fn job_from_row(row: &AnyRow) -> Result<JobRecord, StoreError> {
         attempts: row.try_get::<i64, _>("attempts").map_err(get_err)? as u32,
         arguments,
         metadata,
+        progress,
         enqueued_at: from_ms(row.try_get("enqueued_at").map_err(get_err)?),
         scheduled_at: row
             .try_get::<Option<i64>, _>("scheduled_at")
