@@ -90,7 +90,7 @@ pub use client::{
 pub use error::{
     BrokerCode, Error, JobError, JobInterrupted, JobPanic, JobTimeout, MessageError, Result,
 };
-pub use job::{ConfiguredJob, Job, JobContext, MAX_RESULT_BYTES};
+pub use job::{ConfiguredJob, Job, JobContext, MAX_LOG_LINE_BYTES, MAX_RESULT_BYTES};
 pub use middleware::Middleware;
 pub use registry::{ArgumentsError, JobRegistration, Registry};
 pub use retry_policy::{Decision, RetryPolicy, Wait};

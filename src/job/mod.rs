@@ -133,10 +133,20 @@ pub struct JobContext {
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// What middleware attached on enqueue.
     pub(crate) metadata: crate::envelope::Metadata,
+    /// Where progress and log lines go, with a job store.
+    pub(crate) live: Option<Arc<crate::worker::progress::LiveJobs>>,
 }
 
 /// The largest result [`JobContext::set_result`] takes, as JSON: 1 MiB.
 pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+/// `s` cut to [`MAX_LOG_LINE_BYTES`] on a character boundary.
+fn cut(s: String) -> String {
+    if s.len() <= MAX_LOG_LINE_BYTES {
+        return s;
+    }
+    crate::morgue::truncate(&s, MAX_LOG_LINE_BYTES)
+}
 
 /// The bytes of `v` written as JSON, without writing them anywhere.
 fn json_size(v: &serde_json::Value) -> usize {
@@ -161,12 +171,52 @@ fn json_size(v: &serde_json::Value) -> usize {
 pub(crate) struct Outputs {
     pub result: Option<serde_json::Value>,
     pub checkpoint: Option<serde_json::Value>,
+    /// The job reported progress or logged a line (its last report is written at its end).
+    pub reported: bool,
 }
+
+/// The longest line [`JobContext::log`] keeps, and the longest progress message: 2 KiB (cut
+/// on a character boundary).
+pub const MAX_LOG_LINE_BYTES: usize = 2048;
 
 impl JobContext {
     /// A client to enqueue further jobs from inside `perform`.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Reports how far the job is: `done` of `total` steps (`total` 0 when unknown), with a
+    /// message ("2 of 3: notify"). With a job store, the latest report is stored (at most one
+    /// write per job a second, and the last one when the job ends) and shown by
+    /// `GET /v1/jobs/{id}`, its event stream and the dashboard until the execution ends; the next
+    /// execution starts without one. Without a store it goes to the worker's log only
+    /// (`job.progress`, at info). A message over [`MAX_LOG_LINE_BYTES`] is cut.
+    pub fn progress(&self, done: u64, total: u64, message: impl Into<String>) {
+        let message = cut(message.into());
+        match &self.live {
+            Some(live) => {
+                tracing::debug!(event = "job.progress", done, total, message = %message, "progress");
+                live.progress(self.job_id, self.attempt, done, total, message);
+                self.lock().reported = true;
+            }
+            None => {
+                tracing::info!(event = "job.progress", done, total, message = %message, "progress")
+            }
+        }
+    }
+
+    /// Logs a line of the job's own: it goes to the worker's log (`job.log`, with the job's
+    /// fields) and, with a job store, is stored with the job (the first
+    /// [`MAX_STORED_LOG_LINES`](crate::store::MAX_STORED_LOG_LINES) lines of each job), shown by
+    /// `GET /v1/jobs/{id}/logs`, the event stream and the dashboard. A line over
+    /// [`MAX_LOG_LINE_BYTES`] is cut.
+    pub fn log(&self, line: impl Into<String>) {
+        let line = cut(line.into());
+        tracing::info!(event = "job.log", line = %line, "job log");
+        if let Some(live) = &self.live {
+            live.log(self.job_id, self.attempt, line);
+            self.lock().reported = true;
+        }
     }
 
     /// What [`Middleware`](crate::Middleware) attached when the job was enqueued (a tenant, a
@@ -261,6 +311,7 @@ mod tests {
             resumptions: 0,
             stopping: Default::default(),
             metadata: Default::default(),
+            live: None,
         };
         assert_eq!(ctx.state::<u32>().ok(), Some(&7));
         let missing = ctx.state::<String>().unwrap_err();

@@ -181,6 +181,7 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
         resumptions: env.resumptions,
         stopping: shared.stopping.clone(),
         metadata: env.metadata.clone(),
+        live: shared.live.clone(),
     };
     if let Some(recorder) = &shared.recorder {
         let start = Start {
@@ -229,6 +230,12 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     shared.stats.record_run(elapsed);
     let outputs = std::mem::take(&mut *outputs.lock().unwrap_or_else(|p| p.into_inner()));
+    if outputs.reported {
+        if let Some(live) = &shared.live {
+            // What it reported last is written before its outcome.
+            live.finish(env.job_id);
+        }
+    }
     let _settling = slot.settle().await;
     outcome::finish(shared, d, env, reg, result, outputs, elapsed).await;
 }

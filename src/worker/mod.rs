@@ -22,6 +22,7 @@ mod health;
 pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod perform;
+pub(crate) mod progress;
 pub(crate) mod pull;
 pub(crate) mod record;
 pub(crate) mod schedule;
@@ -119,7 +120,9 @@ pub(crate) struct Shared {
     pub acker: AckBatcher,
     pub stats: Arc<Stats>,
     /// The batched store writer, with a store.
-    pub recorder: Option<record::Recorder>,
+    pub recorder: Option<Arc<record::Recorder>>,
+    /// The jobs reporting progress, with a store.
+    pub live: Option<Arc<progress::LiveJobs>>,
     /// The application state jobs read ([`JobContext::state`](crate::JobContext::state)).
     pub state: crate::State,
     /// The worker's shutdown signal, as jobs see it
@@ -291,6 +294,10 @@ impl Worker {
             flush_every: Duration::from_millis(5),
             acked: Some(stats.acked.clone()),
         });
+        let recorder = client
+            .store()
+            .map(|store| Arc::new(record::Recorder::start(store.clone(), Default::default())));
+        let live = recorder.clone().map(progress::LiveJobs::start);
         let shared = Arc::new(Shared {
             client: client.clone(),
             registry,
@@ -300,9 +307,8 @@ impl Worker {
             stats,
             state,
             stopping: shutdown.clone(),
-            recorder: client
-                .store()
-                .map(|store| record::Recorder::start(store.clone(), Default::default())),
+            recorder,
+            live,
         });
         // Leased at once, at most: running, prefetched, and (with a store, where recording an
         // outcome takes a batch) settling, each up to its bound. Flow control on real Pub/Sub.
@@ -471,6 +477,9 @@ impl Worker {
             }
         }
         let _ = scheduler_stop.await;
+        if let Some(live) = &shared.live {
+            live.shutdown().await;
+        }
         if let Some(recorder) = &shared.recorder {
             recorder.shutdown().await;
         }

@@ -134,6 +134,24 @@ impl Recorder {
         }
     }
 
+    /// Queues a running job's progress and log lines without waiting (they are latest-wins and
+    /// best effort): with the queue full, they are dropped and counted.
+    pub(crate) fn send_progress(&self, op: StoreOp) {
+        let (tx, _) = oneshot::channel();
+        let id = match &op {
+            StoreOp::Progress { id, .. } => *id,
+            _ => return,
+        };
+        if self.lane(id).try_send((op, tx)).is_err() {
+            let n = self.unrecorded.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::debug!(
+                event = "store.unrecorded",
+                unrecorded = n,
+                "job store: the write queue is full; a progress report is dropped"
+            );
+        }
+    }
+
     /// Applies what is queued, then stops the writers.
     pub(crate) async fn shutdown(&self) {
         self.stop.cancel();
