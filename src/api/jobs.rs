@@ -58,6 +58,10 @@ pub(super) struct JobLinks {
     pub self_: String,
     /// Its history.
     pub events: String,
+    /// Its log lines.
+    pub logs: String,
+    /// Its changes as server-sent events, until it ends.
+    pub stream: String,
 }
 
 /// A job's status and result.
@@ -93,6 +97,10 @@ pub(crate) struct JobResource {
     pub result: Option<serde_json::Value>,
     /// The dedup key it was submitted with.
     pub dedup_key: Option<String>,
+    /// The running execution's latest progress ([`JobContext::progress`](crate::JobContext::progress));
+    /// absent before it reports any, and when a new execution starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::store::Progress>,
     /// What middleware attached on enqueue (a tenant, a request id); absent when nothing.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
@@ -111,6 +119,8 @@ impl From<JobRecord> for JobResource {
             links: JobLinks {
                 self_: format!("/v1/jobs/{}", r.id),
                 events: format!("/v1/jobs/{}/events", r.id),
+                logs: format!("/v1/jobs/{}/logs", r.id),
+                stream: format!("/v1/jobs/{}/stream", r.id),
             },
             generation: r.generation,
             id: r.id,
@@ -127,6 +137,7 @@ impl From<JobRecord> for JobResource {
             result: r.result,
             dedup_key: r.dedup_key,
             metadata: r.metadata,
+            progress: r.progress,
             truncated: r.truncated,
         }
     }

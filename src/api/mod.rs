@@ -19,6 +19,7 @@
 mod actions;
 mod host;
 mod jobs;
+mod live;
 mod metrics;
 mod openapi;
 mod periodic;
@@ -92,6 +93,8 @@ pub struct ApiState {
     pub(crate) config: Arc<ApiConfig>,
     /// Signs dashboard sessions (derived from the tokens).
     pub(crate) session_key: [u8; 32],
+    /// Cancelled when the server stops: long answers (a job's event stream) end then.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -117,6 +120,7 @@ impl ApiState {
             registry: Arc::new(Registry::from_inventory()?),
             session_key: ui::session::key(&config.tokens),
             config: Arc::new(config),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -141,6 +145,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/stats", get(actions::stats))
         .route("/v1/classes", get(actions::classes))
         .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/{id}/logs", get(live::logs))
+        .route("/v1/jobs/{id}/stream", get(live::stream))
         .route("/v1/queues", get(jobs::queues))
         .route("/v1/outbox", get(jobs::outbox))
         .route("/v1/periodic", get(periodic::list))
@@ -183,6 +189,8 @@ pub async fn serve(
         "HTTP API listening"
     );
     let client = state.client.clone();
+    let mut state = state;
+    state.stopping = shutdown.clone();
     let served = server::run(listener, router(state), &limits, shutdown).await;
     client.flush().await;
     served

@@ -10,14 +10,15 @@ use super::jobs;
 #[openapi(
     info(title = "pubsub-jobs", description = "Background jobs on Google Cloud Pub/Sub: submit, poll, cancel."),
     paths(
-        jobs::submit, jobs::get_job, jobs::events, jobs::list, jobs::cancel, jobs::queues, jobs::outbox,
+        jobs::submit, jobs::get_job, jobs::events, super::live::logs, super::live::stream, jobs::list, jobs::cancel, jobs::queues, jobs::outbox,
         super::actions::retry, super::actions::delete, super::actions::cancel, super::actions::bulk,
         super::actions::count, super::actions::stats, super::actions::classes,
         super::periodic::list, super::periodic::pause, super::periodic::resume, super::periodic::run_now,
         super::metrics::metrics, super::healthz
     ),
     components(schemas(
-        jobs::SubmitRequest, jobs::JobResource, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
+        jobs::SubmitRequest, jobs::JobResource, super::live::LogsResponse, crate::store::JobLog,
+        crate::store::Progress, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
         jobs::QueueCounts, jobs::QueuesResponse, jobs::OutboxResponse, super::periodic::PeriodicResource,
         super::periodic::PeriodicList, super::ErrorBody, super::ErrorDetail,
         crate::store::JobStatus, crate::store::EventKind, crate::store::JobEvent,

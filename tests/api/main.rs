@@ -10,6 +10,7 @@ mod actions;
 mod auth;
 mod http_job;
 mod jobs;
+mod live;
 mod openapi;
 mod periodic;
 mod server;

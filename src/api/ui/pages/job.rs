@@ -15,6 +15,10 @@ pub(crate) async fn job(
         .await?
         .ok_or_else(|| jobs::not_found(id))?;
     let events = state.store.events(id).await?;
+    let logs = state
+        .store
+        .logs(id, None, crate::store::MAX_STORED_LOG_LINES as u32)
+        .await?;
     let mut b = String::new();
     let ids = j.id.to_string();
     b.push_str("<div class=\"actions\">");
@@ -60,6 +64,45 @@ pub(crate) async fn job(
         "<h2>Arguments</h2><pre id=\"arguments\">{}</pre>",
         esc(&pretty(&j.arguments))
     );
+    if let Some(p) = &j.progress {
+        let bar = if p.total > 0 {
+            format!(
+                "<progress id=\"progress\" value=\"{}\" max=\"{}\">{}%</progress> ",
+                p.done.min(p.total),
+                p.total,
+                p.done.min(p.total) * 100 / p.total
+            )
+        } else {
+            "<progress id=\"progress\"></progress> ".to_string()
+        };
+        let _ = write!(
+            b,
+            "<h2>Progress</h2><p>{bar}{} of {} <span class=\"muted\">(attempt {}, {})</span>: {}</p>",
+            p.done,
+            if p.total > 0 { p.total.to_string() } else { "?".into() },
+            p.attempt,
+            time(Some(p.at)),
+            esc(&p.message)
+        );
+    }
+    if !logs.is_empty() {
+        const TAIL: usize = 50;
+        let from = logs.len().saturating_sub(TAIL);
+        let _ = write!(
+            b,
+            "<h2>Log</h2><p class=\"muted\">{} lines{}</p><pre id=\"log\">",
+            logs.len(),
+            if from > 0 {
+                format!(", the last {TAIL}")
+            } else {
+                String::new()
+            }
+        );
+        for l in &logs[from..] {
+            let _ = writeln!(b, "[{}] {}", l.attempt, esc(&l.line));
+        }
+        b.push_str("</pre>");
+    }
     if !j.metadata.is_empty() {
         b.push_str("<h2>Metadata</h2><dl id=\"metadata\">");
         for (k, v) in &j.metadata {
