@@ -476,19 +476,32 @@ impl Job for HttpRequestJob {
         if resume_at > 0 {
             tracing::info!(job_id = %ctx.job_id, resume_at = %self.steps[resume_at.min(self.steps.len() - 1)].name, "resuming after the finished steps");
         }
-        for step in &self.steps[resume_at..] {
+        let total = self.steps.len() as u64;
+        for (i, step) in self.steps.iter().enumerate().skip(resume_at) {
+            // "2 of 3: notify": steps done, and the one running.
+            ctx.progress(
+                i as u64,
+                total,
+                format!("{} of {total}: {}", i + 1, step.name),
+            );
             match self.run_step(step, &policy, timeout, ctx.attempt).await {
                 Ok(r) => {
+                    ctx.log(format!(
+                        "{}: {} in {} ms",
+                        step.name, r.status, r.duration_ms
+                    ));
                     progress.steps.push(r);
                     ctx.save_checkpoint(&progress)?;
                     ctx.set_result(&progress)?;
                 }
                 Err(e) => {
+                    ctx.log(format!("{}: {e}", step.name));
                     ctx.set_result(&progress)?;
                     return Err(e);
                 }
             }
         }
+        ctx.progress(total, total, format!("{total} of {total}: done"));
         Ok(())
     }
 }

@@ -113,5 +113,35 @@ pub(crate) async fn http_request_job_refuses_loopback_then_resumes_at_the_failed
         done["last_error"].as_str().unwrap().contains("HTTP 500"),
         "{done}"
     );
+    // Its progress, step by step: the last report of the execution that finished.
+    assert_eq!(done["progress"]["message"], "3 of 3: done", "{done}");
+    assert_eq!(
+        (&done["progress"]["done"], &done["progress"]["attempt"]),
+        (&json!(3), &json!(2))
+    );
+    let id = job["id"].as_str().unwrap();
+    let (_, logs) = s.get(&format!("/v1/jobs/{id}/logs")).await;
+    let lines: Vec<(u64, String)> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let line = l["line"].as_str().unwrap();
+            (
+                l["attempt"].as_u64().unwrap(),
+                line.split(' ').take(2).collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (1, "a: 200".to_string()),
+            (1, "b: step".to_string()),
+            (2, "b: 201".to_string()),
+            (2, "c: 200".to_string())
+        ],
+        "{logs}"
+    );
     s.stop().await;
 }
