@@ -459,6 +459,24 @@ mod tests {
             .collect()
     }
 
+    /// The failure reports in `trail`.
+    fn failures(trail: &Trail) -> Vec<String> {
+        let trail = trail.lock().unwrap();
+        trail
+            .iter()
+            .filter(|l| l.contains("failed"))
+            .cloned()
+            .collect()
+    }
+
+    /// Enqueues a probe on `client`'s default queue.
+    async fn probe(client: &crate::Client, fail: u32) -> Uuid {
+        Probe { fail, child: false }
+            .perform_later(client)
+            .await
+            .unwrap()
+    }
+
     fn marked(trail: &Trail) -> crate::Client {
         let (client, _) = memory_client();
         client
@@ -476,13 +494,7 @@ mod tests {
     async fn hooks_run_in_order_and_the_job_reads_what_enqueue_attached() {
         let trail = Trail::default();
         let client = marked(&trail);
-        let id = Probe {
-            fail: 0,
-            child: false,
-        }
-        .perform_later(&client)
-        .await
-        .unwrap();
+        let id = probe(&client, 0).await;
         let queued = enqueued_jobs(&client, "default");
         assert_eq!(queued.len(), 1);
         assert_eq!(
@@ -503,13 +515,7 @@ mod tests {
     async fn metadata_survives_a_retry_and_every_failure_is_reported_once_with_its_decision() {
         let trail = Trail::default();
         let client = marked(&trail);
-        let flaky = Probe {
-            fail: 1,
-            child: false,
-        }
-        .perform_later(&client)
-        .await
-        .unwrap();
+        let flaky = probe(&client, 1).await;
         let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
         assert_eq!((summary.failed, summary.retried), (1, 1));
         let retry = scheduled_jobs(&client, "default");
@@ -519,13 +525,7 @@ mod tests {
             retry[0].metadata.get("trail").map(String::as_str),
             Some("AB")
         );
-        let reports: Vec<String> = trail
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("failed"))
-            .cloned()
-            .collect();
+        let reports = failures(&trail);
         assert_eq!(
             reports,
             [
@@ -557,13 +557,7 @@ mod tests {
             Some("AB"),
             "in the morgue too"
         );
-        let reports: Vec<String> = trail2
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("failed"))
-            .cloned()
-            .collect();
+        let reports = failures(&trail2);
         assert_eq!(
             reports,
             ["A failed MiddlewareProbe attempt 2 \"morgue\" trail=AB"]
@@ -571,22 +565,10 @@ mod tests {
 
         // A discard is reported as one.
         trail.lock().unwrap().clear();
-        Probe {
-            fail: 2,
-            child: false,
-        }
-        .perform_later(&client)
-        .await
-        .unwrap();
+        probe(&client, 2).await;
         let summary = perform_enqueued_jobs(&client, "default").await.unwrap();
         assert_eq!(summary.discarded, 1);
-        let reports: Vec<String> = trail
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("failed"))
-            .cloned()
-            .collect();
+        let reports = failures(&trail);
         assert_eq!(
             reports,
             [
@@ -809,13 +791,7 @@ mod tests {
                 .unwrap(),
         );
         let client = marked(&trail).with_store(store.clone());
-        let id = Probe {
-            fail: 2,
-            child: false,
-        }
-        .perform_later(&client)
-        .await
-        .unwrap();
+        let id = probe(&client, 2).await;
         client.flush().await;
         let rec = store.get(id).await.unwrap().unwrap();
         assert_eq!(rec.metadata.get("trail").map(String::as_str), Some("AB"));

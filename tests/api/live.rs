@@ -74,34 +74,23 @@ pub(crate) async fn progress_logs_and_the_event_stream_follow_a_running_job() {
     assert_eq!(first["progress"]["total"], 3);
     assert_eq!(first["progress"]["message"], "step 1: <b>");
     assert_eq!(first["progress"]["attempt"], 1);
-    let tag = s
-        .http
-        .get(s.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .headers()["etag"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let unchanged = s
-        .http
-        .get(s.url(&format!("/v1/jobs/{id}")))
-        .header("if-none-match", &tag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unchanged.status(), 304, "nothing changed");
+    // The job's resource asked for with `If-None-Match: tag`: its status code and ETag.
+    let get_if = |tag: String| {
+        let req = s
+            .http
+            .get(s.url(&format!("/v1/jobs/{id}")))
+            .header("if-none-match", tag);
+        async move {
+            let r = req.send().await.unwrap();
+            let etag = r.headers()["etag"].to_str().unwrap().to_string();
+            (r.status().as_u16(), etag)
+        }
+    };
+    let (_, tag) = get_if(String::new()).await;
+    assert_eq!(get_if(tag.clone()).await.0, 304, "nothing changed");
     gate(&key).add_permits(1);
     s.poll(&id, step(2), Duration::from_secs(20)).await;
-    let changed = s
-        .http
-        .get(s.url(&format!("/v1/jobs/{id}")))
-        .header("if-none-match", &tag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(changed.status(), 200, "progress moves the ETag");
+    assert_eq!(get_if(tag).await.0, 200, "progress moves the ETag");
 
     let (code, logs) = s.get(&format!("/v1/jobs/{id}/logs")).await;
     assert_eq!(code, 200, "{logs}");
