@@ -340,7 +340,7 @@ pub async fn a_batch_records_like_one_by_one(s: &dyn JobStore, queue: &str) {
 }
 
 /// Progress is the running execution's, latest wins, and a new execution starts without it;
-/// log lines are numbered from 0, kept up to [`MAX_STORED_LOG_LINES`] per job, and read after a
+/// log lines are numbered from 0, kept up to [`MAX_STORED_LOG_LINES`](crate::store::MAX_STORED_LOG_LINES) per job, and read after a
 /// number; a write for an execution that is not the running one changes nothing. Applied alone
 /// and inside a batch beside the job's finish (progress first).
 pub async fn progress_and_logs_follow_the_running_execution(s: &dyn JobStore, queue: &str) {
