@@ -41,7 +41,15 @@ pub(crate) struct SubmitRequest {
     pub dedup_key: Option<String>,
     /// The dedup window in seconds (default 300; 1 to 31,536,000).
     pub dedup_window_seconds: Option<u64>,
+    /// String pairs the job carries to `ctx.metadata()` (a tenant, a request id), kept through
+    /// its retries: at most 64, keys of 1-128 characters, values of at most 1,024. The API
+    /// process's middleware may add to them.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
+
+/// The most metadata pairs a submit may carry, and the longest key and value.
+const MAX_METADATA: (usize, usize, usize) = (64, 128, 1024);
 
 /// The longest dedup window a submit may ask for: a year.
 const MAX_DEDUP_WINDOW_SECS: u64 = 365 * 24 * 3600;
@@ -442,8 +450,34 @@ pub(crate) fn prepare(
         }
         (None, None) => None,
     };
+    let (most, key_chars, value_chars) = MAX_METADATA;
+    if req.metadata.len() > most {
+        return Err(ApiError::unprocessable(format!(
+            "metadata may hold at most {most} pairs, not {}",
+            req.metadata.len()
+        ))
+        .field("metadata"));
+    }
+    for (k, v) in &req.metadata {
+        let field = format!("metadata.{k}");
+        super::plain_text(&field, v)?;
+        if k.is_empty() || k.chars().count() > key_chars {
+            return Err(ApiError::unprocessable(format!(
+                "metadata keys must be 1-{key_chars} characters"
+            ))
+            .field("metadata"));
+        }
+        if v.chars().count() > value_chars {
+            return Err(ApiError::unprocessable(format!(
+                "metadata values must be at most {value_chars} characters"
+            ))
+            .field(field));
+        }
+        super::plain_text("metadata", k)?;
+    }
     let mut env = Envelope::new(&req.job_class, &queue, req.arguments);
     env.scheduled_at = scheduled_at;
+    env.metadata = req.metadata;
     Ok((env, dedup))
 }
 

@@ -726,6 +726,29 @@ pub(crate) async fn a_jobs_metadata_shows_in_the_api_and_on_its_page() {
         .submit(json!({"job_class": "ApiProbe", "arguments": {"key": unique("plain")}, "queue": s.queue}))
         .await;
     assert!(plain.get("metadata").is_none(), "{plain}");
+    // A submit may carry its own, checked.
+    let (code, given) = s
+        .submit(
+            json!({"job_class": "ApiProbe", "arguments": {"key": unique("given")}, "queue": s.queue,
+                       "metadata": {"request_id": "r-42"}}),
+        )
+        .await;
+    assert_eq!(code, 202, "{given}");
+    assert_eq!(given["metadata"], json!({"request_id": "r-42"}));
+    for (bad, field) in [
+        (json!({"": "x"}), "metadata"),
+        (json!({"k": "x".repeat(1025)}), "metadata.k"),
+        (json!({"k": "a\u{0}b"}), "metadata.k"),
+        (json!({"k": 7}), "metadata.k"),
+    ] {
+        let (code, err) = s
+            .submit(json!({"job_class": "ApiProbe", "arguments": {"key": "k"}, "queue": s.queue, "metadata": bad}))
+            .await;
+        assert_eq!(code, 422, "{bad}: {err}");
+        if field != "metadata.k" || bad["k"].is_string() {
+            assert_eq!(err["error"]["field"], field, "{bad}: {err}");
+        }
+    }
     let page = s
         .http
         .get(s.url(&format!("/ui/jobs/{id}")))

@@ -135,6 +135,7 @@ pub(crate) async fn enqueue(
         scheduled_at: None,
         dedup_key: None,
         dedup_window_seconds: None,
+        metadata: Default::default(),
     };
     let (env, dedup) = match jobs::prepare(&state, req) {
         Ok(x) => x,
