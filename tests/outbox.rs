@@ -291,23 +291,6 @@ async fn a_job_published_twice_runs_once_the_duplicate_is_skipped() {
     );
 }
 
-/// Tags each job with where its enqueue came from.
-struct SourceTag;
-
-impl pubsub_jobs::Middleware for SourceTag {
-    fn enqueue<'a>(
-        &'a self,
-        mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
-        next: pubsub_jobs::middleware::EnqueueNext<'a>,
-    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
-        let source = format!("{:?}", next.source());
-        for j in &mut jobs {
-            j.metadata.insert("source".into(), source.clone());
-        }
-        next.run(jobs)
-    }
-}
-
 /// A rolled-back transaction's job never exists; a committed one's runs, promptly, once, with
 /// what the middleware attached inside the transaction.
 async fn transactional_enqueue<DB: sqlx::Database>(store: Arc<dyn JobStore>, pool: sqlx::Pool<DB>)
@@ -317,7 +300,7 @@ where
     let client = support::client()
         .await
         .with_store(store.clone())
-        .with_middleware(SourceTag);
+        .with_middleware(Tag("source", None));
     let queue = unique("tx");
     client.ensure_queue(&queue).await.unwrap();
     let mut config = worker_config(&queue);

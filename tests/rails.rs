@@ -255,22 +255,6 @@ impl Job for RustToRailsPositionalJob {
     }
 }
 
-/// Attaches a tenant to every job: Rails must run jobs that carry our metadata key.
-struct Tenant;
-
-impl pubsub_jobs::Middleware for Tenant {
-    fn enqueue<'a>(
-        &'a self,
-        mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
-        next: pubsub_jobs::middleware::EnqueueNext<'a>,
-    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
-        for j in &mut jobs {
-            j.metadata.insert("tenant".into(), "acme".into());
-        }
-        next.run(jobs)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_a_rust_service_enqueues_with_the_activejob_wire_run_in_rails() {
     if !tools::ruby_activejob("jobs_a_rust_service_enqueues_with_the_activejob_wire_run_in_rails") {
@@ -278,7 +262,7 @@ async fn jobs_a_rust_service_enqueues_with_the_activejob_wire_run_in_rails() {
     }
     let queue = unique("torails");
     // With metadata, under a key of ours that Rails ignores.
-    let client = client().await.with_middleware(Tenant);
+    let client = client().await.with_middleware(Tag("tenant", Some("acme")));
     let keyword = RustToRailsKeywordJob {
         invoice_id: 42,
         currency: "eur".into(),

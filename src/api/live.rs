@@ -72,6 +72,8 @@ struct Cursor {
     id: Uuid,
     version: Option<i64>,
     after: Option<u64>,
+    /// Nothing sent yet: the first look is at once.
+    first: bool,
     ended: bool,
 }
 
@@ -95,13 +97,14 @@ pub(crate) async fn stream(
         id,
         version: None,
         after: None,
+        first: true,
         ended: false,
     };
     let events = futures::stream::unfold(cursor, |mut c| async move {
         if c.ended {
             return None;
         }
-        if c.version.is_some() {
+        if !std::mem::take(&mut c.first) {
             let stopping = c.state.stopping.clone();
             tokio::select! {
                 _ = tokio::time::sleep(STREAM_EVERY) => {}
@@ -129,7 +132,6 @@ async fn next_events(c: &mut Cursor) -> Vec<Result<Event, std::convert::Infallib
         Err(e) => {
             // The store did not answer: try again next time.
             tracing::debug!(error = %e, job_id = %c.id, "job stream: the store did not answer");
-            c.version.get_or_insert(-1);
             return out;
         }
     };

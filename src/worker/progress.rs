@@ -89,20 +89,18 @@ impl LiveJobs {
         });
     }
 
-    /// Job `id`'s execution `attempt` logged `line`; false when its unwritten lines are at
-    /// their cap (the line is not stored).
-    pub(crate) fn log(&self, id: Uuid, attempt: u32, line: String) -> bool {
+    /// Job `id`'s execution `attempt` logged `line` (not stored beyond the cap of its unwritten
+    /// lines: it is in the worker's log).
+    pub(crate) fn log(&self, id: Uuid, attempt: u32, line: String) {
         let live = self.live(id, attempt);
         let mut p = lock(&live.pending);
-        if p.logs.len() >= MAX_PENDING_LINES {
-            return false;
+        if p.logs.len() < MAX_PENDING_LINES {
+            p.logs.push(LogLine {
+                attempt,
+                at: Utc::now(),
+                line,
+            });
         }
-        p.logs.push(LogLine {
-            attempt,
-            at: Utc::now(),
-            line,
-        });
-        true
     }
 
     /// The job ended: what it reported since the last write is queued now, ahead of its

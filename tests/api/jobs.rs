@@ -691,22 +691,6 @@ pub(crate) async fn a_bulk_action_finishes_when_its_client_goes_away() {
     assert_eq!(count("pending").await, 0);
 }
 
-/// Attaches a tenant whose value needs escaping in HTML.
-struct Tenant;
-
-impl pubsub_jobs::Middleware for Tenant {
-    fn enqueue<'a>(
-        &'a self,
-        mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
-        next: pubsub_jobs::middleware::EnqueueNext<'a>,
-    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
-        for j in &mut jobs {
-            j.metadata.insert("tenant".into(), "<acme>".into());
-        }
-        next.run(jobs)
-    }
-}
-
 #[tokio::test]
 pub(crate) async fn a_jobs_metadata_shows_in_the_api_and_on_its_page() {
     let s = Setup::sqlite(false, &[]).await;
@@ -715,7 +699,10 @@ pub(crate) async fn a_jobs_metadata_shows_in_the_api_and_on_its_page() {
         &s.queue,
         json!({"key": unique("meta"), "sleep_ms": 0}),
     );
-    let tagged = s.client.clone().with_middleware(Tenant);
+    let tagged = s
+        .client
+        .clone()
+        .with_middleware(Tag("tenant", Some("<acme>")));
     let id = tagged.submit(env, None).await.unwrap().job_id;
     tagged.flush().await;
     let (code, job) = s.get(&format!("/v1/jobs/{id}")).await;

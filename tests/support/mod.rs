@@ -60,6 +60,26 @@ pub(crate) async fn client_with_morgue(morgue: &str) -> Client {
         .expect("connect to the emulator")
 }
 
+/// Attaches `key`: `value` to every job enqueued; with `value` `None`, where the enqueue came
+/// from (`Client`, `Transaction`, `Periodic`).
+pub(crate) struct Tag(pub &'static str, pub Option<&'static str>);
+
+impl pubsub_jobs::Middleware for Tag {
+    fn enqueue<'a>(
+        &'a self,
+        mut jobs: Vec<pubsub_jobs::envelope::Envelope>,
+        next: pubsub_jobs::middleware::EnqueueNext<'a>,
+    ) -> pubsub_jobs::middleware::BoxFuture<'a, pubsub_jobs::Result<Vec<uuid::Uuid>>> {
+        let value = self
+            .1
+            .map_or_else(|| format!("{:?}", next.source()), str::to_string);
+        for j in &mut jobs {
+            j.metadata.insert(self.0.into(), value.clone());
+        }
+        next.run(jobs)
+    }
+}
+
 /// A client with a unique morgue.
 pub(crate) async fn client() -> Client {
     client_with_morgue(&unique("morgue")).await

@@ -71,6 +71,39 @@ fn anonymous(sql: &str, vals: &[V]) -> (String, Vec<V>) {
     (out, bound)
 }
 
+/// Inserts a job's log `lines`, numbered from `first`, in multi-row statements (a line whose
+/// number is taken already, by a duplicate delivery, is skipped).
+pub(super) async fn insert_logs(
+    tx: &mut Transaction<'_, Any>,
+    id: Uuid,
+    first: i64,
+    lines: &[crate::store::LogLine],
+) -> Result<(), StoreError> {
+    for (c, chunk) in lines.chunks(CHUNK).enumerate() {
+        let rows = placeholders(chunk.len(), 4, 2, &[]);
+        let sql = format!(
+            "INSERT INTO pj_job_logs (job_id, n, attempt, at, line)
+             SELECT $1, v.column1, v.column2, v.column3, v.column4 FROM (VALUES {rows}) AS v WHERE true
+             ON CONFLICT (job_id, n) DO NOTHING"
+        );
+        let mut vals = vec![V::T(Some(id.to_string()))];
+        for (i, l) in chunk.iter().enumerate() {
+            vals.extend([
+                V::I(Some(first + (c * CHUNK + i) as i64)),
+                V::I(Some(i64::from(l.attempt))),
+                V::I(Some(ms(l.at))),
+                V::T(Some(l.line.clone())),
+            ]);
+        }
+        let (sql, vals) = positional(tx, sql, vals);
+        bind_all(sqlx::query(&sql), vals)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("record logs"))?;
+    }
+    Ok(())
+}
+
 /// `($o+1, $o+2, ...)` for `n` values per row, rows from `first`.
 fn placeholders(rows: usize, per_row: usize, first: usize, casts: &[&str]) -> String {
     (0..rows)

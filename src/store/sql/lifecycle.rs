@@ -180,39 +180,21 @@ pub(super) async fn progress_in(
     if logs.is_empty() {
         return Ok(());
     }
-    let live: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT CAST(1 AS BIGINT) FROM pj_jobs WHERE id = $1 AND {running}"
+    // The next line's number, or nothing when that execution is not the running one.
+    let next: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT CAST(COALESCE((SELECT MAX(n) + 1 FROM pj_job_logs WHERE job_id = $1), 0) AS BIGINT)
+         FROM pj_jobs WHERE id = $1 AND {running}"
     ))
     .bind(id.to_string())
     .bind(i64::from(attempt))
     .fetch_optional(&mut **tx)
     .await
     .map_err(db("record logs"))?;
-    if live.is_none() {
+    let Some(next) = next else {
         return Ok(());
-    }
-    let next: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(MAX(n) + 1, 0) AS BIGINT) FROM pj_job_logs WHERE job_id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db("record logs"))?;
+    };
     let room = (crate::store::MAX_STORED_LOG_LINES as i64 - next).max(0) as usize;
-    for (i, l) in logs.iter().take(room).enumerate() {
-        sqlx::query(
-            "INSERT INTO pj_job_logs (job_id, n, attempt, at, line) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (job_id, n) DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(next + i as i64)
-        .bind(i64::from(l.attempt))
-        .bind(ms(l.at))
-        .bind(l.line.clone())
-        .execute(&mut **tx)
-        .await
-        .map_err(db("record logs"))?;
-    }
+    super::batch::insert_logs(tx, id, next, &logs[..logs.len().min(room)]).await?;
     Ok(())
 }
 
