@@ -31,6 +31,7 @@
 //! | `api` | `api`: the JSON HTTP API (serve it with a store; includes `periodic`) | axum, utoipa |
 //! | `http-job` | `http_job::HttpRequestJob`, registered only when you ask | reqwest |
 //! | `periodic` | `periodic`: cron entries in IANA timezones, each tick enqueued once (needs a store) | chrono-tz |
+//! | `opentelemetry` | `telemetry`: one trace from an enqueue to the job's run, across languages; messaging metrics | opentelemetry, tracing-opentelemetry |
 //! | `emulator` | `emulator`: the Pub/Sub emulator as a child process, for tests and demos | - |
 //! | `full` | all of the above | |
 //!
@@ -117,6 +118,9 @@ pub mod morgue;
 pub mod periodic;
 pub mod relay;
 pub mod store;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub mod telemetry;
 pub mod testing;
 
 mod client;

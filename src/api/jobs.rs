@@ -362,7 +362,18 @@ pub(crate) async fn submit(
         )
     })?;
     let (env, dedup) = prepare(&state, req)?;
-    let submission = state.client.submit(env, dedup).await?;
+    let submission = {
+        let submit = state.client.submit(env, dedup);
+        #[cfg(feature = "opentelemetry")]
+        if state.client.traced() {
+            use tracing::Instrument;
+            submit.instrument(request_span(&headers)).await?
+        } else {
+            submit.await?
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        submit.await?
+    };
     let record = match submission.record {
         Some(r) => *r,
         None => state
@@ -382,6 +393,23 @@ pub(crate) async fn submit(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+/// The server span of a traced `POST /v1/jobs`: a child of the request's `traceparent` header
+/// when it has one (the caller's trace goes on into the job's), else a new trace.
+#[cfg(feature = "opentelemetry")]
+fn request_span(headers: &HeaderMap) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!("request", otel.name = "POST /v1/jobs", otel.kind = "server",);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let parent = crate::telemetry::from_headers(
+        header(crate::telemetry::TRACEPARENT),
+        header(crate::telemetry::TRACESTATE),
+    );
+    let _ = span.set_parent(parent.unwrap_or_default());
+    span.set_attribute("http.request.method", "POST");
+    span.set_attribute("http.route", "/v1/jobs");
+    span
 }
 
 /// Checks a submit request as `POST /v1/jobs` and the dashboard's Enqueue form do: the class,

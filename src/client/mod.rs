@@ -42,6 +42,8 @@ struct Inner {
     submits: batch::SubmitQueue,
     /// Hooks around enqueues and executions, outermost first.
     middleware: crate::middleware::Chain,
+    /// OpenTelemetry spans and trace context on every enqueue and execution.
+    traced: bool,
 }
 
 /// Publishes jobs and manages queues. Cheap to clone; share one per process.
@@ -107,6 +109,7 @@ impl Client {
                 store: None,
                 submits: Default::default(),
                 middleware: Default::default(),
+                traced: false,
             }),
         }
     }
@@ -114,7 +117,31 @@ impl Client {
     /// This client with a job store: every enqueue is recorded there before it is published,
     /// and workers built on it record every transition. See [`store`](crate::store).
     pub fn with_store(self, store: Arc<dyn JobStore>) -> Self {
-        self.rebuilt(Some(store), self.inner.middleware.clone())
+        self.rebuilt(
+            Some(store),
+            self.inner.middleware.clone(),
+            self.inner.traced,
+        )
+    }
+
+    /// This client with OpenTelemetry on: every enqueue gets a `create` span and carries its
+    /// W3C trace context, every publish a `send` span, and a worker built on it runs each job
+    /// in a `process` span continuing that trace, and records the messaging metrics. Spans are
+    /// `tracing` spans: install `tracing-opentelemetry`'s layer. See [`telemetry`](crate::telemetry).
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn with_opentelemetry(self) -> Self {
+        self.rebuilt(
+            self.inner.store.clone(),
+            self.inner.middleware.clone(),
+            true,
+        )
+    }
+
+    /// Whether OpenTelemetry is on ([`Client::with_opentelemetry`]).
+    #[inline]
+    pub(crate) fn traced(&self) -> bool {
+        cfg!(feature = "opentelemetry") && self.inner.traced
     }
 
     /// This client with `middleware` added (innermost: after those given before): it wraps
@@ -127,7 +154,7 @@ impl Client {
     /// [`Client::with_middleware`] for a middleware already shared.
     pub fn with_middleware_arc(self, middleware: Arc<dyn crate::Middleware>) -> Self {
         let chain = self.inner.middleware.with(middleware);
-        self.rebuilt(self.inner.store.clone(), chain)
+        self.rebuilt(self.inner.store.clone(), chain, self.inner.traced)
     }
 
     /// A client on the same broker and settings (and the queues it already made sure of).
@@ -135,6 +162,7 @@ impl Client {
         &self,
         store: Option<Arc<dyn JobStore>>,
         middleware: crate::middleware::Chain,
+        traced: bool,
     ) -> Self {
         let ensured = self
             .inner
@@ -151,6 +179,7 @@ impl Client {
                 store,
                 submits: Default::default(),
                 middleware,
+                traced,
             }),
         }
     }

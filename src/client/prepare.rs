@@ -27,6 +27,12 @@ const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
 /// Pub/Sub's limit on an attribute's key.
 const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
 
+/// The metadata key of a job's W3C trace context (see `telemetry`).
+pub(crate) const TRACEPARENT: &str = "traceparent";
+
+/// The attribute Google's Pub/Sub client libraries carry a message's W3C trace context in.
+pub(crate) const GOOGLE_TRACEPARENT: &str = "googclient_traceparent";
+
 /// A job checked and turned into its message: what every enqueue records and publishes.
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
@@ -127,6 +133,14 @@ fn check(
 impl Client {
     /// Prepares `env`: checks it and makes its message (see the module docs).
     pub(crate) fn prepare(&self, env: Envelope, now: DateTime<Utc>) -> Result<Prepared> {
+        #[cfg(feature = "opentelemetry")]
+        let env = if self.traced() {
+            let mut env = env;
+            crate::telemetry::create(&mut env);
+            env
+        } else {
+            env
+        };
         let data = env.to_body();
         self.prepare_with_body(env, data, now)
     }
@@ -155,7 +169,11 @@ impl Client {
     ) -> Result<Prepared> {
         let config = self.config();
         let prefix = &config.topic_prefix;
-        let attributes = env.attributes();
+        let mut attributes = env.attributes();
+        if let Some(traceparent) = env.metadata.get(TRACEPARENT) {
+            // Where Google's client libraries read a message's trace context.
+            attributes.insert(GOOGLE_TRACEPARENT.to_string(), traceparent.clone());
+        }
         check(
             prefix,
             &config.morgue_queue,
@@ -191,6 +209,25 @@ mod tests {
             ..ClientConfig::default()
         };
         Client::with_memory_broker(MemoryBroker::new(), config)
+    }
+
+    #[test]
+    fn a_trace_context_in_the_metadata_is_mirrored_where_google_clients_read_it() {
+        let c = client("");
+        let mut env = Envelope::new("Traced", "default", serde_json::Value::Null);
+        let plain = c.prepare(env.clone(), Utc::now()).unwrap();
+        assert!(!plain.message.attributes.contains_key(GOOGLE_TRACEPARENT));
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        env.metadata.insert(TRACEPARENT.into(), tp.into());
+        let traced = c.prepare(env, Utc::now()).unwrap();
+        assert_eq!(
+            traced
+                .message
+                .attributes
+                .get(GOOGLE_TRACEPARENT)
+                .map(String::as_str),
+            Some(tp)
+        );
     }
 
     #[test]

@@ -105,7 +105,8 @@ impl Client {
             return self.submit_all(envelopes_for(queue, jobs)?).await;
         }
         let now = Utc::now();
-        if self.store().is_some() || J::WIRE != Wire::PubsubJobs {
+        // A traced enqueue writes each job's trace context into its envelope first.
+        if self.store().is_some() || J::WIRE != Wire::PubsubJobs || self.traced() {
             let prepared = self.prepare_values(queue, jobs, now)?;
             return self.submit_prepared(prepared).await;
         }

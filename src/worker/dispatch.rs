@@ -78,7 +78,7 @@ async fn after_panic(shared: &Shared, mut d: Delivery, reason: String) {
     let env = std::panic::catch_unwind(|| Envelope::decode(&d.data, &d.attributes))
         .ok()
         .and_then(Result::ok);
-    let span = job_span(shared, env.as_ref());
+    let span = job_span(shared, &d, env.as_ref());
     async {
         tracing::error!(message_id = %d.message_id, error = %reason, "dispatch panicked");
         let morgued = AssertUnwindSafe(outcome::morgue_unrunnable(shared, &mut d, env.as_ref(), reason))
@@ -98,15 +98,18 @@ async fn after_panic(shared: &Shared, mut d: Delivery, reason: String) {
 }
 
 /// The job's span, with every field at once (recording them one by one later costs a pass
-/// each). Without an envelope the morgue path fills in what the message says of the job.
-fn job_span<A>(shared: &Shared, env: Option<&Envelope<A>>) -> tracing::Span {
-    match env {
+/// each). Without an envelope the morgue path fills in what the message says of the job. With
+/// OpenTelemetry on, it is the execution's `process` span (`otel.name`, `otel.kind`).
+fn job_span<A>(shared: &Shared, d: &Delivery, env: Option<&Envelope<A>>) -> tracing::Span {
+    let span = match env {
         Some(env) => tracing::info_span!(
             "job",
             job_id = %env.job_id,
             job_class = env.job_class.as_str(),
             queue = %shared.queue,
             attempt = env.attempt(),
+            otel.name = field::Empty,
+            otel.kind = field::Empty,
         ),
         None => tracing::info_span!(
             "job",
@@ -114,18 +117,28 @@ fn job_span<A>(shared: &Shared, env: Option<&Envelope<A>>) -> tracing::Span {
             job_class = field::Empty,
             queue = %shared.queue,
             attempt = field::Empty,
+            otel.name = field::Empty,
+            otel.kind = field::Empty,
         ),
+    };
+    #[cfg(feature = "opentelemetry")]
+    if shared.client.traced() {
+        crate::telemetry::process(&span, &shared.queue, &d.message_id, &d.attributes, env);
+        crate::telemetry::consumed(&shared.queue);
     }
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = d;
+    span
 }
 
 async fn dispatch(shared: &Arc<Shared>, d: &mut Delivery, slot: Slot) {
     match ReceivedEnvelope::decode_received(&d.data, &d.attributes) {
         Ok(env) => {
-            let span = job_span(shared, Some(&env));
+            let span = job_span(shared, d, Some(&env));
             run(shared, d, env, slot).instrument(span).await
         }
         Err(e) => {
-            let span = job_span::<()>(shared, None);
+            let span = job_span::<()>(shared, d, None);
             let unrunnable = async {
                 outcome::morgue_unrunnable::<()>(shared, d, None, e.to_string()).await;
                 drop(slot);
@@ -229,6 +242,10 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
         .running
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     shared.stats.record_run(elapsed);
+    #[cfg(feature = "opentelemetry")]
+    if shared.client.traced() {
+        crate::telemetry::processed(&shared.queue, elapsed, result.as_ref().err());
+    }
     let outputs = std::mem::take(&mut *outputs.lock().unwrap_or_else(|p| p.into_inner()));
     if outputs.reported {
         if let Some(live) = &shared.live {

@@ -41,6 +41,11 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
 /// A client on Pub/Sub, without the job store (the operator tools that only touch Pub/Sub).
 pub(crate) async fn connect_pubsub(g: &GlobalArgs) -> anyhow::Result<Client> {
     let client = Client::connect(client_config(g)?).await?;
+    let client = if super::telemetry::enabled() {
+        client.with_opentelemetry()
+    } else {
+        client
+    };
     Ok(g.middleware.apply(client))
 }
 

@@ -12,43 +12,75 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use super::LogFormat;
 
-/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (else `default_level`).
+/// Sets up tracing: text or JSON lines on stderr, level from `RUST_LOG` (else `default_level`);
+/// and, when the `OTEL_*` variables ask for it, OpenTelemetry export of the library's spans and
+/// metrics ([`telemetry`](super::telemetry)), whose providers it returns: call
+/// [`Telemetry::shutdown`](super::telemetry::Telemetry::shutdown) before exiting. The error
+/// names an `OTEL_*` setting this build cannot honour.
 ///
 /// Lines go through [`pubsub_jobs::logging`]'s buffer: written in batches, warnings and errors
 /// at once, and always before the acks of the jobs they report. Call
 /// [`pubsub_jobs::logging::flush`] before exiting (`main_with` does).
-pub fn init_logging(format: LogFormat, default_level: &str) {
+pub fn init_logging(
+    format: LogFormat,
+    default_level: &str,
+) -> anyhow::Result<Option<super::telemetry::Telemetry>> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours only on a terminal: a log file or a collector gets plain text.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(BufferedStderr(pubsub_jobs::logging::install_stderr()));
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         pubsub_jobs::logging::flush();
         hook(info);
     }));
-    let _ = match format {
-        // A human at a terminal gets tracing's own coloured lines; a file or a collector gets
-        // the same shape from a formatter that costs a fraction of it per line.
-        LogFormat::Text if ansi => builder.try_init(),
-        LogFormat::Text => builder
+    let Some((telemetry, otel)) = super::telemetry::init::<Registry>()? else {
+        // The filter for the whole subscriber, as tracing's own builder sets it.
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt_layer(format, ansi))
+            .try_init();
+        return Ok(None);
+    };
+    // Spans go to OpenTelemetry at info whatever the log level (the exporter's own HTTP
+    // client is left out), and the log lines keep theirs.
+    let spans = EnvFilter::new(
+        "info,h2=off,hyper=off,hyper_util=off,reqwest=off,tower=off,tonic=off,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_http=off",
+    );
+    let _ = tracing_subscriber::registry()
+        .with(otel.map(|layer| layer.with_filter(spans)))
+        .with(fmt_layer(format, ansi).with_filter(filter))
+        .try_init();
+    Ok(Some(telemetry))
+}
+
+/// The log lines' layer: a human at a terminal gets tracing's own coloured lines; a file or a
+/// collector gets the same shape from a formatter that costs a fraction of it per line.
+fn fmt_layer<S>(format: LogFormat, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(BufferedStderr(pubsub_jobs::logging::install_stderr()));
+    match format {
+        LogFormat::Text if ansi => layer.boxed(),
+        LogFormat::Text => layer
             .fmt_fields(PlainFields)
             .event_format(PlainText)
-            .try_init(),
-        LogFormat::Json => builder
+            .boxed(),
+        LogFormat::Json => layer
             .fmt_fields(JsonFields::new())
             .event_format(FlatJson)
-            .try_init(),
-    };
+            .boxed(),
+    }
 }
 
 /// Standard error through the log buffer; warnings and errors flush it.

@@ -29,6 +29,7 @@ mod run_worker;
 mod smoke;
 pub mod spawn;
 mod store;
+pub mod telemetry;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -253,7 +254,13 @@ impl App {
             Some(Command::Demo { .. }) => "error",
             Some(_) => "warn",
         };
-        init_logging(cli.global.log_format, level);
+        let telemetry = match init_logging(cli.global.log_format, level) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
         let code = match self.run(cli).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -263,6 +270,9 @@ impl App {
             }
         };
         pubsub_jobs::logging::flush();
+        if let Some(t) = telemetry {
+            t.shutdown();
+        }
         code
     }
 
