@@ -212,19 +212,36 @@ pub(crate) fn created<'a>(
         .collect()
 }
 
-/// Makes `span` (a job's one span, not yet entered, with the fields `otel.name` and
-/// `otel.kind`) the `process {queue}` span of an
-/// execution: a child of the job's creation on its first, immediate execution; otherwise the
-/// root of a new trace with a link to it. `env` is `None` for a message that is no job.
-pub(crate) fn process<A>(
-    span: &tracing::Span,
+/// The job's one span (the fields of the worker's, plus `otel.name` and `otel.kind`) as the
+/// `process {queue}` span of an execution: a child of the job's creation on its first, immediate
+/// execution; otherwise the root of a new trace with a link to it. `env` is `None` for a
+/// message that is no job (the morgue path fills in the job's fields).
+pub(crate) fn process_span<A>(
     queue: &str,
     message_id: &str,
     attributes: &HashMap<String, String>,
     env: Option<&Envelope<A>>,
-) {
-    span.record("otel.name", format_args!("process {queue}"));
-    span.record("otel.kind", "consumer");
+) -> tracing::Span {
+    let span = match env {
+        Some(env) => tracing::info_span!(
+            "job",
+            job_id = %env.job_id,
+            job_class = env.job_class.as_str(),
+            queue = %queue,
+            attempt = env.attempt(),
+            otel.name = %format_args!("process {queue}"),
+            otel.kind = "consumer",
+        ),
+        None => tracing::info_span!(
+            "job",
+            job_id = tracing::field::Empty,
+            job_class = tracing::field::Empty,
+            queue = %queue,
+            attempt = tracing::field::Empty,
+            otel.name = %format_args!("process {queue}"),
+            otel.kind = "consumer",
+        ),
+    };
     let carried = env.and_then(|e| carried(&e.metadata, attributes));
     let first_run =
         env.is_some_and(|e| e.attempt() <= 1 && e.resumptions == 0 && e.scheduled_at.is_none());
@@ -237,11 +254,12 @@ pub(crate) fn process<A>(
     if let (Some(cx), false) = (carried, first_run) {
         span.add_link(cx);
     }
-    messaging_attributes(span, "process", queue);
+    messaging_attributes(&span, "process", queue);
     span.set_attribute("messaging.message.id", message_id.to_string());
     if let Some(e) = env {
-        job_attributes(span, &e.job_id.to_string(), &e.job_class, e.attempt());
+        job_attributes(&span, &e.job_id.to_string(), &e.job_class, e.attempt());
     }
+    span
 }
 
 fn messaging_attributes(span: &tracing::Span, operation: &'static str, queue: &str) {

@@ -59,7 +59,7 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, A
             c.count
         );
     }
-    let _ = writeln!(out, "# HELP pubsub_jobs_events_total Job events by kind (outcomes: succeeded, failed, retry_scheduled, morgued, discarded, cancelled).");
+    let _ = writeln!(out, "# HELP pubsub_jobs_events_total Job events by kind (outcomes: succeeded, failed, retry_scheduled, morgued, discarded, cancelled, interrupted).");
     let _ = writeln!(out, "# TYPE pubsub_jobs_events_total counter");
     for (kind, n) in &snap.events {
         let _ = writeln!(

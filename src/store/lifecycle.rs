@@ -73,6 +73,13 @@ pub enum Transition {
         /// The error discarded.
         error: String,
     },
+    /// The execution stopped early and its resumption is about to be published: the job is
+    /// pending again, with the same attempt count, until the resumption starts. Recorded only
+    /// over a running job, and before the resumption is published (so never after it starts).
+    Interrupted {
+        /// Resumptions of this execution so far, this one included.
+        resumptions: u32,
+    },
 }
 
 /// A running execution's progress, as it last reported it

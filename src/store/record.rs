@@ -116,11 +116,14 @@ pub enum EventKind {
     Discarded,
     /// Cancelled before it started.
     Cancelled,
+    /// An execution stopped early (its worker was stopping) and was published again to resume
+    /// from its checkpoint, without counting an execution.
+    Interrupted,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         Self::Enqueued,
         Self::Scheduled,
         Self::Started,
@@ -130,6 +133,7 @@ impl EventKind {
         Self::Morgued,
         Self::Discarded,
         Self::Cancelled,
+        Self::Interrupted,
     ];
 
     /// The snake_case name.
@@ -144,6 +148,7 @@ impl EventKind {
             Self::Morgued => "morgued",
             Self::Discarded => "discarded",
             Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
         }
     }
 

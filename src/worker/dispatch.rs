@@ -99,17 +99,21 @@ async fn after_panic(shared: &Shared, mut d: Delivery, reason: String) {
 
 /// The job's span, with every field at once (recording them one by one later costs a pass
 /// each). Without an envelope the morgue path fills in what the message says of the job. With
-/// OpenTelemetry on, it is the execution's `process` span (`otel.name`, `otel.kind`).
+/// OpenTelemetry on, it is the execution's `process` span, made by `telemetry::process_span`.
 fn job_span<A>(shared: &Shared, d: &Delivery, env: Option<&Envelope<A>>) -> tracing::Span {
-    let span = match env {
+    #[cfg(feature = "opentelemetry")]
+    if shared.client.traced() {
+        return crate::telemetry::process_span(&shared.queue, &d.message_id, &d.attributes, env);
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = d;
+    match env {
         Some(env) => tracing::info_span!(
             "job",
             job_id = %env.job_id,
             job_class = env.job_class.as_str(),
             queue = %shared.queue,
             attempt = env.attempt(),
-            otel.name = field::Empty,
-            otel.kind = field::Empty,
         ),
         None => tracing::info_span!(
             "job",
@@ -117,21 +121,15 @@ fn job_span<A>(shared: &Shared, d: &Delivery, env: Option<&Envelope<A>>) -> trac
             job_class = field::Empty,
             queue = %shared.queue,
             attempt = field::Empty,
-            otel.name = field::Empty,
-            otel.kind = field::Empty,
         ),
-    };
-    #[cfg(feature = "opentelemetry")]
-    if shared.client.traced() {
-        crate::telemetry::process(&span, &shared.queue, &d.message_id, &d.attributes, env);
-        crate::telemetry::consumed(&shared.queue);
     }
-    #[cfg(not(feature = "opentelemetry"))]
-    let _ = d;
-    span
 }
 
 async fn dispatch(shared: &Arc<Shared>, d: &mut Delivery, slot: Slot) {
+    #[cfg(feature = "opentelemetry")]
+    if shared.client.traced() {
+        crate::telemetry::consumed(&shared.queue);
+    }
     match ReceivedEnvelope::decode_received(&d.data, &d.attributes) {
         Ok(env) => {
             let span = job_span(shared, d, Some(&env));

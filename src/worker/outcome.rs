@@ -184,9 +184,9 @@ pub(crate) async fn finish(
 }
 
 /// An execution that stopped early ([`JobInterrupted`]): published again at once with the
-/// checkpoint it saved, the same execution count and one more resumption, then acked. Nothing is
-/// recorded in a job store: it shows the execution running until it resumes (its start then
-/// counts as the same attempt's). If the publish fails, the message comes back as it was.
+/// checkpoint it saved, the same execution count and one more resumption, then acked. A job
+/// store records it first (`interrupted`): the job is pending until the resumption starts, which
+/// counts as the same attempt's. If the publish fails, the message comes back as it was.
 async fn interrupted(shared: &Shared, d: &Delivery, env: ReceivedEnvelope, outputs: Outputs) {
     let mut next = match env.into_parsed() {
         Ok(next) => next,
@@ -203,6 +203,11 @@ async fn interrupted(shared: &Shared, d: &Delivery, env: ReceivedEnvelope, outpu
     }
     next.resumptions = next.resumptions.saturating_add(1);
     next.scheduled_at = None;
+    // Pending again in a store before the resumption can start (its start makes it running).
+    let t = Transition::Interrupted {
+        resumptions: next.resumptions,
+    };
+    record(shared, next.job_id, next.attempt(), t).await;
     match shared.client.publish_envelopes(vec![next.clone()]).await {
         Ok(()) => {
             tracing::info!(
@@ -609,6 +614,24 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_job_resumes_from_its_checkpoint_without_counting_an_execution() {
         let (client, broker) = memory_client();
+        // With a store: pending while interrupted, one attempt in all.
+        #[cfg(feature = "sqlite")]
+        let (client, store) = {
+            let store: std::sync::Arc<dyn crate::store::JobStore> = std::sync::Arc::new(
+                crate::store::SqlStore::connect("sqlite::memory:")
+                    .await
+                    .unwrap(),
+            );
+            (client.with_store(store.clone()), store)
+        };
+        #[cfg(feature = "sqlite")]
+        let kinds = |id| {
+            let store = store.clone();
+            async move {
+                let events = store.events(id).await.unwrap();
+                events.iter().map(|e| e.kind).collect::<Vec<_>>()
+            }
+        };
         let id = Resumable { steps: 5 }.perform_later(&client).await.unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let worker = crate::Worker::new(client.clone(), crate::WorkerConfig::new("resumable"));
@@ -637,6 +660,13 @@ mod tests {
         assert_eq!((env.executions, env.resumptions), (0, 1));
         assert_eq!(env.checkpoint, Some(serde_json::json!(2)));
         assert!(env.scheduled_at.is_none() && env.last_error.is_none());
+        #[cfg(feature = "sqlite")]
+        {
+            use crate::store::{EventKind::*, JobStatus};
+            let rec = store.get(id).await.unwrap().unwrap();
+            assert_eq!((rec.status, rec.attempts), (JobStatus::Pending, 1));
+            assert!(kinds(id).await.ends_with(&[Started, Interrupted]));
+        }
         let summary = perform_enqueued_jobs(&client, "resumable").await.unwrap();
         assert_eq!((summary.succeeded, summary.failed), (1, 0));
         assert_eq!(
@@ -646,6 +676,15 @@ mod tests {
         );
         assert!(scheduled_jobs(&client, "resumable").is_empty());
         assert!(morgue(&client, &broker).is_empty());
+        #[cfg(feature = "sqlite")]
+        {
+            use crate::store::{EventKind::*, JobStatus};
+            let rec = store.get(id).await.unwrap().unwrap();
+            assert_eq!((rec.status, rec.attempts), (JobStatus::Succeeded, 1));
+            assert!(kinds(id)
+                .await
+                .ends_with(&[Started, Interrupted, Started, Succeeded]));
+        }
     }
 
     #[tokio::test]

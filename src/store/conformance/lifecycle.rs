@@ -339,6 +339,70 @@ pub async fn a_batch_records_like_one_by_one(s: &dyn JobStore, queue: &str) {
     assert_eq!(failed.error.as_deref(), Some("boom"));
 }
 
+/// An interrupted execution (its worker stopping; `JobError::interrupted`) is pending again with
+/// its attempt uncounted, one by one and in a batch; its resumption starts and ends as the same
+/// attempt.
+pub async fn an_interrupted_execution_is_pending_until_it_resumes(s: &dyn JobStore, queue: &str) {
+    use crate::store::{StoreOp, Transition};
+    let (a, b) = (new_job(queue, 0), new_job(queue, 1));
+    for j in [&a, &b] {
+        s.submit(j.clone()).await.expect("submit");
+        assert_eq!(
+            s.start(start_of(j, 1)).await.expect("start"),
+            StartOutcome::Run
+        );
+    }
+    let interrupted = || Transition::Interrupted { resumptions: 1 };
+    s.finish(a.id, 1, interrupted()).await.expect("finish");
+    let out = s
+        .record_batch(&[StoreOp::Finish {
+            id: b.id,
+            attempt: 1,
+            transition: interrupted(),
+        }])
+        .await
+        .expect("batch");
+    assert_eq!(out, [None]);
+    for j in [&a, &b] {
+        let rec = s.get(j.id).await.expect("get").expect("job");
+        assert_eq!(
+            (rec.status, rec.attempts),
+            (JobStatus::Pending, 1),
+            "pending again, the attempt not counted"
+        );
+        let events = s.events(j.id).await.expect("events");
+        let last = events.last().expect("an event");
+        assert_eq!((last.kind, last.attempt), (EventKind::Interrupted, 1));
+        assert_eq!(last.detail, Some(serde_json::json!({ "resumptions": 1 })));
+    }
+    // The resumption: the same attempt, started and finished.
+    assert_eq!(
+        s.start(start_of(&a, 1)).await.expect("start"),
+        StartOutcome::Run
+    );
+    assert_eq!(status(s, a.id).await, JobStatus::Running);
+    let run = Duration::from_millis(3);
+    s.finish(a.id, 1, Transition::Succeeded { result: None, run })
+        .await
+        .expect("finish");
+    let rec = s.get(a.id).await.expect("get").expect("a");
+    assert_eq!((rec.status, rec.attempts), (JobStatus::Succeeded, 1));
+    use EventKind::*;
+    assert_eq!(
+        kinds(s, a.id).await,
+        [Enqueued, Started, Interrupted, Started, Succeeded]
+    );
+    // b's resumption starts the same way.
+    assert_eq!(
+        s.start(start_of(&b, 1)).await.expect("start"),
+        StartOutcome::Run
+    );
+    assert_eq!(
+        kinds(s, b.id).await,
+        [Enqueued, Started, Interrupted, Started]
+    );
+}
+
 /// Progress is the running execution's, latest wins, and a new execution starts without it;
 /// log lines are numbered from 0, kept up to [`MAX_STORED_LOG_LINES`](crate::store::MAX_STORED_LOG_LINES) per job, and read after a
 /// number; a write for an execution that is not the running one changes nothing. Applied alone

@@ -119,6 +119,7 @@ macro_rules! store_conformance_tests {
             throughput_counts_finished_executions,
             heartbeats_list_live_processes,
             scheduled_jobs_list_soonest_due_first,
+            an_interrupted_execution_is_pending_until_it_resumes,
             progress_and_logs_follow_the_running_execution
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,6 +295,7 @@ async fn finish_rows(
             Transition::Succeeded { .. } => "succeeded",
             Transition::Failed { .. } => "failed",
             Transition::RetryScheduled { .. } => "retrying",
+            Transition::Interrupted { .. } => "interrupted",
             Transition::Morgued { .. } | Transition::Discarded { .. } => "ended",
         };
         groups.entry(key).or_default().push(*item);
@@ -316,6 +317,11 @@ async fn finish_rows(
                 "status = 'retrying', scheduled_at = v.column2, updated_at = $1",
                 " AND pj_jobs.status <> 'cancelled'",
                 &["TEXT", "BIGINT"],
+            ),
+            "interrupted" => (
+                "status = 'pending', updated_at = $1",
+                " AND pj_jobs.status = 'running'",
+                &["TEXT"],
             ),
             _ => (
                 "status = v.column2, finished_at = $1, updated_at = $1, last_error = v.column3",
@@ -370,6 +376,11 @@ async fn finish_rows(
                         Some(serde_json::json!({ "scheduled_at": at })),
                     )
                 }
+                Transition::Interrupted { resumptions } => event(
+                    EventKind::Interrupted,
+                    None,
+                    Some(serde_json::json!({ "resumptions": resumptions })),
+                ),
                 Transition::Morgued { error } => {
                     vals.extend([V::T(Some("morgued".into())), V::T(Some(error.clone()))]);
                     event(EventKind::Morgued, Some(error), None)

@@ -126,6 +126,22 @@ async fn finish_in(
                 row,
             )
         }
+        Transition::Interrupted { resumptions } => {
+            let row = sqlx::query(
+                "UPDATE pj_jobs SET status = 'pending', updated_at = $2, version = version + 1
+                     WHERE id = $1 AND status = 'running' RETURNING id",
+            )
+            .bind(id_s.clone())
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await;
+            (
+                EventKind::Interrupted,
+                None,
+                Some(serde_json::json!({ "resumptions": resumptions })),
+                row,
+            )
+        }
         Transition::Morgued { error } | Transition::Discarded { error } => {
             let (kind, status) = if matches!(t, Transition::Morgued { .. }) {
                 (EventKind::Morgued, "morgued")
