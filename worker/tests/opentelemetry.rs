@@ -562,3 +562,127 @@ async fn a_message_python_publishes_with_opentelemetry_on_continues_its_trace_in
     );
     assert!(!process.error, "{process:#?}");
 }
+
+const PYTHON_SUBSCRIBER: &str = r#"
+import json, sys, threading
+from google.cloud import pubsub_v1
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+project, subscription = sys.argv[1], sys.argv[2]
+subscriber = pubsub_v1.SubscriberClient(
+    subscriber_options=pubsub_v1.types.SubscriberOptions(enable_open_telemetry_tracing=True)
+)
+done = threading.Event()
+received = {}
+def callback(message):
+    received["traceparent"] = message.attributes.get("googclient_traceparent")
+    message.ack()
+    done.set()
+future = subscriber.subscribe(subscriber.subscription_path(project, subscription), callback=callback)
+assert done.wait(60), "no message"
+future.cancel()
+try:
+    future.result(timeout=10)
+except Exception:
+    pass
+subscriber.close()
+provider.force_flush()
+spans = [s for s in exporter.get_finished_spans() if s.name.endswith(" subscribe")]
+assert spans, [s.name for s in exporter.get_finished_spans()]
+s = spans[0]
+print(json.dumps({
+    "attribute": received["traceparent"],
+    "trace": format(s.context.trace_id, "032x"),
+    "parent": format(s.parent.span_id, "016x") if s.parent else None,
+    "links": [[format(l.context.trace_id, "032x"), format(l.context.span_id, "016x")] for l in s.links],
+}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_we_enqueue_continues_its_trace_in_a_python_subscriber_with_opentelemetry_on() {
+    let test = "a_job_we_enqueue_continues_its_trace_in_a_python_subscriber_with_opentelemetry_on";
+    let present = tools::runs(
+        "python3",
+        &[
+            "-c",
+            "import google.cloud.pubsub_v1, opentelemetry.sdk.trace",
+        ],
+    );
+    if !tools::have(
+        test,
+        "python3 with google-cloud-pubsub and opentelemetry-sdk",
+        "pip install google-cloud-pubsub opentelemetry-sdk",
+        present,
+    ) {
+        return;
+    }
+    let (receiver, endpoint) = Receiver::start().await;
+    let q = unique("otel-to-python");
+    let env = otel_env(&endpoint, "enqueue");
+    let (code, id, err) = run(
+        &[
+            "enqueue",
+            "MockJob",
+            r#"{"sleep_duration":0,"raise_error":false}"#,
+            "--queue",
+            &q,
+        ],
+        &refs(&env),
+    );
+    assert_eq!(code, 0, "enqueue: {err}");
+    let id = id.trim().to_string();
+    let spans = receiver
+        .wait(
+            "the enqueue's create span",
+            Duration::from_secs(30),
+            |spans| {
+                spans
+                    .iter()
+                    .any(|s| s.kind == PRODUCER && s.job() == Some(&id))
+            },
+        )
+        .await;
+    let create = spans
+        .iter()
+        .find(|s| s.kind == PRODUCER && s.job() == Some(&id))
+        .unwrap();
+
+    let out = std::process::Command::new("python3")
+        .args(["-c", PYTHON_SUBSCRIBER, "cli-tests", &q])
+        .env("PUBSUB_EMULATOR_HOST", emulator_host())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "the Python subscriber failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value =
+        serde_json::from_slice(out.stdout.trim_ascii()).expect("the subscriber's JSON line");
+    assert_eq!(
+        got["attribute"],
+        format!("00-{}-{}-01", create.trace, create.id),
+        "the message carries our creation context where Google's clients read it"
+    );
+    assert_eq!(
+        got["trace"],
+        create.trace.as_str(),
+        "Python's subscribe span is in our trace"
+    );
+    let linked = got["links"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|l| l[1] == create.id.as_str()));
+    assert!(
+        got["parent"] == create.id.as_str() || linked,
+        "Python's subscribe span follows our create span: {got}"
+    );
+}

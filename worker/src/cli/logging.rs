@@ -42,11 +42,23 @@ pub fn init_logging(
         hook(info);
     }));
     let Some((telemetry, otel)) = super::telemetry::init::<Registry>()? else {
-        // The filter for the whole subscriber, as tracing's own builder sets it.
-        let _ = tracing_subscriber::registry()
-            .with(filter)
-            .with(fmt_layer(format, ansi))
-            .try_init();
+        // Without OpenTelemetry, tracing's own builder: one filter for the whole subscriber and
+        // the formatter's type known (no layer behind a pointer on every job's events).
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(BufferedStderr(pubsub_jobs::logging::install_stderr()));
+        let _ = match format {
+            LogFormat::Text if ansi => builder.try_init(),
+            LogFormat::Text => builder
+                .fmt_fields(PlainFields)
+                .event_format(PlainText)
+                .try_init(),
+            LogFormat::Json => builder
+                .fmt_fields(JsonFields::new())
+                .event_format(FlatJson)
+                .try_init(),
+        };
         return Ok(None);
     };
     // Spans go to OpenTelemetry at info whatever the log level (the exporter's own HTTP
@@ -61,8 +73,9 @@ pub fn init_logging(
     Ok(Some(telemetry))
 }
 
-/// The log lines' layer: a human at a terminal gets tracing's own coloured lines; a file or a
-/// collector gets the same shape from a formatter that costs a fraction of it per line.
+/// The log lines' layer beside OpenTelemetry's, in the shapes of the builder above: a human at a
+/// terminal gets tracing's own coloured lines; a file or a collector gets the same shape from a
+/// formatter that costs a fraction of it per line.
 fn fmt_layer<S>(format: LogFormat, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
