@@ -46,6 +46,20 @@ pub(crate) struct SubmitRequest {
     /// process's middleware may add to them.
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Unique by its arguments: while a job of this class on this queue with equal arguments
+    /// (all, or the fields named) was submitted less than the period ago, a submit returns that
+    /// job (200). Not with `dedup_key`.
+    pub unique: Option<UniqueRequest>,
+}
+
+/// What makes a submit unique (`"unique": {"arguments": ["object_id"], "period_seconds": 300}`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UniqueRequest {
+    /// The top-level argument fields compared; absent: all the arguments.
+    pub arguments: Option<Vec<String>>,
+    /// How long a job holds its arguments, in seconds (default 300; 1 to 31,536,000).
+    pub period_seconds: Option<u64>,
 }
 
 /// The most metadata pairs a submit may carry, and the longest key and value.
@@ -477,6 +491,52 @@ pub(crate) fn prepare(
             )
         }
         (None, None) => None,
+    };
+    let dedup = match (dedup, &req.unique) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::unprocessable("give dedup_key or unique, not both").field("unique"),
+            )
+        }
+        (None, Some(u)) => {
+            let window = match u.period_seconds {
+                None => DEFAULT_DEDUP_WINDOW,
+                Some(p) if (1..=MAX_DEDUP_WINDOW_SECS).contains(&p) => Duration::from_secs(p),
+                Some(p) => {
+                    return Err(ApiError::unprocessable(format!(
+                        "unique.period_seconds must be 1-{MAX_DEDUP_WINDOW_SECS} (a year), not {p}"
+                    ))
+                    .field("unique.period_seconds"))
+                }
+            };
+            if let Some(fields) = &u.arguments {
+                if fields.is_empty() || fields.iter().any(|f| f.is_empty()) {
+                    return Err(ApiError::unprocessable(
+                        "unique.arguments names top-level argument fields: at least one, none empty",
+                    )
+                    .field("unique.arguments"));
+                }
+                if let Some(f) = fields
+                    .iter()
+                    .find(|f| req.arguments.get(f.as_str()).is_none())
+                {
+                    return Err(ApiError::unprocessable(format!(
+                        "unique.arguments names {f:?}, which the arguments lack"
+                    ))
+                    .field("unique.arguments"));
+                }
+            }
+            let dedup = Dedup::by_arguments(
+                &req.job_class,
+                &queue,
+                &req.arguments,
+                u.arguments.as_deref(),
+                window,
+            )
+            .map_err(ApiError::from)?;
+            Some(dedup)
+        }
+        (dedup, None) => dedup,
     };
     let (most, key_chars, value_chars) = MAX_METADATA;
     if req.metadata.len() > most {

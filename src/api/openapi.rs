@@ -17,7 +17,7 @@ use super::jobs;
         super::metrics::metrics, super::healthz
     ),
     components(schemas(
-        jobs::SubmitRequest, jobs::JobResource, super::live::LogsResponse, crate::store::JobLog,
+        jobs::SubmitRequest, jobs::UniqueRequest, jobs::JobResource, super::live::LogsResponse, crate::store::JobLog,
         crate::store::Progress, jobs::JobLinks, jobs::EventsResponse, jobs::JobList,
         jobs::QueueCounts, jobs::QueuesResponse, jobs::OutboxResponse, super::periodic::PeriodicResource,
         super::periodic::PeriodicList, super::ErrorBody, super::ErrorDetail,

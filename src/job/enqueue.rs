@@ -164,7 +164,17 @@ pub struct ConfiguredJob<'a, J: Job> {
     queue: Option<String>,
     at: Option<DateTime<Utc>>,
     wait: Option<Duration>,
-    dedup: Option<Dedup>,
+    dedup: Option<DedupBy>,
+}
+
+/// How a [`ConfiguredJob`] is deduplicated: by a key, or by its arguments.
+#[derive(Debug)]
+enum DedupBy {
+    Key(Dedup),
+    Arguments {
+        fields: Option<Vec<String>>,
+        window: Duration,
+    },
 }
 
 impl<'a, J: Job> ConfiguredJob<'a, J> {
@@ -200,8 +210,31 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
 
     /// Like [`ConfiguredJob::dedup_key`] with another window.
     pub fn dedup_key_within(mut self, key: impl Into<String>, window: Duration) -> Self {
-        self.dedup = Some(Dedup {
+        self.dedup = Some(DedupBy::Key(Dedup {
             key: key.into(),
+            window,
+        }));
+        self
+    }
+
+    /// Unique by its arguments within `window`: while a job of this class on this queue with
+    /// equal arguments was enqueued less than `window` ago, an enqueue returns that job's id and
+    /// publishes nothing. Its key is [`Dedup::by_arguments`]; it replaces a dedup key given
+    /// before. Needs a job store ([`Client::with_store`]).
+    pub fn unique_within(mut self, window: Duration) -> Self {
+        self.dedup = Some(DedupBy::Arguments {
+            fields: None,
+            window,
+        });
+        self
+    }
+
+    /// Like [`ConfiguredJob::unique_within`], comparing only the top-level argument `fields`
+    /// (a job's `object_id`, not the note it carries); an enqueue whose arguments lack one is
+    /// refused, naming it.
+    pub fn unique_by(mut self, fields: &[&str], window: Duration) -> Self {
+        self.dedup = Some(DedupBy::Arguments {
+            fields: Some(fields.iter().map(|f| f.to_string()).collect()),
             window,
         });
         self
@@ -218,7 +251,7 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
     /// relay of any worker (or `worker api`, `worker relay`) publishes it at once. It is checked
     /// first like every enqueue (the queue name with `client`'s prefix, Pub/Sub's size limit,
     /// the 7-day retention), so a job that could never be published is refused before anything
-    /// is written. No dedup key.
+    /// is written. No dedup key, nor uniqueness.
     #[cfg(feature = "sql")]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
     pub async fn perform_later_in<T: crate::store::EnqueueTx>(
@@ -253,6 +286,17 @@ impl<'a, J: Job> ConfiguredJob<'a, J> {
     /// Publishes the job; returns its id once Pub/Sub has accepted the message.
     pub async fn perform_later(self, client: &Client) -> Result<Uuid> {
         let env = self.envelope()?;
-        Ok(client.submit(env, self.dedup).await?.job_id)
+        let dedup = match self.dedup {
+            None => None,
+            Some(DedupBy::Key(d)) => Some(d),
+            Some(DedupBy::Arguments { fields, window }) => Some(Dedup::by_arguments(
+                &env.job_class,
+                &env.queue_name,
+                &env.arguments,
+                fields.as_deref(),
+                window,
+            )?),
+        };
+        Ok(client.submit(env, dedup).await?.job_id)
     }
 }

@@ -438,6 +438,120 @@ pub(crate) async fn dedup_20_concurrent_submits_yield_one_job_postgres() {
     s.stop().await;
 }
 
+/// 50 concurrent submits unique by the argument `key` (the other arguments differing, their
+/// keys in either order) make one job; from code, `unique_by` finds it too; by all arguments,
+/// other arguments make another job; a field the arguments lack is named.
+pub(crate) async fn unique_by_arguments_under_concurrent_submits(s: &Setup) {
+    let key = unique("uniq");
+    let mut tasks = Vec::new();
+    for i in 0..50u64 {
+        let body = if i % 2 == 0 {
+            json!({"job_class": "ApiProbe", "arguments": {"key": key, "sleep_ms": i % 3}, "queue": s.queue,
+                   "unique": {"arguments": ["key"], "period_seconds": 120}})
+        } else {
+            json!({"job_class": "ApiProbe", "queue": s.queue, "arguments": {"sleep_ms": i % 3, "key": key},
+                   "unique": {"arguments": ["key"]}})
+        };
+        let (http, url) = (s.http.clone(), s.url("/v1/jobs"));
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let code = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (code, v["id"].as_str().unwrap_or_default().to_string())
+        }));
+    }
+    let mut codes = HashMap::new();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (code, id) = t.await.unwrap();
+        *codes.entry(code).or_insert(0) += 1;
+        ids.insert(id);
+    }
+    assert_eq!(codes.get(&202), Some(&1), "{codes:?}");
+    assert_eq!(codes.get(&200), Some(&49), "{codes:?}");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    s.poll(&id, status_is("succeeded"), Duration::from_secs(30))
+        .await;
+    assert_eq!(runs(&key), 1);
+
+    let job = ApiProbe {
+        key: key.clone(),
+        sleep_ms: 5,
+        fail_first: 0,
+        nested: None,
+    };
+    let window = Duration::from_secs(120);
+    let again = job
+        .set()
+        .queue(&s.queue)
+        .unique_by(&["key"], window)
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_eq!(again.to_string(), id, "the same key from code");
+    // By all the arguments: these differ from the API's, so another job, then that one again.
+    let whole = job
+        .set()
+        .queue(&s.queue)
+        .unique_within(window)
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_ne!(whole.to_string(), id);
+    let whole_again = job
+        .set()
+        .queue(&s.queue)
+        .unique_within(window)
+        .perform_later(&s.client)
+        .await
+        .unwrap();
+    assert_eq!(whole_again, whole);
+
+    let (code, err) = post(
+        s,
+        "/v1/jobs",
+        json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue,
+               "unique": {"arguments": ["object_id"]}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(err["error"]["field"], "unique.arguments", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object_id"),
+        "{err}"
+    );
+    let (code, err) = post(
+        s,
+        "/v1/jobs",
+        json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue,
+               "dedup_key": "k", "unique": {}}),
+    )
+    .await;
+    assert_eq!(
+        (code, err["error"]["field"].as_str()),
+        (422, Some("unique")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+pub(crate) async fn unique_by_arguments_50_concurrent_submits_yield_one_job_sqlite() {
+    let s = Setup::sqlite(true, &[]).await;
+    unique_by_arguments_under_concurrent_submits(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn unique_by_arguments_50_concurrent_submits_yield_one_job_postgres() {
+    let s = Setup::with_store(&postgres_url(), true, &[]).await;
+    unique_by_arguments_under_concurrent_submits(&s).await;
+    s.stop().await;
+}
+
 #[tokio::test]
 pub(crate) async fn postgres_store_polls_to_succeeded_and_cancels() {
     let s = Setup::with_store(&postgres_url(), true, &[]).await;

@@ -136,6 +136,7 @@ pub(crate) async fn enqueue(
         dedup_key: None,
         dedup_window_seconds: None,
         metadata: Default::default(),
+        unique: None,
     };
     let (env, dedup) = match jobs::prepare(&state, req) {
         Ok(x) => x,
