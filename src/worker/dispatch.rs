@@ -229,7 +229,9 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
     let result = super::perform::run(
         job,
         ctx,
-        reg.timeout(),
+        shared
+            .job_timeout
+            .map_or(reg.timeout(), |cap| cap.min(reg.timeout())),
         shared.client.middleware(),
         env.arguments.get(),
     )

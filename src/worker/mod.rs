@@ -63,6 +63,10 @@ pub struct WorkerConfig {
     pub ack_deadline: Duration,
     /// How long running jobs may take to finish after a shutdown signal (default 25 s).
     pub shutdown_timeout: Duration,
+    /// The longest any execution of this worker may run before it fails with
+    /// [`JobTimeout`](crate::JobTimeout), whatever its class's [`Job::timeout`](crate::Job::timeout)
+    /// (a class's shorter timeout still applies). `None` (the default): each class's own.
+    pub job_timeout: Option<Duration>,
     /// How often the worker logs its counts (default 30 s).
     pub stats_interval: Duration,
     /// The outbox relay this worker runs when its client has a job store.
@@ -85,6 +89,7 @@ impl WorkerConfig {
             prefetch: 10,
             ack_deadline: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(25),
+            job_timeout: None,
             stats_interval: Duration::from_secs(30),
             relay: crate::relay::RelayConfig::default(),
             maintenance: Default::default(),
@@ -95,6 +100,11 @@ impl WorkerConfig {
     fn validate(&self) -> Result<()> {
         if self.concurrency == 0 {
             return Err(Error::Config("concurrency must be at least 1".into()));
+        }
+        if self.job_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::Config(
+                "the job timeout must be longer than zero".into(),
+            ));
         }
         if self.streams == 0 {
             return Err(Error::Config("streams must be at least 1".into()));
@@ -125,6 +135,8 @@ pub(crate) struct Shared {
     pub live: Option<Arc<progress::LiveJobs>>,
     /// The application state jobs read ([`JobContext::state`](crate::JobContext::state)).
     pub state: crate::State,
+    /// [`WorkerConfig::job_timeout`].
+    pub job_timeout: Option<Duration>,
     /// The worker's shutdown signal, as jobs see it
     /// ([`JobContext::is_stopping`](crate::JobContext::is_stopping)).
     pub stopping: CancellationToken,
@@ -306,6 +318,7 @@ impl Worker {
             acker,
             stats,
             state,
+            job_timeout: config.job_timeout,
             stopping: shutdown.clone(),
             recorder,
             live,

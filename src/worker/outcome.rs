@@ -687,6 +687,52 @@ mod tests {
         }
     }
 
+    /// A job whose class allows ten minutes, and sleeps a minute.
+    #[derive(Serialize, Deserialize)]
+    struct Sleeper;
+
+    impl Job for Sleeper {
+        const NAME: &'static str = "SleeperProbe";
+        fn queue(&self) -> &str {
+            "sleepy"
+        }
+        fn timeout() -> Duration {
+            Duration::from_secs(600)
+        }
+        async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }
+    }
+    register_job!(Sleeper);
+
+    #[tokio::test]
+    async fn the_worker_job_timeout_caps_a_class_timeout() {
+        let (client, _broker) = memory_client();
+        Sleeper.perform_later(&client).await.unwrap();
+        let mut config = crate::WorkerConfig::new("sleepy");
+        config.job_timeout = Some(Duration::from_millis(200));
+        let worker = crate::Worker::new(client.clone(), config);
+        let stats = worker.stats();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(worker.run(stop.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while stats.summary().processed < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job was not stopped at the worker's timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        let summary = running.await.unwrap().unwrap();
+        assert_eq!((summary.failed, summary.succeeded), (1, 0), "{summary:?}");
+        let retry = scheduled_jobs(&client, "sleepy");
+        assert_eq!(retry.len(), 1);
+        let error = retry[0].last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("timed out after 200ms"), "{error}");
+    }
+
     #[tokio::test]
     async fn a_discarded_failure_is_acked_with_nothing_left_behind() {
         let (client, broker) = memory_client();

@@ -344,6 +344,10 @@ pub struct RunArgs {
     /// Seconds running jobs get to finish after SIGTERM / SIGINT.
     #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT", default_value_t = 25.0)]
     pub shutdown_timeout: f64,
+    /// The longest any job may run, in seconds, before it fails with a timeout (a class's
+    /// shorter `Job::timeout` still applies); unset: each class's own (30 minutes by default).
+    #[arg(long, env = "WORKER_JOB_TIMEOUT")]
+    pub job_timeout: Option<f64>,
     /// Seconds between stats lines.
     #[arg(long, env = "WORKER_STATS_INTERVAL", default_value_t = 30.0)]
     pub stats_interval: f64,

@@ -20,6 +20,11 @@ pub(crate) async fn run(
     config.prefetch = args.prefetch.unwrap_or(args.concurrency);
     config.ack_deadline = Duration::from_secs(args.ack_deadline);
     config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
+    config.job_timeout = match args.job_timeout {
+        Some(t) if t > 0.0 => Some(seconds("--job-timeout", t)?),
+        Some(t) => anyhow::bail!("--job-timeout must be a number of seconds > 0, got {t}"),
+        None => None,
+    };
     config.stats_interval =
         seconds("--stats-interval", args.stats_interval)?.max(Duration::from_secs(1));
     config.relay = relay_config(g)?;
