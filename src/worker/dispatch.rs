@@ -229,9 +229,10 @@ async fn run(shared: &Arc<Shared>, d: &mut Delivery, env: ReceivedEnvelope, slot
     let result = super::perform::run(
         job,
         ctx,
-        shared
-            .job_timeout
-            .map_or(reg.timeout(), |cap| cap.min(reg.timeout())),
+        match shared.job_timeout {
+            Some(default) if reg.timeout() == crate::job::DEFAULT_TIMEOUT => default,
+            _ => reg.timeout(),
+        },
         shared.client.middleware(),
         env.arguments.get(),
     )

@@ -63,9 +63,11 @@ pub struct WorkerConfig {
     pub ack_deadline: Duration,
     /// How long running jobs may take to finish after a shutdown signal (default 25 s).
     pub shutdown_timeout: Duration,
-    /// The longest any execution of this worker may run before it fails with
-    /// [`JobTimeout`](crate::JobTimeout), whatever its class's [`Job::timeout`](crate::Job::timeout)
-    /// (a class's shorter timeout still applies). `None` (the default): each class's own.
+    /// The timeout of every job whose class does not set its own: how long an execution may
+    /// run before it fails with [`JobTimeout`](crate::JobTimeout), in place of the built-in 30
+    /// minutes. A class whose [`Job::timeout`](crate::Job::timeout) returns another value keeps
+    /// it (one that returns exactly 30 minutes counts as not setting one). `None` (the default):
+    /// 30 minutes.
     pub job_timeout: Option<Duration>,
     /// How often the worker logs its counts (default 30 s).
     pub stats_interval: Duration,

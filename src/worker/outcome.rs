@@ -687,7 +687,7 @@ mod tests {
         }
     }
 
-    /// A job whose class allows ten minutes, and sleeps a minute.
+    /// A job whose class keeps the default timeout, and sleeps a minute.
     #[derive(Serialize, Deserialize)]
     struct Sleeper;
 
@@ -696,9 +696,6 @@ mod tests {
         fn queue(&self) -> &str {
             "sleepy"
         }
-        fn timeout() -> Duration {
-            Duration::from_secs(600)
-        }
         async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(())
@@ -706,10 +703,30 @@ mod tests {
     }
     register_job!(Sleeper);
 
+    /// A job whose class sets its own timeout (10 s), and runs for 600 ms.
+    #[derive(Serialize, Deserialize)]
+    struct OwnTimeout;
+
+    impl Job for OwnTimeout {
+        const NAME: &'static str = "OwnTimeoutProbe";
+        fn queue(&self) -> &str {
+            "sleepy"
+        }
+        fn timeout() -> Duration {
+            Duration::from_secs(10)
+        }
+        async fn perform(&self, _ctx: &JobContext) -> Result<(), JobError> {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            Ok(())
+        }
+    }
+    register_job!(OwnTimeout);
+
     #[tokio::test]
-    async fn the_worker_job_timeout_caps_a_class_timeout() {
+    async fn the_worker_job_timeout_is_the_default_of_classes_without_their_own() {
         let (client, _broker) = memory_client();
         Sleeper.perform_later(&client).await.unwrap();
+        OwnTimeout.perform_later(&client).await.unwrap();
         let mut config = crate::WorkerConfig::new("sleepy");
         config.job_timeout = Some(Duration::from_millis(200));
         let worker = crate::Worker::new(client.clone(), config);
@@ -717,18 +734,20 @@ mod tests {
         let stop = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(worker.run(stop.clone()));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while stats.summary().processed < 1 {
+        while stats.summary().processed < 2 {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the job was not stopped at the worker's timeout"
+                "the jobs did not end: {:?}",
+                stats.summary()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop.cancel();
         let summary = running.await.unwrap().unwrap();
-        assert_eq!((summary.failed, summary.succeeded), (1, 0), "{summary:?}");
+        assert_eq!((summary.failed, summary.succeeded), (1, 1), "{summary:?}");
         let retry = scheduled_jobs(&client, "sleepy");
         assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].job_class, "SleeperProbe");
         let error = retry[0].last_error.as_deref().unwrap_or_default();
         assert!(error.contains("timed out after 200ms"), "{error}");
     }

@@ -855,3 +855,26 @@ fn queues_smoke_passes_on_the_emulator_and_cleans_up() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn job_timeout_from_the_go_services_variable_fails_a_job_that_runs_longer() {
+    let q = unique("cli-timeout");
+    let slow = enqueue(&q, r#"{"sleep_duration":30,"raise_error":false}"#, &[]);
+    let mut w = Running::start(&q, &[("JOB_TIMEOUT", "1"), ("JOB_PREFETCH", "3")], &[]);
+    let t = Duration::from_secs(60);
+    let failed = w.wait_for("slow failed", t, event("job.failed", &slow));
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out after 1s")),
+        "{failed}"
+    );
+    let started = w.wait_for("started line", t, |v| v["message"] == "worker started");
+    assert_eq!(started["prefetch"], 3, "{started}");
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit(Duration::from_secs(30)), 0);
+
+    let (code, _, err) = run(&["--queue", &q], &[("JOB_TIMEOUT", "soon")]);
+    assert_ne!(code, 0);
+    assert!(err.contains("JOB_TIMEOUT"), "{err}");
+}

@@ -335,7 +335,8 @@ pub struct RunArgs {
     /// Streaming pulls.
     #[arg(long, env = "WORKER_STREAMS", default_value_t = 2)]
     pub streams: usize,
-    /// Messages leased but not yet running, at most (default: the concurrency).
+    /// Messages leased but not yet running, at most (also read from `JOB_PREFETCH`; default:
+    /// the concurrency).
     #[arg(long, env = "WORKER_PREFETCH")]
     pub prefetch: Option<usize>,
     /// Lease of a pulled message in seconds, extended while its job runs (10-600).
@@ -344,8 +345,8 @@ pub struct RunArgs {
     /// Seconds running jobs get to finish after SIGTERM / SIGINT.
     #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT", default_value_t = 25.0)]
     pub shutdown_timeout: f64,
-    /// The longest any job may run, in seconds, before it fails with a timeout (a class's
-    /// shorter `Job::timeout` still applies); unset: each class's own (30 minutes by default).
+    /// Seconds a job whose class sets no `Job::timeout` may run before it fails with a timeout
+    /// (also read from `JOB_TIMEOUT`); unset: 30 minutes.
     #[arg(long, env = "WORKER_JOB_TIMEOUT")]
     pub job_timeout: Option<f64>,
     /// Seconds between stats lines.

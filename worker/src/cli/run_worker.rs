@@ -17,12 +17,23 @@ pub(crate) async fn run(
     let mut config = WorkerConfig::new(g.queue.clone());
     config.concurrency = args.concurrency;
     config.streams = args.streams;
-    config.prefetch = args.prefetch.unwrap_or(args.concurrency);
+    // The Go job service's names, when ours are not set.
+    let prefetch = match args.prefetch {
+        Some(p) => Some(p),
+        None => alias("JOB_PREFETCH", |v| v.parse::<usize>().ok())?,
+    };
+    config.prefetch = prefetch.unwrap_or(args.concurrency);
     config.ack_deadline = Duration::from_secs(args.ack_deadline);
     config.shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
-    config.job_timeout = match args.job_timeout {
+    let job_timeout = match args.job_timeout {
+        Some(t) => Some(t),
+        None => alias("JOB_TIMEOUT", |v| v.parse::<f64>().ok())?,
+    };
+    config.job_timeout = match job_timeout {
         Some(t) if t > 0.0 => Some(seconds("--job-timeout", t)?),
-        Some(t) => anyhow::bail!("--job-timeout must be a number of seconds > 0, got {t}"),
+        Some(t) => anyhow::bail!(
+            "--job-timeout (WORKER_JOB_TIMEOUT, JOB_TIMEOUT) must be a number of seconds > 0, got {t}"
+        ),
         None => None,
     };
     config.stats_interval =
@@ -61,4 +72,16 @@ pub(crate) async fn run(
     }
     result?;
     Ok(())
+}
+
+/// The value of the environment variable `name` (another service's name for one of our
+/// settings), parsed; an error naming it when it does not parse.
+fn alias<T>(name: &str, parse: impl Fn(&str) -> Option<T>) -> anyhow::Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match parse(v.trim()) {
+            Some(t) => Ok(Some(t)),
+            None => anyhow::bail!("{name}={v:?} is not a number"),
+        },
+        _ => Ok(None),
+    }
 }
