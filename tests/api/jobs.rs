@@ -536,6 +536,35 @@ pub(crate) async fn unique_by_arguments_under_concurrent_submits(s: &Setup) {
         (422, Some("unique")),
         "{err}"
     );
+
+    // The period ends: a second job with the same arguments, then that one again.
+    let short = unique("uniq-short");
+    let body = json!({"job_class": "ApiProbe", "arguments": {"key": short}, "queue": s.queue,
+                      "unique": {"arguments": ["key"], "period_seconds": 1}});
+    let (code, first) = post(s, "/v1/jobs", body.clone()).await;
+    assert_eq!(code, 202, "{first}");
+    let (code, same) = post(s, "/v1/jobs", body.clone()).await;
+    assert_eq!(
+        (code, &same["id"]),
+        (200, &first["id"]),
+        "within the period"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let (code, v) = post(s, "/v1/jobs", body.clone()).await;
+        if code == 202 {
+            break v;
+        }
+        assert_eq!((code, &v["id"]), (200, &first["id"]), "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 1 s period never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(second["id"], first["id"]);
+    let (code, again) = post(s, "/v1/jobs", body).await;
+    assert_eq!((code, &again["id"]), (200, &second["id"]));
 }
 
 #[tokio::test]
