@@ -13,4 +13,4 @@ pub mod morgue;
 mod queue;
 
 pub(crate) use queue::require_subscription;
-pub use queue::{clear, verify, Verdict};
+pub use queue::{clear, verify, Cleared, Verdict};

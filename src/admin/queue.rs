@@ -3,10 +3,23 @@
 
 use crate::error::{Error, Result};
 
+/// What [`clear`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cleared {
+    /// Every job published before this time is gone from Pub/Sub.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// With a job store, how many of its jobs were recorded as cancelled (not started, and
+    /// enqueued or waiting for a retry before `at`); their outbox rows are never published.
+    pub cancelled_in_store: Option<u64>,
+}
+
 /// Empties a queue: its backlog, its leased messages and its scheduled jobs, by seeking both of
 /// its subscriptions to now (no pull-and-ack loop). A queue that does not exist is an error, and
-/// nothing is created. Returns the time it cleared up to.
-pub async fn clear(client: &crate::Client, queue: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+/// nothing is created. With a job store, the jobs cleared end `cancelled` there
+/// ([`ActionStore::cancel_cleared`](crate::store::ActionStore::cancel_cleared)), so the store,
+/// the API and the dashboard show what Pub/Sub holds, and no relay publishes them again.
+pub async fn clear(client: &crate::Client, queue: &str) -> Result<Cleared> {
     client.validate_queue(queue)?;
     let main = require_subscription(client, "queue", queue).await?;
     let broker = client.broker();
@@ -16,7 +29,14 @@ pub async fn clear(client: &crate::Client, queue: &str) -> Result<chrono::DateTi
     if broker.subscription_exists(&scheduled).await? {
         broker.seek_to_now(&scheduled).await?;
     }
-    Ok(now)
+    let cancelled_in_store = match client.store() {
+        Some(store) => Some(store.cancel_cleared(queue, now).await?),
+        None => None,
+    };
+    Ok(Cleared {
+        at: now,
+        cancelled_in_store,
+    })
 }
 
 /// The subscription of `queue` if it exists, else [`Error::QueueNotFound`] (`what`: `queue` or

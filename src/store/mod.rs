@@ -251,6 +251,12 @@ pub trait ActionStore: Send + Sync {
     /// Deletes a finished job (succeeded, morgued, discarded, cancelled, or failed), its events
     /// and its dedup key.
     async fn delete(&self, id: Uuid) -> Result<DeleteOutcome, StoreError>;
+    /// Cancels every job of `queue` not started (pending, scheduled, retrying) whose last change
+    /// (its enqueue, or the retry it waits for) is at or before `before`: what clearing the
+    /// queue on Pub/Sub at that time removed (`admin::clear`). Each gets a `cancelled` event
+    /// (detail `{"cleared": true}`) and leaves the outbox: a relay never publishes it. Returns
+    /// how many.
+    async fn cancel_cleared(&self, queue: &str, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Processes: heartbeats of workers, API servers and relays.

@@ -878,3 +878,29 @@ fn job_timeout_from_the_go_services_variable_fails_a_job_that_runs_longer() {
     assert_ne!(code, 0);
     assert!(err.contains("JOB_TIMEOUT"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_with_a_store_records_the_cleared_jobs_as_cancelled() {
+    let q = unique("clear-store");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let store_env = [("PUBSUB_JOBS_STORE", url.as_str())];
+    let job = r#"{"sleep_duration":0,"raise_error":false}"#;
+    let now = enqueue_with(&q, job, &[], &store_env);
+    let later = enqueue_with(&q, job, &["--wait", "600"], &store_env);
+    let (code, stdout, stderr) = run(&["clear", "--queue", &q, "--yes"], &store_env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("records 2 of them as cancelled"),
+        "{stdout}"
+    );
+    let store = pubsub_jobs::store::connect(&url).await.unwrap();
+    for id in [&now, &later] {
+        let rec = store.get(id.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(rec.status, pubsub_jobs::store::JobStatus::Cancelled, "{id}");
+    }
+    // A job enqueued after the clear is untouched.
+    let after = enqueue_with(&q, job, &[], &store_env);
+    let rec = store.get(after.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(rec.status, pubsub_jobs::store::JobStatus::Pending);
+}

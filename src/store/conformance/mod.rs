@@ -120,6 +120,7 @@ macro_rules! store_conformance_tests {
             heartbeats_list_live_processes,
             scheduled_jobs_list_soonest_due_first,
             an_interrupted_execution_is_pending_until_it_resumes,
+            cleared_jobs_end_cancelled_and_leave_the_outbox,
             progress_and_logs_follow_the_running_execution
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

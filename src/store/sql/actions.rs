@@ -39,6 +39,44 @@ impl ActionStore for SqlStore {
         })
     }
 
+    async fn cancel_cleared(&self, queue: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = ms(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(db("begin"))?;
+        let rows = sqlx::query(
+            "UPDATE pj_jobs SET status = 'cancelled', finished_at = $3, updated_at = $3, version = version + 1,
+                 outbox_data = NULL, outbox_attributes = NULL, outbox_claimed_until = NULL
+             WHERE queue = $1 AND updated_at <= $2 AND status IN ('pending', 'scheduled', 'retrying')
+             RETURNING id, attempts",
+        )
+        .bind(queue.to_string())
+        .bind(ms(before))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("cancel cleared jobs"))?;
+        let detail = serde_json::json!({ "cleared": true });
+        for row in &rows {
+            let id: String = row.try_get("id").map_err(db("cancel cleared jobs"))?;
+            let attempts: i64 = row.try_get("attempts").map_err(db("cancel cleared jobs"))?;
+            let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
+                what: "job id",
+                detail: e.to_string(),
+            })?;
+            append_event(
+                &mut tx,
+                id,
+                EventKind::Cancelled,
+                attempts as u32,
+                now,
+                None,
+                Some(detail.clone()),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(rows.len() as u64)
+    }
+
     async fn requeue(&self, r: Requeue) -> Result<RequeueOutcome, StoreError> {
         let now = ms(Utc::now());
         let data = String::from_utf8(r.message.data.clone()).map_err(|e| StoreError::Corrupt {

@@ -17,13 +17,21 @@ pub(crate) async fn run(g: &GlobalArgs, yes: bool, morgue: bool) -> anyhow::Resu
             g.queue
         ),
     )?;
-    let at = pubsub_jobs::admin::clear(&client, &g.queue).await?;
+    // With a store, the cleared jobs end cancelled there too.
+    let client = match &g.store {
+        Some(url) => client.with_store(super::common::open_store(url).await?),
+        None => client,
+    };
+    let cleared = pubsub_jobs::admin::clear(&client, &g.queue).await?;
     println!(
         "Cleared queue {:?} (subscriptions {:?} and {:?}): every job published before {} is gone: backlog, leased and scheduled.",
         g.queue,
         client.resource_name(&g.queue),
         client.scheduled_resource_name(&g.queue),
-        at.to_rfc3339()
+        cleared.at.to_rfc3339()
     );
+    if let Some(n) = cleared.cancelled_in_store {
+        println!("The job store records {n} of them as cancelled; none is published again.");
+    }
     Ok(())
 }
