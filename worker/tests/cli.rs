@@ -904,3 +904,28 @@ async fn clear_with_a_store_records_the_cleared_jobs_as_cancelled() {
     let rec = store.get(after.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(rec.status, pubsub_jobs::store::JobStatus::Pending);
 }
+
+#[test]
+fn the_kisi_systems_project_variable_names_the_project() {
+    let q = unique("kisi");
+    let project = unique("kisi-project");
+    let out = worker()
+        .env_remove("PUBSUB_PROJECT_ID")
+        .env("PUBSUB_JOB_QUEUE_PROJECT_ID", &project)
+        .args(["queues", "setup", &q])
+        .output()
+        .expect("run worker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The queue is in that project, and only there.
+    let (code, stdout, stderr) = run(
+        &["health", "--queue", &q],
+        &[("PUBSUB_PROJECT_ID", &project)],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, _) = run(&["health", "--queue", &q], &[]);
+    assert_ne!(code, 0, "not in the default test project");
+}

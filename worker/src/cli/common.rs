@@ -21,7 +21,16 @@ pub(crate) fn client_config(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
         );
     }
     Ok(ClientConfig {
-        project_id: g.project.clone().unwrap_or_default(),
+        project_id: g
+            .project
+            .clone()
+            .or_else(|| {
+                // The Kisi job system's name for it.
+                std::env::var("PUBSUB_JOB_QUEUE_PROJECT_ID")
+                    .ok()
+                    .filter(|p| !p.trim().is_empty())
+            })
+            .unwrap_or_default(),
         topic_prefix: g.topic_prefix.clone(),
         morgue_queue: g.morgue_queue.clone(),
         timeout: Duration::from_secs_f64(g.pubsub_timeout),

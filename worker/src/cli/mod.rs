@@ -73,8 +73,8 @@ pub struct GlobalArgs {
     /// The queue.
     #[arg(long, env = "QUEUE_NAME", default_value = "default", global = true)]
     pub queue: String,
-    /// The Google Cloud project; unset: the credentials' project, else GOOGLE_CLOUD_PROJECT
-    /// (on the emulator, job-queue).
+    /// The Google Cloud project (also read from `PUBSUB_JOB_QUEUE_PROJECT_ID`); unset: the
+    /// credentials' project, else GOOGLE_CLOUD_PROJECT (on the emulator, job-queue).
     #[arg(long, env = "PUBSUB_PROJECT_ID", global = true)]
     pub project: Option<String>,
     /// A prefix for every topic and subscription, so that apps can share a project.
