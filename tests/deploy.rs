@@ -89,6 +89,23 @@ fn compose_names_the_services_variables_and_healthchecks() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(cmd.first(), Some(&"spawn"));
+    // Every service that reaches the store waits for it, so each starts alone
+    // (`docker compose run --rm spawner` included).
+    for name in ["api", "worker", "spawner"] {
+        let service = &c["services"][name];
+        if env_of(service).contains_key("PUBSUB_JOBS_STORE") {
+            assert_eq!(
+                service["depends_on"]["postgres"]["condition"].as_str(),
+                Some("service_healthy"),
+                "{name} uses the store without waiting for PostgreSQL"
+            );
+        }
+    }
+    // MockJob retries five minutes apart unless a faster demo is asked for.
+    assert_eq!(
+        env_of(worker)["MOCK_JOB_RETRY_WAIT"].as_str(),
+        Some("${MOCK_JOB_RETRY_WAIT:-300}")
+    );
 }
 
 #[test]
