@@ -367,13 +367,14 @@ pub(crate) async fn cancel_before_start_never_runs_and_late_cancels_conflict() {
     s.stop().await;
 }
 
-pub(crate) async fn dedup_under_concurrent_submits(s: &Setup) {
-    let key = unique("dedup");
-    let dedup_key = unique("order-42");
-    let body = json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue, "dedup_key": dedup_key});
+/// Submits `bodies` all at once; the count of each status code and the ids answered.
+async fn submit_at_once(
+    s: &Setup,
+    bodies: Vec<Value>,
+) -> (HashMap<u16, usize>, std::collections::HashSet<String>) {
     let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (http, url, body) = (s.http.clone(), s.url("/v1/jobs"), body.clone());
+    for body in bodies {
+        let (http, url) = (s.http.clone(), s.url("/v1/jobs"));
         tasks.push(tokio::spawn(async move {
             let r = http.post(url).json(&body).send().await.unwrap();
             let code = r.status().as_u16();
@@ -388,6 +389,14 @@ pub(crate) async fn dedup_under_concurrent_submits(s: &Setup) {
         *codes.entry(code).or_insert(0) += 1;
         ids.insert(id);
     }
+    (codes, ids)
+}
+
+pub(crate) async fn dedup_under_concurrent_submits(s: &Setup) {
+    let key = unique("dedup");
+    let dedup_key = unique("order-42");
+    let body = json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue, "dedup_key": dedup_key});
+    let (codes, ids) = submit_at_once(s, vec![body; 20]).await;
     assert_eq!(codes.get(&202), Some(&1), "{codes:?}");
     assert_eq!(codes.get(&200), Some(&19), "{codes:?}");
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -443,30 +452,18 @@ pub(crate) async fn dedup_20_concurrent_submits_yield_one_job_postgres() {
 /// other arguments make another job; a field the arguments lack is named.
 pub(crate) async fn unique_by_arguments_under_concurrent_submits(s: &Setup) {
     let key = unique("uniq");
-    let mut tasks = Vec::new();
-    for i in 0..50u64 {
-        let body = if i % 2 == 0 {
-            json!({"job_class": "ApiProbe", "arguments": {"key": key, "sleep_ms": i % 3}, "queue": s.queue,
-                   "unique": {"arguments": ["key"], "period_seconds": 120}})
-        } else {
-            json!({"job_class": "ApiProbe", "queue": s.queue, "arguments": {"sleep_ms": i % 3, "key": key},
-                   "unique": {"arguments": ["key"]}})
-        };
-        let (http, url) = (s.http.clone(), s.url("/v1/jobs"));
-        tasks.push(tokio::spawn(async move {
-            let r = http.post(url).json(&body).send().await.unwrap();
-            let code = r.status().as_u16();
-            let v: Value = r.json().await.unwrap();
-            (code, v["id"].as_str().unwrap_or_default().to_string())
-        }));
-    }
-    let mut codes = HashMap::new();
-    let mut ids = std::collections::HashSet::new();
-    for t in tasks {
-        let (code, id) = t.await.unwrap();
-        *codes.entry(code).or_insert(0) += 1;
-        ids.insert(id);
-    }
+    let bodies = (0..50u64)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"job_class": "ApiProbe", "arguments": {"key": key, "sleep_ms": i % 3}, "queue": s.queue,
+                       "unique": {"arguments": ["key"], "period_seconds": 120}})
+            } else {
+                json!({"job_class": "ApiProbe", "queue": s.queue, "arguments": {"sleep_ms": i % 3, "key": key},
+                       "unique": {"arguments": ["key"]}})
+            }
+        })
+        .collect();
+    let (codes, ids) = submit_at_once(s, bodies).await;
     assert_eq!(codes.get(&202), Some(&1), "{codes:?}");
     assert_eq!(codes.get(&200), Some(&49), "{codes:?}");
     assert_eq!(ids.len(), 1, "{ids:?}");
