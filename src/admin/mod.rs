@@ -5,6 +5,7 @@
 //!
 //! - [`clear`]: empty a queue (its backlog, leased and scheduled jobs).
 //! - [`verify`]: check a queue's subscriptions against what `worker queues setup` creates.
+//! - [`workers_of`]: the worker processes alive on a queue, from their heartbeats in the store.
 //! - [`morgue`]: list, retry and purge dead jobs.
 //! - [`jobs`]: retry, cancel or delete a stored job, or every job a filter matches.
 
@@ -13,4 +14,4 @@ pub mod morgue;
 mod queue;
 
 pub(crate) use queue::require_subscription;
-pub use queue::{clear, verify, Cleared, Verdict};
+pub use queue::{clear, verify, workers_of, Cleared, Verdict};

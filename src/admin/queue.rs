@@ -39,6 +39,24 @@ pub async fn clear(client: &crate::Client, queue: &str) -> Result<Cleared> {
     })
 }
 
+/// The worker processes of `queue` alive now: those whose heartbeat reached the store within
+/// the last three [`HEARTBEAT_INTERVAL`](crate::store::HEARTBEAT_INTERVAL)s (a worker reports
+/// itself every one). Empty: no worker runs the queue, and a job enqueued to it waits.
+pub async fn workers_of(
+    store: &dyn crate::store::JobStore,
+    queue: &str,
+) -> Result<Vec<crate::store::ProcessInfo>> {
+    let since = chrono::Utc::now()
+        - chrono::Duration::from_std(crate::store::HEARTBEAT_INTERVAL * 3)
+            .unwrap_or_else(|_| chrono::Duration::seconds(30));
+    Ok(store
+        .processes(since)
+        .await?
+        .into_iter()
+        .filter(|p| p.kind == "worker" && p.queue.as_deref() == Some(queue))
+        .collect())
+}
+
 /// The subscription of `queue` if it exists, else [`Error::QueueNotFound`] (`what`: `queue` or
 /// `the morgue`). Creates nothing: the operator tools never make a queue by accident.
 pub(crate) async fn require_subscription(

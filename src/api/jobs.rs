@@ -46,6 +46,10 @@ pub(crate) struct SubmitRequest {
     /// process's middleware may add to them.
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Refuse the job (409) unless a worker process runs its queue now (its heartbeat reached
+    /// the store within the last 30 s): for a caller that must not leave a job waiting.
+    #[serde(default)]
+    pub require_worker: bool,
     /// Unique by its arguments: while a job of this class on this queue with equal arguments
     /// (all, or the fields named) was submitted less than the period ago, a submit returns that
     /// job (200). Not with `dedup_key`.
@@ -321,6 +325,7 @@ pub(crate) fn not_found(id: Uuid) -> ApiError {
     (status = 202, description = "Accepted: recorded in the store's outbox, published right after (or by a relay)", body = JobResource),
     (status = 200, description = "The dedup key is held: the existing job", body = JobResource),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
+    (status = 409, description = "require_worker, and no worker runs the queue", body = ErrorBody),
     (status = 413, description = "Body over 1 MiB", body = ErrorBody),
     (status = 415, description = "Not Content-Type: application/json", body = ErrorBody),
     (status = 422, description = "Unknown class, bad arguments or options; names the field", body = ErrorBody),
@@ -375,7 +380,22 @@ pub(crate) async fn submit(
             format!("malformed JSON: data after the job object: {e}"),
         )
     })?;
+    let require_worker = req.require_worker;
     let (env, dedup) = prepare(&state, req)?;
+    if require_worker
+        && crate::admin::workers_of(state.store.as_ref(), &env.queue_name)
+            .await?
+            .is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "no worker runs queue {:?}: none reported to the store in the last 30 s (start `worker --queue {}` with this store); nothing was enqueued",
+                env.queue_name, env.queue_name
+            ),
+        )
+        .field("queue"));
+    }
     let submission = {
         let submit = state.client.submit(env, dedup);
         #[cfg(feature = "opentelemetry")]

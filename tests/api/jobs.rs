@@ -578,6 +578,53 @@ pub(crate) async fn unique_by_arguments_50_concurrent_submits_yield_one_job_post
     s.stop().await;
 }
 
+/// `require_worker`: accepted once the queue's worker has reported itself, refused (409, naming
+/// the queue, nothing enqueued) on a queue no worker runs.
+#[tokio::test]
+pub(crate) async fn require_worker_refuses_a_queue_no_worker_runs() {
+    let s = Setup::sqlite(true, &[]).await;
+    let key = unique("req-worker");
+    let body = json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": s.queue, "require_worker": true});
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let (code, v) = s.submit(body.clone()).await;
+        if code == 202 {
+            break v;
+        }
+        assert_eq!(code, 409, "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never reported itself: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    s.poll(
+        job["id"].as_str().unwrap(),
+        status_is("succeeded"),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let lonely = unique("lonely");
+    let (code, err) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": lonely, "require_worker": true}))
+        .await;
+    assert_eq!(code, 409, "{err}");
+    assert_eq!(err["error"]["field"], "queue", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains(&lonely),
+        "{err}"
+    );
+    let (_, page) = s.get(&format!("/v1/jobs?queue={lonely}")).await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(0), "{page}");
+    // Without it, the job is accepted and waits for a worker.
+    let (code, _) = s
+        .submit(json!({"job_class": "ApiProbe", "arguments": {"key": key}, "queue": lonely}))
+        .await;
+    assert_eq!(code, 202);
+    s.stop().await;
+}
+
 #[tokio::test]
 pub(crate) async fn postgres_store_polls_to_succeeded_and_cancels() {
     let s = Setup::with_store(&postgres_url(), true, &[]).await;

@@ -137,6 +137,7 @@ pub(crate) async fn enqueue(
         dedup_window_seconds: None,
         metadata: Default::default(),
         unique: None,
+        require_worker: false,
     };
     let (env, dedup) = match jobs::prepare(&state, req) {
         Ok(x) => x,
