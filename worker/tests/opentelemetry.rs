@@ -463,6 +463,41 @@ async fn every_retry_of_100_failing_jobs_is_a_trace_of_its_own_linked_to_the_run
     }
 }
 
+/// Whether Google's Python Pub/Sub client and the OpenTelemetry SDK are there for `test` (see
+/// `tools::have`).
+fn google_python(test: &str) -> bool {
+    let present = tools::runs(
+        "python3",
+        &[
+            "-c",
+            "import google.cloud.pubsub_v1, opentelemetry.sdk.trace",
+        ],
+    );
+    tools::have(
+        test,
+        "python3 with google-cloud-pubsub and opentelemetry-sdk",
+        "pip install google-cloud-pubsub opentelemetry-sdk",
+        present,
+    )
+}
+
+/// Runs `script` with the test project and `queue` as its arguments, on the emulator; the JSON
+/// line it prints.
+fn python(script: &str, queue: &str) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, "cli-tests", queue])
+        .env("PUBSUB_EMULATOR_HOST", emulator_host())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "the Python script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(out.stdout.trim_ascii()).expect("the script's JSON line")
+}
+
 const PYTHON_PUBLISHER: &str = r#"
 import datetime, json, os, sys, uuid
 from google.cloud import pubsub_v1
@@ -500,19 +535,8 @@ print(json.dumps({"job_id": job_id, "trace": format(ctx.trace_id, "032x"), "span
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_python_publishes_with_opentelemetry_on_continues_its_trace_in_the_worker() {
-    let test = "a_message_python_publishes_with_opentelemetry_on_continues_its_trace_in_the_worker";
-    let present = tools::runs(
-        "python3",
-        &[
-            "-c",
-            "import google.cloud.pubsub_v1, opentelemetry.sdk.trace",
-        ],
-    );
-    if !tools::have(
-        test,
-        "python3 with google-cloud-pubsub and opentelemetry-sdk",
-        "pip install google-cloud-pubsub opentelemetry-sdk",
-        present,
+    if !google_python(
+        "a_message_python_publishes_with_opentelemetry_on_continues_its_trace_in_the_worker",
     ) {
         return;
     }
@@ -524,19 +548,7 @@ async fn a_message_python_publishes_with_opentelemetry_on_continues_its_trace_in
     let (code, _, err) = run(&["queues", "setup", &q], &[]);
     assert_eq!(code, 0, "queues setup: {err}");
 
-    let out = std::process::Command::new("python3")
-        .args(["-c", PYTHON_PUBLISHER, "cli-tests", &q])
-        .env("PUBSUB_EMULATOR_HOST", emulator_host())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "the Python publisher failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let published: serde_json::Value =
-        serde_json::from_slice(out.stdout.trim_ascii()).expect("the publisher's JSON line");
+    let published = python(PYTHON_PUBLISHER, &q);
     let job_id = published["job_id"].as_str().unwrap().to_string();
 
     let spans = receiver
@@ -608,19 +620,8 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_we_enqueue_continues_its_trace_in_a_python_subscriber_with_opentelemetry_on() {
-    let test = "a_job_we_enqueue_continues_its_trace_in_a_python_subscriber_with_opentelemetry_on";
-    let present = tools::runs(
-        "python3",
-        &[
-            "-c",
-            "import google.cloud.pubsub_v1, opentelemetry.sdk.trace",
-        ],
-    );
-    if !tools::have(
-        test,
-        "python3 with google-cloud-pubsub and opentelemetry-sdk",
-        "pip install google-cloud-pubsub opentelemetry-sdk",
-        present,
+    if !google_python(
+        "a_job_we_enqueue_continues_its_trace_in_a_python_subscriber_with_opentelemetry_on",
     ) {
         return;
     }
@@ -655,19 +656,7 @@ async fn a_job_we_enqueue_continues_its_trace_in_a_python_subscriber_with_opente
         .find(|s| s.kind == PRODUCER && s.job() == Some(&id))
         .unwrap();
 
-    let out = std::process::Command::new("python3")
-        .args(["-c", PYTHON_SUBSCRIBER, "cli-tests", &q])
-        .env("PUBSUB_EMULATOR_HOST", emulator_host())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "the Python subscriber failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value =
-        serde_json::from_slice(out.stdout.trim_ascii()).expect("the subscriber's JSON line");
+    let got = python(PYTHON_SUBSCRIBER, &q);
     assert_eq!(
         got["attribute"],
         format!("00-{}-{}-01", create.trace, create.id),
